@@ -1,0 +1,241 @@
+r"""Generative models as Pyro model functions.
+
+Every model here is a :class:`pyro.nn.PyroModule` whose ``forward(x, idx=None, num_data=None)`` is a
+Pyro model with one local latent site ``"z"`` and one observed site ``"x"`` under the data plate
+(see :func:`data_plate`):
+
+.. math::
+
+    z_n \sim \mathcal N(0, I_d), \qquad x_n \mid z_n \sim p_\theta(x_n \mid z_n), \qquad n = 1..N.
+
+Conventions shared with the guides and the estimators:
+
+* the data plate is ``pyro.plate("data", ..., dim=-1)``; estimators put samples, chains or particles
+  in an outer plate at ``dim=-2``, so ``z`` has shape ``(S, N, d)`` there and every log-density is
+  ``(S, N)``;
+* densities keep every constant (the :math:`2\pi` terms of Gaussians), so all bounds are comparable;
+* a model exposes ``latent_dim``, ``data_dim`` and :meth:`VAEModel.validate_data`, which is called on
+  data entering training or evaluation (not on every trace: it would cost a pass over the data).
+
+Nothing outside this module evaluates a model's density by hand: estimators trace these functions.
+"""
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+from torch.distributions import constraints
+
+from .data import validate_binary, validate_continuous
+from .utils import ConfigError, check_choice, check_positive_int
+
+ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def data_plate(x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None):
+    """The plate over datapoints shared by every model and guide.
+
+    :param x: the (mini)batch, shape ``(B, D)``.
+    :param idx: global indices ``(B,)`` of the rows of ``x`` within the data set. Per-datapoint
+        guides use them to pick their parameters; with ``num_data`` they are the plate's subsample.
+    :param num_data: total number of datapoints ``N``. When given (with ``idx``), Pyro scales the
+        log-densities of the batch by ``N / B`` (minibatch subsampling); when omitted the plate has
+        size ``B`` and scale 1, which is what per-datapoint estimators want.
+    """
+    if num_data is None:
+        return pyro.plate("data", x.shape[0], dim=-1)
+    if idx is None:
+        raise ConfigError("num_data was given without idx: subsampling needs the batch's global indices")
+    return pyro.plate("data", num_data, subsample=idx, dim=-1)
+
+
+def mlp(sizes, activation: str = "elu", final_activation: bool = False) -> nn.Sequential:
+    """``Linear → act → … → Linear`` over the widths in ``sizes`` (``len(sizes) - 1`` layers)."""
+    act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class VAEModel(PyroModule):
+    r"""Base class: standard-normal prior on ``z`` and a likelihood given by :meth:`likelihood`.
+
+    Subclasses implement ``likelihood(z) -> Distribution`` with batch shape ``z.shape[:-1]`` and one
+    event dimension of size ``data_dim``, and ``validate_data``.
+    """
+
+    def __init__(self, latent_dim: int, data_dim: int):
+        super().__init__()
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.data_dim = check_positive_int("data_dim", data_dim)
+
+    def prior(self, like: torch.Tensor) -> dist.Distribution:
+        """:math:`\\mathcal N(0, I_d)` as one event of size ``d`` on ``like``'s device and dtype."""
+        zeros = like.new_zeros(self.latent_dim)
+        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def forward(self, x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None):
+        with data_plate(x, idx, num_data):
+            z = pyro.sample("z", self.prior(x))
+            pyro.sample("x", self.likelihood(z), obs=x)
+        return z
+
+    def likelihood(self, z: torch.Tensor) -> dist.Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def validate_data(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_width(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.data_dim:
+            raise ConfigError(
+                f"data has shape {tuple(x.shape)} but the model expects (N, {self.data_dim})"
+            )
+
+
+class BernoulliVAE(VAEModel):
+    r"""MLP decoder with a Bernoulli likelihood: :math:`p(x\mid z)=\prod_i \mathrm{Bern}(x_i;\sigma(f_\theta(z))_i)`.
+
+    :param data_dim: ``D`` (784 for MNIST).
+    :param latent_dim: ``d`` (50 in Cremer et al. 2018).
+    :param hidden: width of each decoder hidden layer (200).
+    :param decoder_layers: number of hidden layers, 0, 2 or 4 (Cremer et al. Table 5 uses all three;
+        0 is a linear decoder ``z → logits``).
+    :param activation: ``"elu"`` (the paper) or ``"tanh"``.
+    """
+
+    def __init__(self, data_dim: int = 784, latent_dim: int = 50, hidden: int = 200,
+                 decoder_layers: int = 2, activation: str = "elu"):
+        super().__init__(latent_dim, data_dim)
+        self.hidden = check_positive_int("hidden", hidden)
+        self.decoder_layers = check_positive_int("decoder_layers", decoder_layers, minimum=0)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.decoder = mlp([latent_dim] + [hidden] * decoder_layers + [data_dim], activation)
+
+    def likelihood(self, z):
+        return dist.Bernoulli(logits=self.decoder(z), validate_args=False).to_event(1)
+
+    def validate_data(self, x):
+        x = validate_binary(x)
+        self._check_width(x)
+        return x
+
+
+GAUSSIAN_VARIANCES = ("network", "diagonal", "scalar", "fixed")
+
+
+class GaussianVAE(VAEModel):
+    r"""MLP decoder with a Gaussian likelihood :math:`\mathcal N(x; \mu_\theta(z), \mathrm{diag}\,\sigma^2)`.
+
+    :param variance: how :math:`\sigma^2` is obtained —
+        ``"network"``: the decoder outputs :math:`\log\sigma^2(z)` beside :math:`\mu(z)`;
+        ``"diagonal"``: one learned variance per dimension; ``"scalar"``: one learned variance shared
+        by all dimensions (its optimum is the reconstruction MSE); ``"fixed"``: ``sigma2`` is not
+        learned (the "MSE loss" VAE: MSE / (2 σ²) up to constants).
+    :param sigma2: initial (or fixed) variance.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int = 2, hidden: int = 100, decoder_layers: int = 2,
+                 activation: str = "elu", variance: str = "network", sigma2: float = 1.0,
+                 min_variance: float = 1e-6):
+        super().__init__(latent_dim, data_dim)
+        self.variance = check_choice("variance", variance, GAUSSIAN_VARIANCES)
+        if not (sigma2 > 0 and math.isfinite(sigma2)):
+            raise ConfigError(f"sigma2={sigma2!r} is not allowed: expected a finite positive variance")
+        self.min_variance = float(min_variance)
+        out = 2 * data_dim if variance == "network" else data_dim
+        self.decoder = mlp([latent_dim] + [hidden] * decoder_layers + [out], activation)
+        if variance == "diagonal":
+            self.sigma2 = PyroParam(torch.full((data_dim,), float(sigma2)), constraint=constraints.positive)
+        elif variance == "scalar":
+            self.sigma2 = PyroParam(torch.tensor(float(sigma2)), constraint=constraints.positive)
+        elif variance == "fixed":
+            self.register_buffer("fixed_sigma2", torch.tensor(float(sigma2)))
+
+    def likelihood(self, z):
+        out = self.decoder(z)
+        if self.variance == "network":
+            loc, log_var = out.split(self.data_dim, dim=-1)
+            scale = (log_var.exp() + self.min_variance).sqrt()
+        else:
+            loc = out
+            var = self.fixed_sigma2 if self.variance == "fixed" else self.sigma2
+            scale = var.sqrt().expand_as(loc)
+        return dist.Normal(loc, scale, validate_args=False).to_event(1)
+
+    def validate_data(self, x):
+        x = validate_continuous(x)
+        self._check_width(x)
+        return x
+
+
+class LinearGaussian(VAEModel):
+    r"""Linear-Gaussian model :math:`p(x\mid z)=\mathcal N(Wz+b,\ \mathrm{diag}\,\psi)`, :math:`z\sim\mathcal N(0,I)`.
+
+    Everything is closed form, which is why every estimator is validated on it:
+
+    .. math::
+
+        p(x) = \mathcal N(x;\ b,\ WW^\top + \mathrm{diag}\,\psi), \qquad
+        p(z\mid x) = \mathcal N(\Lambda^{-1} W^\top \Psi^{-1}(x - b),\ \Lambda^{-1}),\quad
+        \Lambda = I + W^\top \Psi^{-1} W.
+
+    The best fully factorized Gaussian (the per-datum FFG optimum of the ELBO) has means equal to the
+    posterior mean and variances :math:`1/\Lambda_{ii}`, so the FFG approximation gap is the same for
+    every ``x``: :math:`\tfrac12(\sum_i \log \Lambda_{ii} - \log\det\Lambda)`.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int, W: torch.Tensor | None = None,
+                 b: torch.Tensor | None = None, psi: torch.Tensor | None = None):
+        super().__init__(latent_dim, data_dim)
+        W = torch.randn(data_dim, latent_dim) if W is None else torch.as_tensor(W)
+        b = torch.zeros(data_dim, dtype=W.dtype) if b is None else torch.as_tensor(b, dtype=W.dtype)
+        psi = torch.ones(data_dim, dtype=W.dtype) if psi is None else torch.as_tensor(psi, dtype=W.dtype)
+        if W.shape != (data_dim, latent_dim):
+            raise ConfigError(f"W has shape {tuple(W.shape)}; expected ({data_dim}, {latent_dim})")
+        if b.shape != (data_dim,) or psi.shape != (data_dim,) or not bool((psi > 0).all()):
+            raise ConfigError("b and psi must have shape (data_dim,) and psi must be positive")
+        self.W = nn.Parameter(W.clone())
+        self.b = nn.Parameter(b.clone())
+        self.psi = PyroParam(psi.clone(), constraint=constraints.positive)
+
+    def likelihood(self, z):
+        return dist.Normal(z @ self.W.T + self.b, self.psi.sqrt(), validate_args=False).to_event(1)
+
+    def validate_data(self, x):
+        x = validate_continuous(x)
+        self._check_width(x)
+        return x
+
+    # ----- closed forms (used only by tests and validation reports, never by the estimators) -----
+    @torch.no_grad()
+    def posterior_precision(self) -> torch.Tensor:
+        """:math:`\\Lambda = I + W^\\top \\Psi^{-1} W`, shape ``(d, d)``."""
+        W, psi = self.W, self.psi
+        return torch.eye(self.latent_dim, dtype=W.dtype) + (W.T / psi) @ W
+
+    @torch.no_grad()
+    def exact_posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
+        """:math:`p(z\\mid x)` for every row of ``x``: batch shape ``(N,)``, event ``(d,)``."""
+        prec = self.posterior_precision()
+        mean = torch.linalg.solve(prec, ((x - self.b) / self.psi @ self.W).T).T
+        return dist.MultivariateNormal(mean, precision_matrix=prec.expand(x.shape[0], -1, -1))
+
+    @torch.no_grad()
+    def exact_log_marginal(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(x)`, shape ``(N,)``, with all constants."""
+        cov = self.W @ self.W.T + torch.diag(self.psi)
+        return dist.MultivariateNormal(self.b, covariance_matrix=cov).log_prob(x)
+
+    @torch.no_grad()
+    def exact_ffg_gap(self) -> torch.Tensor:
+        """Approximation gap of the optimal fully factorized Gaussian (same for every ``x``)."""
+        prec = self.posterior_precision()
+        return 0.5 * (prec.diagonal().log().sum() - torch.logdet(prec))

@@ -1,0 +1,120 @@
+"""Small shared utilities: seeding, atomic writes, provenance and clear configuration errors."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ConfigError(ValueError):
+    """A bad option or configuration value; the message names the value and what is allowed."""
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``value`` as an int or raise :class:`ConfigError` naming it and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name}={value!r} is not allowed: expected an integer >= {minimum}")
+    return int(value)
+
+
+def check_choice(name: str, value, allowed) -> Any:
+    """Return ``value`` if it is one of ``allowed`` or raise :class:`ConfigError` listing them."""
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed: choose one of {sorted(allowed)}")
+    return value
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Stop with a clear message when ``tensor`` holds NaN or inf instead of letting it propagate."""
+    bad = ~torch.isfinite(tensor)
+    if bad.any():
+        raise FloatingPointError(
+            f"{name} has {int(bad.sum())} non-finite entries (first at flat index "
+            f"{int(bad.flatten().nonzero()[0])}); refusing to continue with NaN/inf"
+        )
+    return tensor
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy, torch and Pyro so that a run is fixed by ``seed``."""
+    import pyro
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    pyro.set_rng_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a result depends on, saved beside every result."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("pyro_vaegap", "pyro-ppl", "torch", "torchvision", "numpy", "arviz"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never half.
+
+    The text goes to a temporary file in the same directory which is then ``os.replace``-d over the
+    target (atomic on POSIX); on any error the temporary file is removed and the target is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """:func:`atomic_write_text` of ``obj`` as indented JSON (NaN is refused, not written)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False, default=_json_default) + "\n")
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` through a temporary file and ``os.replace``: a checkpoint is never half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
