@@ -1,0 +1,320 @@
+r"""Training a VAE (model + amortized guide) with Pyro's ELBOs.
+
+Objectives (``TrainConfig.objective``):
+
+* ``"elbo"`` — :class:`pyro.infer.Trace_ELBO`, MC estimate of
+  :math:`\mathbb E_q[\log p(x,z) - \log q(z\mid x)]`;
+* ``"mean_field"`` — :class:`pyro.infer.TraceMeanField_ELBO` (analytic KL where available);
+* ``"iwae"`` — :class:`pyro.infer.RenyiELBO` with :math:`\alpha = 0` and ``num_particles = k``,
+  i.e. the IWAE bound :math:`\mathcal L_k` (Burda et al. 2016).
+
+Annealing (``anneal``, linear from 0 to 1 over the first ``anneal_epochs`` epochs, per minibatch):
+
+* ``"entropy"`` (Cremer et al. 2018): maximize :math:`\mathbb E_q[\log p(x,z) - \lambda\log q(z\mid x)]`
+  — every guide site's log-density is scaled by :math:`\lambda` (a ``poutine`` scale);
+* ``"kl"``: :math:`\mathbb E_q[\log p(x\mid z)] - \beta\,\mathrm{KL}` — the latent sites of model
+  and guide are scaled by :math:`\beta`.
+
+Optimizer: Adam. ``lr_schedule="burda"`` is Burda et al.'s schedule, learning rate
+:math:`10^{-3}\cdot 10^{-i/7}` for :math:`3^i` epochs, :math:`i = 0..7` (3280 epochs in all); the rate
+is changed in place in the optimizer's parameter groups, so Adam's moments carry over.
+
+A run lives in a folder: ``config.json`` (config, seed, package versions), ``log.csv`` (one row per
+epoch: objective, validation ELBO, learning rate, annealing factor, seconds), ``checkpoint.pt``
+(parameters, optimizer state, epoch, every RNG state, log, config) written atomically after every
+epoch, so an interrupted run resumes to exactly the result of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
+from tqdm.auto import tqdm
+
+from .data import load_dataset, seeded_subset
+from .guide import get_family
+from .models import BernoulliVAE, GaussianVAE
+from .traces import log_weights
+from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
+                    check_positive_int, package_versions, set_seed)
+
+OBJECTIVES = ("elbo", "mean_field", "iwae")
+ANNEALING = ("none", "entropy", "kl")
+LR_SCHEDULES = ("constant", "burda")
+MODELS = ("bernoulli", "gaussian")
+BURDA_EPOCHS = sum(3 ** i for i in range(8))  # 3280
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json``)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    num_train: int | None = None      #: seeded random subset of the training split (None: all)
+    model: str = "bernoulli"
+    latent_dim: int = 50
+    hidden: int = 200
+    decoder_layers: int = 2
+    activation: str = "elu"
+    variance: str = "network"         #: Gaussian models only (see GaussianVAE)
+    guide: str = "ffg"
+    guide_options: dict = field(default_factory=dict)
+    objective: str = "elbo"
+    num_particles: int = 1            #: samples per datapoint; k of IWAE
+    anneal: str = "none"
+    anneal_epochs: int = 0
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    valid_samples: int = 1            #: samples of the validation ELBO each epoch
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("model", self.model, MODELS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("anneal", self.anneal, ANNEALING)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for name in ("latent_dim", "hidden", "epochs", "batch_size", "num_particles", "valid_samples"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("decoder_layers", self.decoder_layers, minimum=0)
+        check_positive_int("anneal_epochs", self.anneal_epochs, minimum=0)
+        check_positive_int("seed", self.seed, minimum=0)
+        if self.num_train is not None:
+            check_positive_int("num_train", self.num_train)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r} is not allowed: expected a positive number")
+        if self.anneal != "none" and self.anneal_epochs == 0:
+            raise ConfigError(f"anneal={self.anneal!r} needs anneal_epochs >= 1")
+        if self.anneal == "entropy" and self.objective == "iwae":
+            raise ConfigError("anneal='entropy' applies to the ELBO objectives, not to objective='iwae'")
+        if not isinstance(self.guide_options, dict):
+            raise ConfigError(f"guide_options={self.guide_options!r} must be a JSON object")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_model(cfg: TrainConfig, data_dim: int):
+    """The model described by ``cfg`` for data of width ``data_dim``."""
+    if cfg.model == "bernoulli":
+        return BernoulliVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
+    return GaussianVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation,
+                       variance=cfg.variance)
+
+
+def build_guide(cfg: TrainConfig, model):
+    """The amortized guide of family ``cfg.guide`` for ``model``."""
+    try:
+        return get_family(cfg.guide).make_amortized(model, **cfg.guide_options)
+    except TypeError as e:  # a misspelt guide option
+        raise ConfigError(f"bad guide_options {cfg.guide_options} for family {cfg.guide!r}: {e}") from e
+
+
+class ScaleSites(Messenger):
+    """Multiply the log-density of sample sites by ``factor`` (allowed to be 0, unlike poutine.scale).
+
+    :param latent_only: scale only latent (non-observed) sites.
+    """
+
+    def __init__(self, factor: float, latent_only: bool = False):
+        super().__init__()
+        self.factor, self.latent_only = float(factor), latent_only
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and not (self.latent_only and msg["is_observed"]):
+            msg["scale"] = msg["scale"] * self.factor
+
+
+def make_objective(cfg: TrainConfig):
+    """The Pyro ELBO object for ``cfg.objective``."""
+    if cfg.objective == "iwae":
+        return RenyiELBO(alpha=0, num_particles=cfg.num_particles, vectorize_particles=True,
+                         max_plate_nesting=1)
+    cls = Trace_ELBO if cfg.objective == "elbo" else TraceMeanField_ELBO
+    return cls(num_particles=cfg.num_particles, vectorize_particles=True, max_plate_nesting=1)
+
+
+def annealed(model, guide, cfg: TrainConfig, factor: float):
+    """``(model, guide)`` with entropy or KL annealing at ``factor`` applied through poutine scales."""
+    if cfg.anneal == "none" or factor >= 1:
+        return model, guide
+    if cfg.anneal == "entropy":
+        return model, ScaleSites(factor)(guide)
+    return ScaleSites(factor, latent_only=True)(model), ScaleSites(factor)(guide)
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    start = 0
+    for i in range(8):
+        start += 3 ** i
+        if epoch < start:
+            return cfg.lr * 10 ** (-i / 7)
+    return cfg.lr * 10 ** (-7 / 7)
+
+
+@torch.no_grad()
+def mean_elbo(model, guide, x, num_samples: int = 1, chunk: int = 1000) -> float:
+    """Average over the rows of ``x`` of the ``num_samples``-sample ELBO estimate."""
+    total = 0.0
+    for s in range(0, x.shape[0], chunk):
+        total += float(log_weights(model, guide, x[s:s + chunk], num_samples).mean(0).sum())
+    return total / x.shape[0]
+
+
+def load_split(cfg: TrainConfig, split: str) -> torch.Tensor:
+    return load_dataset(cfg.dataset, split, data_dir=cfg.data_dir)
+
+
+def _rng_state(shuffle: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "shuffle": shuffle.get_state()}
+
+
+def _set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    shuffle.set_state(state["shuffle"])
+
+
+LOG_FIELDS = ("epoch", "train_objective", "valid_elbo", "lr", "anneal_factor", "seconds")
+
+
+def _log_csv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    guide: torch.nn.Module
+    config: TrainConfig
+    log: list
+    run_dir: Path
+
+
+def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``cfg``'s model and guide, writing the run folder ``run_dir``.
+
+    :param resume: continue from ``run_dir/checkpoint.pt``. Its config must equal ``cfg`` except
+        for ``epochs`` (so a finished run can be extended). Without ``resume`` an existing
+        checkpoint is an error: nothing saved is overwritten.
+    :param stop_after: stop after this many epochs *of this call* (as an interruption would).
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{run_dir} already holds a checkpoint; pass resume (--resume) or another run dir")
+    if resume and not ckpt_path.exists():
+        raise ConfigError(f"cannot resume: no checkpoint.pt in {run_dir}")
+    set_seed(cfg.seed)
+    x_train = load_split(cfg, "train")
+    if cfg.num_train is not None:
+        if cfg.num_train > x_train.shape[0]:
+            raise ConfigError(f"num_train={cfg.num_train} exceeds the {x_train.shape[0]} training rows")
+        x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
+    x_valid = load_split(cfg, "valid")
+    model = build_model(cfg, x_train.shape[1])
+    x_train, x_valid = model.validate_data(x_train), model.validate_data(x_valid)
+    guide = build_guide(cfg, model)
+    params = list(model.parameters()) + list(guide.parameters())
+    opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    log, start_epoch = [], 0
+    if resume:
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        diff = sorted(k for k, v in saved.to_dict().items() if k != "epochs" and cfg.to_dict()[k] != v)
+        if diff:
+            raise ConfigError(f"config differs from the checkpoint's in {diff}; only epochs may change on resume")
+        model.load_state_dict(ckpt["model"])
+        guide.load_state_dict(ckpt["guide"])
+        opt.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], shuffle)
+        log, start_epoch = ckpt["log"], ckpt["epoch"]
+    else:
+        atomic_write_json(run_dir / "config.json", {"config": cfg.to_dict(), "seed": cfg.seed,
+                                                     "versions": package_versions()})
+    objective = make_objective(cfg)
+    N, B = x_train.shape[0], cfg.batch_size
+    batches_per_epoch = -(-N // B)
+    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+    bar = tqdm(range(start_epoch, end_epoch), desc="training", disable=not progress)
+    for epoch in bar:
+        t0 = time.time()
+        lr = learning_rate(cfg, epoch)
+        for g in opt.param_groups:  # in place: Adam's moments survive the schedule's steps
+            g["lr"] = lr
+        perm = torch.randperm(N, generator=shuffle)
+        total = 0.0
+        for b in range(batches_per_epoch):
+            idx = perm[b * B:(b + 1) * B]
+            factor = 1.0 if cfg.anneal == "none" else min(1.0, (epoch + b / batches_per_epoch) / cfg.anneal_epochs)
+            m, g = annealed(model, guide, cfg, factor)
+            opt.zero_grad(set_to_none=True)
+            # Pyro's loss_and_grads back-propagates the minibatch *sum*; dividing the gradients by
+            # the batch size makes lr mean the same thing for every batch size
+            loss = objective.loss_and_grads(m, g, x_train[idx]) / idx.numel()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}, batch {b + 1}; "
+                                         "lower the learning rate or check the data")
+            for p in params:
+                if p.grad is not None:
+                    p.grad /= idx.numel()
+            opt.step()
+            total += loss * idx.numel()
+        row = {"epoch": epoch + 1, "train_objective": -total / N,
+               "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples), "lr": lr,
+               "anneal_factor": factor, "seconds": round(time.time() - t0, 3)}
+        log.append(row)
+        bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}")
+        atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
+                                      "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                      "rng": _rng_state(shuffle), "log": log, "config": cfg.to_dict(),
+                                      "data_dim": model.data_dim})
+        atomic_write_text(run_dir / "log.csv", _log_csv(log))
+    return TrainResult(model, guide, cfg, log, run_dir)
+
+
+def load_run(run_dir):
+    """``(model, guide, config)`` of a trained run folder, in eval mode."""
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if not ckpt_path.exists():
+        raise ConfigError(f"{run_dir} is not a training run: no checkpoint.pt there (train with `vaegap train`)")
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    model = build_model(cfg, ckpt["data_dim"])
+    guide = build_guide(cfg, model)
+    model.load_state_dict(ckpt["model"])
+    guide.load_state_dict(ckpt["guide"])
+    return model.eval(), guide.eval(), cfg
