@@ -109,9 +109,17 @@ class _Target:
         with torch.enable_grad():
             z = flat.detach().requires_grad_(True)
             lp, ll = log_joint_parts(self.model, self.x, self.unpack(z))
-            (gl,) = torch.autograd.grad(ll.sum(), z, retain_graph=True)
-            (gp,) = torch.autograd.grad(lp.sum(), z)
+            gl = _grad(ll, z, retain_graph=True)
+            gp = _grad(lp, z)
         return lp.detach(), ll.detach(), gp, gl
+
+
+def _grad(out, z, retain_graph=False):
+    """Gradient of ``out.sum()`` w.r.t. ``z``; zero where ``out`` does not depend on ``z`` at all."""
+    if not out.requires_grad:
+        return torch.zeros_like(z)
+    (g,) = torch.autograd.grad(out.sum(), z, retain_graph=retain_graph, allow_unused=True)
+    return torch.zeros_like(z) if g is None else g
 
 
 def _finite_rows(*tensors):
@@ -133,8 +141,9 @@ def _ais_chunk(model, x, betas, num_chains, leapfrog_steps, init_step_size, targ
     target = _Target(model, x, latents)
     z = target.pack(latents).to(x.dtype)
     lp, ll, gp, gl = target(z)
-    if not bool(_finite_rows(lp, ll, gp, gl).all()):
-        raise FloatingPointError("non-finite log-density or gradient at the AIS starting points")
+    # log p(x|z) = -inf is a legitimate start (that chain's weight is 0); NaN is not
+    if not bool(_finite_rows(lp, gp, gl).all()) or bool(ll.isnan().any()):
+        raise FloatingPointError("NaN or non-finite log-density or gradient at the AIS starting points")
     log_w = torch.zeros(K, N, dtype=x.dtype)
     eps = torch.full((K, N, 1), float(init_step_size), dtype=x.dtype)
     acc_avg = torch.full((K, N), float(target_accept), dtype=x.dtype)

@@ -70,6 +70,25 @@ class Guide(PyroModule):
     def forward(self, x, idx=None, num_data=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: True when the family must be trained through :meth:`elbo` rather than Pyro's ELBO objects
+    #: (see :meth:`elbo`); ``train`` and ``optimize_local`` honour it, estimators never need it.
+    custom_elbo: bool = False
+
+    def elbo(self, model, x: torch.Tensor, num_samples: int, idx=None) -> torch.Tensor:
+        r"""Differentiable estimate of the guide's training bound for each row of ``x``: shape ``(N,)``.
+
+        Default: the plain Monte Carlo ELBO, the mean over ``num_samples`` draws of
+        :func:`pyro_vaegap.traces.log_weights`. A family whose reparameterized draws alone do not give
+        unbiased gradients of a valid bound (e.g. a mixture, whose component choice is discrete)
+        overrides this with an estimator that does (e.g. stratified over components) and sets
+        ``custom_elbo = True``. The override must be an unbiased estimate of
+        :math:`\mathbb E_q[\log p(x,z) - \log q(z\mid x)]` with ``log q`` the trace's log-density, so
+        the scoring contract (b) and every estimator stay unchanged.
+        """
+        from .traces import log_weights
+
+        return log_weights(model, self, x, num_samples, idx).mean(0)
+
 
 class LocalGuide(Guide):
     """A per-datum guide: parameters with a leading dimension of size ``num_data``."""

@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 
 from .ais import frozen
 from .guide import LocalGuide
-from .traces import log_weights
 from .utils import ConfigError, check_finite, check_positive_int
 
 
@@ -75,7 +74,7 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
         for step in range(1, max_steps + 1):
             if not running.any():
                 break
-            elbo = log_weights(model, guide, x, S).mean(0)  # (N,)
+            elbo = guide.elbo(model, x, S)  # (N,); the plain MC ELBO unless the family overrides it
             check_finite("per-datapoint ELBO during local optimization", elbo[running])
             opt.zero_grad(set_to_none=True)
             (-elbo.sum()).backward()

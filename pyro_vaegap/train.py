@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from .data import load_dataset, seeded_subset
 from .guide import get_family
-from .models import BernoulliVAE, GaussianVAE
+from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
 from .traces import log_weights
 from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
                     check_positive_int, package_versions, set_seed)
@@ -52,7 +52,9 @@ from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_wr
 OBJECTIVES = ("elbo", "mean_field", "iwae")
 ANNEALING = ("none", "entropy", "kl")
 LR_SCHEDULES = ("constant", "burda")
-MODELS = ("bernoulli", "gaussian")
+#: "mse": Gaussian with fixed σ² = 1/2 (the MSE-loss VAE; ignores ``variance``); "dlogistic": discretized
+#: logistic over 8-bit pixels (uint8 data such as ``digits_uint8``)
+MODELS = ("bernoulli", "gaussian", "mse", "dlogistic")
 BURDA_EPOCHS = sum(3 ** i for i in range(8))  # 3280
 
 
@@ -119,6 +121,10 @@ def build_model(cfg: TrainConfig, data_dim: int):
     """The model described by ``cfg`` for data of width ``data_dim``."""
     if cfg.model == "bernoulli":
         return BernoulliVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
+    if cfg.model == "mse":
+        return MSEGaussianVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
+    if cfg.model == "dlogistic":
+        return DiscretizedLogisticVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
     return GaussianVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation,
                        variance=cfg.variance)
 
@@ -153,6 +159,27 @@ def make_objective(cfg: TrainConfig):
                          max_plate_nesting=1)
     cls = Trace_ELBO if cfg.objective == "elbo" else TraceMeanField_ELBO
     return cls(num_particles=cfg.num_particles, vectorize_particles=True, max_plate_nesting=1)
+
+
+class CustomELBO:
+    """The objective of a guide with ``custom_elbo`` (see :meth:`pyro_vaegap.guide.Guide.elbo`), with
+    the ``loss_and_grads`` interface of Pyro's ELBOs: loss ``-Σ_n guide.elbo(model, x, num_particles)``.
+
+    Only ``objective="elbo"`` without annealing is defined for such guides (annealing scales Pyro
+    sites, which a custom estimator does not see); anything else is refused rather than ignored.
+    """
+
+    def __init__(self, cfg: TrainConfig, guide):
+        if cfg.objective != "elbo" or cfg.anneal != "none":
+            raise ConfigError(f"guide {cfg.guide!r} trains with its own ELBO estimator: it supports "
+                              f"objective='elbo' with anneal='none', not objective={cfg.objective!r}, "
+                              f"anneal={cfg.anneal!r}")
+        self.num_particles = cfg.num_particles
+
+    def loss_and_grads(self, model, guide, x):
+        loss = -guide.elbo(model, x, self.num_particles).sum()
+        loss.backward()
+        return float(loss.detach())
 
 
 def annealed(model, guide, cfg: TrainConfig, factor: float):
@@ -264,7 +291,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     else:
         atomic_write_json(run_dir / "config.json", {"config": cfg.to_dict(), "seed": cfg.seed,
                                                      "versions": package_versions()})
-    objective = make_objective(cfg)
+    objective = CustomELBO(cfg, guide) if guide.custom_elbo else make_objective(cfg)
     N, B = x_train.shape[0], cfg.batch_size
     batches_per_epoch = -(-N // B)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)

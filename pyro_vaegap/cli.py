@@ -1,0 +1,229 @@
+"""The ``vaegap`` command: ``train``, ``gaps``, ``quickstart`` and ``families``.
+
+Every option of :class:`~pyro_vaegap.train.TrainConfig` and :class:`~pyro_vaegap.gaps.GapConfig`
+is a flag (``--latent-dim 50``); ``--config FILE.json`` supplies any of them from a file, flags
+override the file. Bad options end with one clear message on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from .data import DataError, load_dataset, seeded_subset
+from .gaps import PAPER_MNIST_FFG, PAPER_MNIST_SETTINGS, GapConfig, gap_report
+from .train import TrainConfig, load_run, train
+from .utils import ConfigError, set_seed
+
+_HELP = {
+    # TrainConfig
+    "dataset": "training data: binarized_mnist, fashion_mnist, digits (embedded in scikit-learn), …",
+    "data_dir": "directory holding the data files (else $PYRO_VAEGAP_DATA, then ~/.cache/pyro_vaegap)",
+    "num_train": "train on a seeded random subset of this many training rows",
+    "model": "likelihood: bernoulli (binary data) or gaussian (continuous data)",
+    "latent_dim": "latent dimension d", "hidden": "width of the decoder's hidden layers",
+    "decoder_layers": "number of decoder hidden layers (0, 2, 4 in Cremer et al. Table 5)",
+    "activation": "elu or tanh", "variance": "gaussian model: network, diagonal, scalar or fixed",
+    "guide": "posterior family of the amortized guide (see `vaegap families`)",
+    "guide_options": "JSON object of options for the guide class, e.g. '{\"hidden\": 200}'",
+    "objective": "elbo (Trace_ELBO), mean_field (TraceMeanField_ELBO) or iwae (RenyiELBO alpha=0)",
+    "num_particles": "samples per datapoint (k of IWAE)",
+    "anneal": "none, entropy (Cremer et al.) or kl", "anneal_epochs": "epochs of linear annealing 0→1",
+    "epochs": "training epochs (Burda schedule: 3280)", "batch_size": "minibatch size",
+    "lr": "Adam learning rate (initial, for the Burda schedule)", "lr_schedule": "constant or burda",
+    "valid_samples": "samples of the per-epoch validation ELBO", "seed": "random seed (fixes the run)",
+    # GapConfig
+    "families": "comma-separated families whose per-datum optimum L[q*] is computed, e.g. ffg,fullcov,flow",
+    "family_options": "JSON object {family: {option: value}} for the per-datum guides",
+    "iwae_samples": "samples of the IWAE estimate of log p(x) (paper 5000)",
+    "elbo_samples": "samples for L[q] and L[q*] (paper 5000)",
+    "sample_chunk": "samples per vectorized call (memory)", "data_chunk": "datapoints per vectorized call",
+    "ais": "run AIS (log p̂ = max(IWAE, AIS))", "ais_chains": "AIS chains per datapoint (paper 100)",
+    "ais_steps": "AIS intermediate distributions (paper 500)", "ais_leapfrog": "leapfrog steps per HMC move (10)",
+    "ais_schedule": "sigmoid or linear beta schedule", "ais_step_size": "initial HMC step size (adapted per chain)",
+    "local_samples": "samples per step of the local optimization (paper 100)",
+    "local_lr": "Adam lr of the local optimization (paper 1e-3)", "local_max_steps": "cap on local steps",
+    "local_check_every": "stopping rule: window length (100)", "local_patience": "stopping rule: checks without improvement (10)",
+    "local_init": "prior (paper) or encoder", }
+
+
+def _add_dataclass_args(parser, cls, skip=()):
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kw = {"dest": f.name, "default": None, "help": f"{_HELP.get(f.name, '')} (default: {default})"}
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(default, dict):
+            parser.add_argument(flag, type=_json_object(f.name), **kw)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=lambda s: tuple(p for p in s.split(",") if p), **kw)
+        elif isinstance(default, float):
+            parser.add_argument(flag, type=float, **kw)
+        elif isinstance(default, int) or f.name == "num_train":
+            parser.add_argument(flag, type=int, **kw)
+        else:
+            parser.add_argument(flag, type=str, **kw)
+
+
+def _json_object(name):
+    def parse(s):
+        try:
+            v = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be a JSON object: {e}")
+        if not isinstance(v, dict):
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be a JSON object, got {s!r}")
+        return v
+    return parse
+
+
+def _config(cls, args, from_file: dict | None = None):
+    values = dict(from_file or {})
+    for f in dataclasses.fields(cls):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
+    return cls(**values)
+
+
+def _read_config_file(path):
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {path!r}: no such file")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config {path!r} is not valid JSON: {e}") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"--config {path!r} must hold a JSON object")
+    return d.get("config", d)
+
+
+def cmd_train(args):
+    cfg = _config(TrainConfig, args, _read_config_file(args.config))
+    res = train(cfg, args.run_dir, resume=args.resume, progress=not args.quiet)
+    last = res.log[-1] if res.log else {}
+    print(f"trained {cfg.guide} VAE on {cfg.dataset}: epoch {last.get('epoch')}, train objective "
+          f"{last.get('train_objective', float('nan')):.3f}, validation ELBO {last.get('valid_elbo', float('nan')):.3f} nats; "
+          f"run folder {res.run_dir}")
+
+
+def _eval_data(cfg: TrainConfig, args):
+    x = load_dataset(cfg.dataset, args.split, data_dir=args.data_dir or cfg.data_dir)
+    if args.num_points > x.shape[0]:
+        raise ConfigError(f"--num-points {args.num_points} exceeds the {x.shape[0]} rows of the {args.split} split")
+    return x[seeded_subset(x.shape[0], args.num_points, args.subset_seed)]
+
+
+def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True):
+    set_seed(gcfg.seed)
+    t = time.time()
+    rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress)
+    rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t})
+    paper = PAPER_MNIST_FFG if (tcfg.dataset == "binarized_mnist" and tcfg.guide == "ffg") else None
+    md = rep.to_markdown(paper=paper, paper_settings=_paper_diff(tcfg, gcfg, x.shape[0]) if paper else "")
+    paths = rep.save(out, markdown=md)
+    print(md)
+    print("saved " + " and ".join(map(str, paths)))
+    return rep
+
+
+def _paper_diff(tcfg, gcfg, n):
+    return (f"ours: {tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, AIS {gcfg.ais_chains}×"
+            f"{gcfg.ais_steps}×{gcfg.ais_leapfrog}, IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} "
+            f"samples/step; {PAPER_MNIST_SETTINGS}")
+
+
+def cmd_gaps(args):
+    model, guide, tcfg = load_run(args.run)
+    gcfg = _config(GapConfig, args, _read_config_file(args.config))
+    x = _eval_data(tcfg, args)
+    run_gaps(model, guide, tcfg, gcfg, x, args.out or Path(args.run) / "gaps", progress=not args.quiet)
+
+
+def cmd_quickstart(args):
+    """Train a small FFG VAE on the embedded digits data and print its gap table (≤ 5 min, 2 cores)."""
+    out = Path(args.out)
+    cfg = TrainConfig(dataset="digits", latent_dim=8, hidden=64, guide_options={"hidden": 64}, epochs=args.epochs,
+                      batch_size=50, anneal="entropy", anneal_epochs=10, seed=args.seed)
+    run_dir = out / "run"
+    res = train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=not args.quiet)
+    x = load_dataset("digits", "test")
+    x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
+    gcfg = GapConfig(families=("ffg",), iwae_samples=2000, elbo_samples=2000, ais_chains=50, ais_steps=200,
+                     ais_leapfrog=5, local_samples=10, seed=args.seed)
+    run_gaps(res.model, res.guide, cfg, gcfg, x, out / "gaps", progress=not args.quiet)
+
+
+def cmd_families(args):
+    from .guide import families
+
+    for name, fam in sorted(families().items()):
+        kinds = "/".join(k for k, c in (("amortized", fam.amortized), ("per-datum", fam.local)) if c)
+        print(f"{name:14s} {kinds:20s} {fam.description}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="vaegap", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a VAE; writes a run folder (config.json, log.csv, checkpoint.pt)")
+    t.add_argument("--run-dir", required=True, help="run folder to create (or resume with --resume)")
+    t.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_dataclass_args(t, TrainConfig)
+    t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser("gaps", help="approximation / amortization gap report of a trained run")
+    g.add_argument("--run", required=True, help="a run folder written by `vaegap train`")
+    g.add_argument("--config", help="JSON file of GapConfig fields (flags override it)")
+    g.add_argument("--split", default="test", choices=("train", "valid", "test"), help="evaluation split (test)")
+    g.add_argument("--num-points", type=int, default=100, help="size of the seeded random evaluation subset (100)")
+    g.add_argument("--subset-seed", type=int, default=0, help="seed of the evaluation subset (0)")
+    g.add_argument("--data-dir", help="override the run's data directory")
+    g.add_argument("--out", help="output stem; writes STEM.json and STEM.md (default: RUN/gaps)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_dataclass_args(g, GapConfig)
+    g.set_defaults(func=cmd_gaps)
+
+    q = sub.add_parser("quickstart", help="train a small FFG VAE on the embedded digits data and print its gaps")
+    q.add_argument("--out", default="results/quickstart", help="output folder (results/quickstart)")
+    q.add_argument("--epochs", type=int, default=100, help="training epochs (100)")
+    q.add_argument("--num-points", type=int, default=100, help="test points in the gap table (100)")
+    q.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_quickstart)
+
+    f = sub.add_parser("families", help="list the registered posterior families")
+    f.set_defaults(func=cmd_families)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if getattr(args, "num_points", 1) is not None and getattr(args, "num_points", 1) < 1:
+        print(f"vaegap: error: --num-points {args.num_points} is not allowed: expected >= 1", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except (ConfigError, DataError, FloatingPointError) as e:
+        print(f"vaegap: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
