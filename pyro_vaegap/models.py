@@ -304,6 +304,7 @@ class DiscretizedLogistic(dist.TorchDistribution):
 
     :param loc: :math:`\mu` (any shape), in grid units.
     :param log_scale: :math:`\log s`, broadcastable with ``loc``.
+
     Batch shape is the broadcast shape; the event shape is ``()`` (use ``.to_event(1)`` for images).
     """
 

@@ -275,6 +275,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     guide = build_guide(cfg, model)
     params = list(model.parameters()) + list(guide.parameters())
     opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
+    objective = CustomELBO(cfg, guide) if guide.custom_elbo else make_objective(cfg)  # validates first
     shuffle = torch.Generator().manual_seed(cfg.seed)
     log, start_epoch = [], 0
     if resume:
@@ -291,7 +292,6 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     else:
         atomic_write_json(run_dir / "config.json", {"config": cfg.to_dict(), "seed": cfg.seed,
                                                      "versions": package_versions()})
-    objective = CustomELBO(cfg, guide) if guide.custom_elbo else make_objective(cfg)
     N, B = x_train.shape[0], cfg.batch_size
     batches_per_epoch = -(-N // B)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)

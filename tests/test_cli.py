@@ -1,0 +1,82 @@
+"""The ``vaegap`` command and the experiment module: real runs on tiny settings, and bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pyro_vaegap.cli import main
+
+
+def test_quickstart_writes_gap_table(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path), "--epochs", "3", "--num-points", "5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Approximation gap" in out and "Amortization gap" in out
+    rep = json.loads((tmp_path / "gaps.json").read_text())
+    assert rep["config"]["seed"] == 0 and "torch" in rep["meta"]["versions"]
+    assert rep["meta"]["train_config"]["dataset"] == "digits"
+    assert len(rep["per_point"]["log_px"]) == 5
+    s = rep["summary"]
+    assert abs(s["inference"]["mean"] - (s["approximation"]["mean"] + s["amortization"]["mean"])) < 1e-9
+    assert (tmp_path / "gaps.md").read_text().startswith("| |")
+
+
+def test_train_then_gaps_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--dataset", "digits", "--epochs", "2", "--latent-dim", "3",
+                 "--hidden", "16", "--guide-options", '{"hidden": 16}', "--quiet"]) == 0
+    assert main(["gaps", "--run", str(run), "--num-points", "4", "--iwae-samples", "50", "--elbo-samples", "50",
+                 "--ais-chains", "4", "--ais-steps", "5", "--ais-leapfrog", "2", "--local-samples", "3",
+                 "--local-max-steps", "100", "--local-check-every", "20", "--families", "ffg,fullcov",
+                 "--out", str(tmp_path / "rep"), "--quiet"]) == 0
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert {"local:ffg", "local:fullcov", "ais", "iwae", "psis_khat"} <= set(rep["per_point"])
+    assert "L[q*_FULLCOV]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--run-dir", "{tmp}/r", "--epochs", "0"], "epochs=0 is not allowed"),
+    (["train", "--run-dir", "{tmp}/r", "--dataset", "cifar100"], "cifar100"),
+    (["train", "--run-dir", "{tmp}/r", "--config", "{tmp}/missing.json"], "no such file"),
+    (["gaps", "--run", "{tmp}/nothing"], "no checkpoint.pt"),
+    (["train", "--run-dir", "{tmp}/r", "--guide", "nope", "--epochs", "1"], "unknown guide family 'nope'"),
+])
+def test_bad_input_clear_error_nonzero_exit(tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("vaegap: error:")
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_bad_gap_options_leave_no_result_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--dataset", "digits", "--epochs", "1", "--latent-dim", "2",
+                 "--hidden", "8", "--quiet"]) == 0
+    for bad, msg in ((["--families", "ffg,nope"], "unknown guide family 'nope'"),
+                     (["--ais-schedule", "cosine"], "ais_schedule='cosine'"),
+                     (["--num-points", "301"], "exceeds the 300 rows")):
+        assert main(["gaps", "--run", str(run), "--out", str(tmp_path / "rep"), "--quiet", "--iwae-samples", "10",
+                     "--elbo-samples", "10", "--no-ais", "--local-max-steps", "10", *bad]) == 2
+        assert msg in capsys.readouterr().err
+        assert not (tmp_path / "rep.json").exists() and not (tmp_path / "rep.md").exists()
+    assert not list(tmp_path.glob(".rep*"))  # no temporary files left behind
+
+
+def test_json_config_file_and_console_script(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"dataset": "digits", "epochs": 1, "latent_dim": 2, "hidden": 8, "bogus": 1}))
+    proc = subprocess.run([sys.executable, "-m", "pyro_vaegap.cli", "train", "--run-dir", str(tmp_path / "r"),
+                           "--config", str(cfg), "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown TrainConfig keys ['bogus']" in proc.stderr
+
+
+def test_experiment_module_quick(tmp_path, mnist_dir):
+    from experiments.cremer_gaps import main as exp_main
+
+    assert exp_main(["--quick", "--data-dir", str(mnist_dir), "--run-dir", str(tmp_path / "run"),
+                     "--out", str(tmp_path / "gaps"), "--num-points", "3", "--threads", "1"]) == 0
+    rep = json.loads((tmp_path / "gaps.json").read_text())
+    md = (tmp_path / "gaps.md").read_text()
+    assert "-89.80" in md and "Settings that differ from the paper" in md
+    assert rep["meta"]["train_config"]["latent_dim"] == 50
