@@ -127,7 +127,8 @@ def main(argv=None):
             s2 = learned_sigma2(model)
             results[ds][v] = {**ev, "train_seconds": secs, "sigma2": 0.5 if v == "mse" else s2,
                               "recon_mse_train": mse_train, "recon_mse_test": mse_test}
-            sigma_text = {"mse": "0.5 (fixed)", "scalar": f"{s2:.5f}", "network": "per z, per dim"}[v]
+            # only the scalar model has one learned σ² (s2 is None for the others): format it only there
+            sigma_text = ("0.5 (fixed)" if v == "mse" else f"{s2:.5f}" if v == "scalar" else "per z, per dim")
             rows.append([ds, v, ev["neg_elbo_nats"], ev["nll_nats"], ev["nll_bits_per_dim"], sigma_text,
                          f"{mse_train:.5f}", f"{mse_test:.5f}"])
             progress(f"{ds} {v}: NLL {ev['nll_nats']:.2f} nats, sigma2 {sigma_text}, MSE(train) {mse_train:.5f}")

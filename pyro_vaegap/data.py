@@ -66,12 +66,13 @@ import functools
 import math
 import os
 import pathlib
-import tempfile
 import warnings
 import zipfile
 
 import numpy as np
 import torch
+
+from .utils import atomic_write
 
 __all__ = [
     "DATA_ENV",
@@ -300,14 +301,7 @@ def _write_packed_npz(path: pathlib.Path, splits: dict[str, np.ndarray]) -> None
     ``path``, so a crash or a concurrent reader never sees a half-written cache.
     """
     packed = {split: np.packbits(bits, axis=1) for split, bits in splits.items()}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **packed)
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **packed))
 
 
 def _read_amat(path: pathlib.Path) -> torch.Tensor:

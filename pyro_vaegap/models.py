@@ -100,6 +100,19 @@ class VAEModel(PyroModule):
             )
 
 
+class BernoulliLogits(dist.Bernoulli):
+    r"""``Bernoulli(logits=l)`` whose ``log_prob`` is one fused expression, :math:`-\mathrm{softplus}((1-2x)\,l)`.
+
+    For :math:`x\in\{0,1\}` this equals :math:`x\log\sigma(l) + (1-x)\log(1-\sigma(l))` exactly; it
+    makes two passes over the ``(S, N, D)`` logits where torch's binary-cross-entropy path makes
+    about six, and the likelihood is the bulk of the elementwise work of AIS and local optimization
+    (``benchmarks/bench_gaps.py``). Values must be binary — models validate data on entry.
+    """
+
+    def log_prob(self, value):
+        return -nn.functional.softplus((1 - 2 * value) * self.logits)
+
+
 class BernoulliVAE(VAEModel):
     r"""MLP decoder with a Bernoulli likelihood: :math:`p(x\mid z)=\prod_i \mathrm{Bern}(x_i;\sigma(f_\theta(z))_i)`.
 
@@ -120,7 +133,7 @@ class BernoulliVAE(VAEModel):
         self.decoder = mlp([latent_dim] + [hidden] * decoder_layers + [data_dim], activation)
 
     def likelihood(self, z):
-        return dist.Bernoulli(logits=self.decoder(z), validate_args=False).to_event(1)
+        return BernoulliLogits(logits=self.decoder(z), validate_args=False).to_event(1)
 
     def validate_data(self, x):
         x = validate_binary(x)

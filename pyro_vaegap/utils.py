@@ -9,7 +9,7 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -65,26 +65,38 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never half.
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Create ``path`` through ``write(tmp)`` so that readers see the old file or the whole new one.
 
-    The text goes to a temporary file in the same directory which is then ``os.replace``-d over the
-    target (atomic on POSIX); on any error the temporary file is removed and the target is untouched.
+    ``write`` writes a temporary file in the same directory (its name keeps ``path``'s suffix, so
+    format-sniffing writers such as ``savefig`` work), which is then ``os.replace``-d over ``path``
+    (atomic on POSIX). On any error the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files; results should be readable like any other
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of ``text``, flushed to disk before the rename."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    return atomic_write(path, write)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -93,19 +105,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
-    """``torch.save`` through a temporary file and ``os.replace``: a checkpoint is never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """``torch.save`` through :func:`atomic_write`: a checkpoint is never half written."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _json_default(obj):
