@@ -217,7 +217,7 @@ def validate_binary(x, name: str = "data") -> torch.Tensor:
 
     :param x: float tensor of shape (N, D).
     :param name: how the data is named in error messages.
-    :returns: ``x`` as a contiguous float32 tensor of shape (N, D).
+    :returns: ``x`` (its floating dtype kept, so float64 validation runs stay float64), contiguous.
     :raises DataError: if ``x`` is not a non-empty 2-D floating-point tensor, has NaN/inf
         entries, or has entries other than exactly 0 or 1 (the message gives their count and
         the position and value of the first).
@@ -226,7 +226,7 @@ def validate_binary(x, name: str = "data") -> torch.Tensor:
     _raise_on_entries(
         (x != 0) & (x != 1), x, name, "not 0 or 1", "a Bernoulli likelihood needs binary data"
     )
-    return x.to(torch.float32).contiguous()
+    return x.contiguous()
 
 
 def validate_continuous(x, name: str = "data") -> torch.Tensor:
@@ -234,11 +234,11 @@ def validate_continuous(x, name: str = "data") -> torch.Tensor:
 
     :param x: float tensor of shape (N, D).
     :param name: how the data is named in error messages.
-    :returns: ``x`` as a contiguous float32 tensor of shape (N, D).
+    :returns: ``x`` (its floating dtype kept, so float64 validation runs stay float64), contiguous.
     :raises DataError: if ``x`` is not a non-empty 2-D floating-point tensor or has NaN/inf
         entries.
     """
-    return _check_2d_float(x, name).to(torch.float32).contiguous()
+    return _check_2d_float(x, name).contiguous()
 
 
 def seeded_subset(n_total: int, n: int, seed: int) -> torch.Tensor:

@@ -187,6 +187,7 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     per["amortized"] = amort.elbo
     per["amortized_se"] = amort.elbo_se
     per["iwae"] = amort.iwae
+    per["iwae_se"] = amort.iwae_se
     per["iwae_ess"], per["psis_khat"] = amort.ess, amort.khat
     timings["importance"] = time.time() - t
 

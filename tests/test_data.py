@@ -315,7 +315,7 @@ def test_validate_binary():
         with pytest.raises(DataError):
             validate_binary(bad)
     good = validate_binary(torch.ones(3, 2, dtype=torch.float64).t())
-    assert good.dtype == torch.float32 and good.is_contiguous() and good.shape == (2, 3)
+    assert good.dtype == torch.float64 and good.is_contiguous() and good.shape == (2, 3)
 
 
 def test_validate_continuous():

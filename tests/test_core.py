@@ -1,0 +1,137 @@
+"""Models, the guide contract and registry, the trace plumbing, and the gap report end to end."""
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+import pyro_vaegap.guide as guide_mod
+from guides.ffg import FFGEncoder, LocalFFG
+from pyro_vaegap.ais import ais
+from pyro_vaegap.data import DataError
+from pyro_vaegap.estimators import importance_sample
+from pyro_vaegap.gaps import GapConfig, gap_report
+from pyro_vaegap.guide import check_guide, get_family
+from pyro_vaegap.local import optimize_local
+from pyro_vaegap.models import BernoulliLogits, BernoulliVAE, GaussianVAE
+from pyro_vaegap.traces import log_joint_parts
+from pyro_vaegap.utils import ConfigError
+
+Z = 4.0
+
+
+def test_fused_bernoulli_equals_torch():
+    logits = torch.randn(3, 4, 30) * 8
+    x = (torch.rand(4, 30) < 0.5).float()
+    ref = torch.distributions.Bernoulli(logits=logits).log_prob(x)
+    assert torch.allclose(BernoulliLogits(logits=logits).log_prob(x), ref, atol=1e-5)
+
+
+def test_models_reject_bad_data():
+    m = BernoulliVAE(10, 2, 8)
+    with pytest.raises(DataError, match="not 0 or 1"):
+        m.validate_data(torch.full((3, 10), 0.5))
+    with pytest.raises(ConfigError, match=r"expects \(N, 10\)"):
+        m.validate_data(torch.zeros(3, 9))
+    with pytest.raises(DataError):
+        GaussianVAE(4).validate_data(torch.tensor([[0.0, float("nan"), 0.0, 0.0]]))
+    with pytest.raises(ConfigError, match="decoder_layers"):
+        BernoulliVAE(10, 2, 8, decoder_layers=-1)
+    with pytest.raises(ConfigError, match="activation"):
+        BernoulliVAE(10, 2, 8, activation="gelu2")
+
+
+@pytest.mark.parametrize("layers", [0, 2, 4])
+def test_decoder_depths(layers):
+    m = BernoulliVAE(784, 50, 200, decoder_layers=layers)
+    linears = [mod for mod in m.decoder if isinstance(mod, torch.nn.Linear)]
+    assert len(linears) == layers + 1
+
+
+def test_ffg_guides_follow_the_contract():
+    m = BernoulliVAE(12, 3, 8)
+    x = (torch.rand(5, 12) < 0.5).float()
+    check_guide(m, FFGEncoder(m, hidden=8), x)
+    check_guide(m, LocalFFG(m, 5), x)
+
+
+def test_registry_errors_and_broken_plugin(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="unknown guide family 'nope'"):
+        get_family("nope")
+    with pytest.raises(ConfigError, match="must subclass"):
+        guide_mod.register_family("bad", amortized=int)
+    (tmp_path / "broken_family.py").write_text("raise RuntimeError('boom')\n")
+    import guides
+
+    monkeypatch.setattr(guides, "__path__", [*guides.__path__, str(tmp_path)])
+    monkeypatch.setattr(guide_mod, "_PLUGINS_LOADED", False)
+    with pytest.raises(ImportError, match="guides/broken_family.py: boom"):
+        guide_mod.families()
+    sys.modules.pop("guides.broken_family", None)
+
+
+def _grid_log_px(model, x, lim=7.0, n=601):
+    """log p(x) of a 2-d-latent model by quadrature of p(x, z) over a grid (traced, not hand-written)."""
+    g = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    zz = torch.cartesian_prod(g, g)  # (n*n, 2)
+    out = []
+    with torch.no_grad():
+        for chunk in zz.split(40_000):
+            z = chunk[:, None, :].expand(-1, x.shape[0], -1)
+            lp, ll = log_joint_parts(model, x, {"z": z})
+            out.append(lp + ll)
+    return torch.logsumexp(torch.cat(out), 0) + 2 * math.log(float(g[1] - g[0]))
+
+
+def test_estimators_match_grid_integration_on_a_nonlinear_model():
+    """A Bernoulli decoder with a 2-d latent: the posterior is non-Gaussian, log p(x) comes from a grid."""
+    torch.manual_seed(5)
+    model = BernoulliVAE(16, 2, 16, decoder_layers=2).double()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(2.0)  # sharper, more non-Gaussian posteriors
+    x = torch.distributions.Bernoulli(logits=model.decoder(torch.randn(6, 2, dtype=torch.float64))).sample()
+    exact = _grid_log_px(model, x)
+    g = LocalFFG(model, 6).double()
+    optimize_local(model, g, x, num_samples=50, lr=1e-2, max_steps=1500)
+    r = importance_sample(model, g, x, 20_000)
+    assert torch.all((r.iwae - exact).abs() < Z * r.iwae_se + 2e-3), (r.iwae - exact, r.iwae_se)
+    assert torch.all(r.elbo < exact)
+    a = ais(model, x, num_chains=100, num_steps=300, leapfrog_steps=5, init_step_size=0.1)
+    se = ((100 / a.ess - 1).clamp(min=0) / 99).sqrt()
+    assert torch.all((a.log_px - exact).abs() < Z * se + 2e-3), (a.log_px - exact, se)
+
+
+def test_gap_report_on_linear_gaussian(lg_model, lg_data, tmp_path):
+    """The report's approximation gap is the analytic FFG gap; all gaps are consistent; results save."""
+    torch.manual_seed(0)
+    enc = FFGEncoder(lg_model, hidden=8).double()  # an untrained encoder: a clearly positive amortization gap
+    cfg = GapConfig(iwae_samples=5000, elbo_samples=20_000, ais_chains=50, ais_steps=200, ais_leapfrog=5,
+                    ais_step_size=0.1, local_samples=100, local_lr=1e-2, local_max_steps=3000, local_patience=5)
+    rep = gap_report(lg_model, enc, lg_data, cfg, progress=False, log=None)
+    p = {k: torch.as_tensor(v) for k, v in rep.per_point.items()}
+    exact = lg_model.exact_log_marginal(lg_data)
+    # log p̂ = max(IWAE, AIS): within Z delta-method standard errors of the noisier of the two
+    se_ais = ((50 / p["ais_ess"] - 1).clamp(min=0) / 49).sqrt()
+    assert torch.all((p["log_px"] - exact).abs() < Z * torch.maximum(se_ais, p["iwae_se"]) + 1e-3)
+    # the report's approximation gap = (log p̂ - log p) + (log p - L[q*]); the second term is the
+    # analytic FFG gap up to MC error and the 0.01-nat optimization slack of test_linear_gaussian
+    exact_gap = float(lg_model.exact_ffg_gap())
+    assert torch.all(((exact - p["local:ffg"]) - exact_gap).abs() < 0.01 + Z * p["local_se:ffg"])
+    se = p["local_se:ffg"] + p["amortized_se"]
+    assert torch.all(p["amortization"] > -Z * se)
+    assert torch.allclose(p["inference"], p["approximation"] + p["amortization"])
+    json_path, md_path = rep.save(tmp_path / "rep")
+    saved = json.loads(json_path.read_text())
+    assert saved["config"]["seed"] == 0 and saved["meta"]["versions"]["pyro-ppl"] != "not installed"
+    assert "Approximation gap" in md_path.read_text()
+
+
+def test_gap_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="families is empty"):
+        GapConfig(families=())
+    with pytest.raises(ConfigError, match="ais_chains=0"):
+        GapConfig(ais_chains=0)
+    with pytest.raises(ConfigError, match="local_init='encoderr'"):
+        GapConfig(local_init="encoderr")
