@@ -80,3 +80,14 @@ def test_experiment_module_quick(tmp_path, mnist_dir):
     md = (tmp_path / "gaps.md").read_text()
     assert "-89.80" in md and "Settings that differ from the paper" in md
     assert rep["meta"]["train_config"]["latent_dim"] == 50
+
+
+def test_bdmc_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--dataset", "digits", "--epochs", "2", "--latent-dim", "2",
+                 "--hidden", "16", "--quiet"]) == 0
+    assert main(["bdmc", "--run", str(run), "--num-points", "3", "--ais-chains", "5", "--ais-steps", "20",
+                 "--ais-leapfrog", "3", "--quiet", "--out", str(tmp_path / "b.json")]) == 0
+    out = json.loads((tmp_path / "b.json").read_text())
+    assert len(out["gap"]) == 3 and out["mean_upper"] >= out["mean_lower"] - 1.0
+    assert "BDMC on 3 simulated points" in capsys.readouterr().out
