@@ -28,7 +28,7 @@ import torch
 from pyro_vaegap.data import TOY_DATASETS, TOY_ENTROPY_BITS, TOY_ENTROPY_ERROR_BITS, load_dataset, toy_log_density
 from pyro_vaegap.estimators import importance_sample, iwae_bounds
 from pyro_vaegap.traces import log_weights
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.train import LR_SCHEDULES, TrainConfig
 from pyro_vaegap.utils import set_seed
 
 from .tutorial_common import (LN2, Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
@@ -51,7 +51,9 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=20, help="training epochs per model (over --num-train points)")
     p.add_argument("--num-train", type=int, default=50_000, help="training points (of the 50,000-point train split)")
     p.add_argument("--batch-size", type=int, default=100, help="minibatch size")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (constant)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (initial)")
+    p.add_argument("--lr-schedule", default="cosine", choices=LR_SCHEDULES,
+                   help="learning-rate schedule over the epochs (cosine: decays to ~0 at the end)")
     p.add_argument("--anneal-epochs", type=int, default=2,
                    help="epochs of linear KL annealing (beta 0 -> 1); without it the learned-variance decoder "
                         "collapses to one Gaussian that ignores z (0 disables)")
@@ -158,6 +160,7 @@ def main(argv=None):
                               guide_options={"hidden": args.hidden, "layers": args.layers}, objective=objective,
                               num_particles=k, anneal="kl" if args.anneal_epochs else "none",
                               anneal_epochs=args.anneal_epochs, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              lr_schedule=args.lr_schedule,
                               seed=args.seed)
             model, guide, secs = train_run(cfg, out / "runs" / f"{ds}_{objective}", progress)
             runs[ds][objective] = (model, guide)

@@ -33,7 +33,7 @@ _HELP = {
     "num_particles": "samples per datapoint (k of IWAE)",
     "anneal": "none, entropy (Cremer et al.) or kl", "anneal_epochs": "epochs of linear annealing 0→1",
     "epochs": "training epochs (Burda schedule: 3280)", "batch_size": "minibatch size",
-    "lr": "Adam learning rate (initial, for the Burda schedule)", "lr_schedule": "constant or burda",
+    "lr": "Adam learning rate (initial, for the Burda schedule)", "lr_schedule": "constant, burda or cosine",
     "valid_samples": "samples of the per-epoch validation ELBO", "seed": "random seed (fixes the run)",
     # GapConfig
     "families": "comma-separated families whose per-datum optimum L[q*] is computed, e.g. ffg,fullcov,flow",
@@ -122,8 +122,9 @@ def cmd_train(args):
 
 def _eval_data(cfg: TrainConfig, args):
     x = load_dataset(cfg.dataset, args.split, data_dir=args.data_dir or cfg.data_dir)
-    if args.num_points > x.shape[0]:
-        raise ConfigError(f"--num-points {args.num_points} exceeds the {x.shape[0]} rows of the {args.split} split")
+    if not 1 <= args.num_points <= x.shape[0]:
+        raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]} "
+                          f"(the {args.split} split has {x.shape[0]} rows)")
     return x[seeded_subset(x.shape[0], args.num_points, args.subset_seed)]
 
 
@@ -251,9 +252,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if getattr(args, "num_points", 1) is not None and getattr(args, "num_points", 1) < 1:
-        print(f"vaegap: error: --num-points {args.num_points} is not allowed: expected >= 1", file=sys.stderr)
-        return 2
     try:
         args.func(args)
     except (ConfigError, DataError, FloatingPointError) as e:

@@ -18,6 +18,8 @@ Annealing (``anneal``, linear from 0 to 1 over the first ``anneal_epochs`` epoch
 Optimizer: Adam. ``lr_schedule="burda"`` is Burda et al.'s schedule, learning rate
 :math:`10^{-3}\cdot 10^{-i/7}` for :math:`3^i` epochs, :math:`i = 0..7` (3280 epochs in all); the rate
 is changed in place in the optimizer's parameter groups, so Adam's moments carry over.
+``lr_schedule="cosine"``: :math:`\mathrm{lr}\cdot\tfrac12(1 + \cos(\pi e / E))` in 0-based epoch ``e`` of
+``E = epochs`` (depends on ``epochs``, so extending a finished run by resuming changes its schedule).
 
 A run lives in a folder: ``config.json`` (config, seed, package versions), ``log.csv`` (one row per
 epoch: objective, validation ELBO, learning rate, annealing factor, seconds), ``checkpoint.pt``
@@ -51,7 +53,7 @@ from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_wr
 
 OBJECTIVES = ("elbo", "mean_field", "iwae")
 ANNEALING = ("none", "entropy", "kl")
-LR_SCHEDULES = ("constant", "burda")
+LR_SCHEDULES = ("constant", "burda", "cosine")
 #: "mse": Gaussian with fixed σ² = 1/2 (the MSE-loss VAE; ignores ``variance``); "dlogistic": discretized
 #: logistic over 8-bit pixels (uint8 data such as ``digits_uint8``)
 MODELS = ("bernoulli", "gaussian", "mse", "dlogistic")
@@ -195,6 +197,8 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     """Learning rate of 0-based ``epoch``."""
     if cfg.lr_schedule == "constant":
         return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(epoch, cfg.epochs) / cfg.epochs))
     start = 0
     for i in range(8):
         start += 3 ** i

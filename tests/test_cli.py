@@ -55,7 +55,7 @@ def test_bad_gap_options_leave_no_result_file(tmp_path, capsys):
                  "--hidden", "8", "--quiet"]) == 0
     for bad, msg in ((["--families", "ffg,nope"], "unknown guide family 'nope'"),
                      (["--ais-schedule", "cosine"], "ais_schedule='cosine'"),
-                     (["--num-points", "301"], "exceeds the 300 rows")):
+                     (["--num-points", "301"], "expected 1..300"), (["--num-points", "0"], "expected 1..300")):
         assert main(["gaps", "--run", str(run), "--out", str(tmp_path / "rep"), "--quiet", "--iwae-samples", "10",
                      "--elbo-samples", "10", "--no-ais", "--local-max-steps", "10", *bad]) == 2
         assert msg in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Training: objectives, annealing, the Burda schedule, checkpoints and exact resume."""
 import json
+import math
 
 import pytest
 import torch
@@ -47,6 +48,14 @@ def test_burda_schedule():
     assert learning_rate(cfg, 1) == pytest.approx(1e-3 * 10 ** (-1 / 7))   # epochs 1..3: i = 1
     assert learning_rate(cfg, 4) == pytest.approx(1e-3 * 10 ** (-2 / 7))   # epochs 4..12: i = 2
     assert learning_rate(cfg, 3279) == pytest.approx(1e-3 * 10 ** (-7 / 7))
+
+
+def test_cosine_schedule():
+    cfg = TrainConfig(lr_schedule="cosine", lr=2e-3, epochs=10)
+    assert learning_rate(cfg, 0) == pytest.approx(2e-3)
+    assert learning_rate(cfg, 5) == pytest.approx(1e-3)                     # half way: lr / 2
+    assert learning_rate(cfg, 9) == pytest.approx(1e-3 * (1 + math.cos(0.9 * math.pi)))
+    assert all(learning_rate(cfg, e) > learning_rate(cfg, e + 1) > 0 for e in range(9))
 
 
 def test_existing_run_is_never_overwritten(tmp_path):
