@@ -63,7 +63,7 @@ def reconstruction_mse(model, guide, x: torch.Tensor, samples: int = 20) -> floa
 
 def learned_sigma2(model) -> float | None:
     """The shared learned variance of a ``variance="scalar"`` model (else None)."""
-    return float(model.sigma2) if model.variance == "scalar" else None
+    return float(model.sigma2.detach()) if model.variance == "scalar" else None
 
 
 def digits_figure(models: dict, x: torch.Tensor):

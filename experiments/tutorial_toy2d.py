@@ -54,11 +54,11 @@ def build_parser():
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (initial)")
     p.add_argument("--lr-schedule", default="cosine", choices=LR_SCHEDULES,
                    help="learning-rate schedule over the epochs (cosine: decays to ~0 at the end)")
-    p.add_argument("--anneal-epochs", type=int, default=2,
+    p.add_argument("--anneal-epochs", type=int, default=6,
                    help="epochs of linear KL annealing (beta 0 -> 1); without it the learned-variance decoder "
                         "collapses to one Gaussian that ignores z (0 disables)")
-    p.add_argument("--hidden", type=int, default=64, help="width of the hidden layers of decoder and encoder")
-    p.add_argument("--layers", type=int, default=2, help="hidden layers of decoder and of encoder")
+    p.add_argument("--hidden", type=int, default=128, help="width of the hidden layers of decoder and encoder")
+    p.add_argument("--layers", type=int, default=4, help="hidden layers of decoder and of encoder")
     p.add_argument("--iwae-k", type=int, default=10, help="k of the IWAE training objective")
     p.add_argument("--eval-samples", type=int, default=250, help="importance samples per test point (k of the NLL)")
     p.add_argument("--num-test", type=int, default=5000, help="held-out test points evaluated (of 5,000)")

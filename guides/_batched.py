@@ -10,7 +10,7 @@ r"""Building blocks shared by several guide families (no family is registered he
   :func:`init_base_from_encoder` — start a per-datum flow's FFG base at an encoder's output.
 
 Shapes: parameters have a leading dimension ``N`` (``num_data``); inputs have shape
-``(..., B, in)`` where ``B`` indexes the rows ``rows`` (global datapoint indices, shape ``(B,)``)
+``(..., B, in)`` where ``B`` indexes the rows ``rows`` (global datapoint indices ``(B,)``, or ``slice(None)`` for all)
 and ``...`` is any number of sample dimensions (the estimators' sample plate).
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ class BatchedLinear(PyroModule):
             raise ValueError(f"mask has shape {tuple(mask.shape)}; expected ({in_features}, {out_features})")
         self.register_buffer("mask", None if mask is None else mask.to(self.weight.dtype))
 
-    def forward(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, rows) -> torch.Tensor:
         W = self.weight[rows]  # (B, in, out)
         if self.mask is not None:
             W = W * self.mask
@@ -85,7 +85,7 @@ class BatchedMLP(PyroModule):
         self.layers = nn.ModuleList(BatchedLinear(num_data, a, b, mask=m)
                                     for a, b, m in zip(sizes[:-1], sizes[1:], masks))
 
-    def forward(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, rows) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
             h = layer(h, rows)
             if i < len(self.layers) - 1:
@@ -117,14 +117,14 @@ class BatchedMADE(PyroModule):
         with torch.no_grad():
             self.net.layers[-1].weight.zero_()
 
-    def forward(self, z: torch.Tensor, rows: torch.Tensor):
+    def forward(self, z: torch.Tensor, rows):
         # Pyro's AffineAutoregressive inverse starts from zeros of the *default* dtype
         out = self.net(z.to(self.net.layers[0].weight.dtype), rows)
         # Pyro's layout: the first dim outputs are the shift, the next dim the (logit) scale
         mean, scale_param = out.reshape(out.shape[:-1] + (2, self.dim)).unbind(-2)
         return mean, scale_param
 
-    def bind(self, rows: torch.Tensor):
+    def bind(self, rows):
         arn = partial(self.forward, rows=rows)
         arn.permutation = self.permutation
         return arn

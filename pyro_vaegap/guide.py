@@ -100,14 +100,16 @@ class LocalGuide(Guide):
         self.num_data = int(num_data)
 
     def rows(self, x, idx):
-        """Global datapoint indices of the batch ``x`` (``arange(B)`` when ``idx`` is None)."""
+        """What selects the batch's rows of every ``(num_data, ...)`` parameter: ``idx``, or the
+        whole-set slice when ``idx`` is None (a view: indexing a large per-datum network with
+        ``arange(N)`` would copy all its weights at every step)."""
         if idx is None:
             if x.shape[0] != self.num_data:
                 raise ConfigError(
                     f"a per-datum guide for {self.num_data} datapoints got a batch of {x.shape[0]} "
                     "without idx; pass the batch's global indices"
                 )
-            return torch.arange(self.num_data, device=x.device)
+            return slice(None)
         return idx
 
     def local_parameters(self) -> dict[str, torch.nn.Parameter]:

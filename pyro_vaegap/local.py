@@ -62,13 +62,17 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     if not lr > 0:
         raise ConfigError(f"lr={lr!r} is not allowed: expected a positive learning rate")
     params = list(guide.local_parameters().values())
-    opt = torch.optim.Adam(params, lr=lr)
+    # fused: one pass per step over (possibly millions of) per-datum parameters instead of several
+    opt = torch.optim.Adam(params, lr=lr, fused=True)
     running = active.clone() if active is not None else torch.ones(N, dtype=torch.bool)
     steps = torch.zeros(N, dtype=torch.long)
     window = torch.zeros(N, dtype=x.dtype)
     best = torch.full((N,), -float("inf"), dtype=x.dtype)
     bad = torch.zeros(N, dtype=torch.long)
     converged = torch.zeros(N, dtype=torch.bool)
+    # rows of stopped datapoints are restored from here after every step: Adam's momentum would
+    # otherwise keep moving them; refreshed for each datapoint at the moment it stops
+    snapshot = [p.detach().clone() for p in params]
     bar = tqdm(total=max_steps, desc="local optimization", disable=not progress, leave=False)
     with frozen(model):
         for step in range(1, max_steps + 1):
@@ -78,12 +82,12 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
             check_finite("per-datapoint ELBO during local optimization", elbo[running])
             opt.zero_grad(set_to_none=True)
             (-elbo.sum()).backward()
-            before = [p.detach().clone() for p in params]
             opt.step()
-            with torch.no_grad():
-                for p, old in zip(params, before):
-                    keep = (~running).view(-1, *([1] * (p.dim() - 1)))
-                    p.copy_(torch.where(keep, old, p))
+            if not running.all():
+                with torch.no_grad():  # put the stopped rows back where they stopped
+                    rows = (~running).nonzero().squeeze(-1)
+                    for p, snap in zip(params, snapshot):
+                        p[rows] = snap[rows]
             window += torch.where(running, elbo.detach(), torch.zeros_like(window))
             steps += running.long()
             if step % check_every == 0:
@@ -94,6 +98,10 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                 stop = running & (bad >= patience)
                 converged |= stop
                 running &= ~stop
+                if stop.any():
+                    with torch.no_grad():
+                        for p, snap in zip(params, snapshot):
+                            snap[stop] = p[stop]
                 window.zero_()
                 bar.set_postfix(running=int(running.sum()))
             bar.update()
