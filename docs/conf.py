@@ -27,9 +27,12 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",  # only emits <script> tags: the build itself needs no network
     "sphinx.ext.viewcode",
+    "myst_parser",  # benchmarks.md: measured results stay plain markdown, readable on GitHub too
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 
-exclude_patterns = ["_build", "examples", "Thumbs.db", ".DS_Store"]
+# results/ holds the JSON/markdown/PNG outputs of recorded runs: pages include or link them
+exclude_patterns = ["_build", "examples", "results", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 
 autodoc_member_order = "bysource"
@@ -45,33 +48,3 @@ html_theme_options = {
     "fixed_sidebar": True,
 }
 html_static_path: list[str] = []
-
-# ---------------------------------------------------------------------------------------------
-# Optional pages. Other people add ``tutorial_*.rst`` and ``benchmarks.rst`` over time; the
-# toctree of index.rst lists them (``tutorial_*`` as a glob), but an empty glob or a missing page
-# is a warning, and this build treats warnings as errors. So, while index.rst is read, an optional
-# toctree line whose pattern matches no ``.rst`` file is dropped. Nothing else is filtered.
-# ---------------------------------------------------------------------------------------------
-OPTIONAL_TOCTREE_ENTRIES = ("tutorial_*", "benchmarks")
-
-
-def _drop_missing_optional_entries(app, docname, source):
-    if docname != "index":
-        return
-    lines = []
-    for line in source[0].splitlines(keepends=True):
-        entry = line.strip()
-        if entry in OPTIONAL_TOCTREE_ENTRIES and not any(DOCS.glob(entry + ".rst")):
-            continue
-        lines.append(line)
-    source[0] = "".join(lines)
-
-
-def _reread_index(app, env, added, changed, removed):
-    # index.rst's toctree depends on which optional pages exist, not only on its own text
-    return ["index"]
-
-
-def setup(app):
-    app.connect("source-read", _drop_missing_optional_entries)
-    app.connect("env-get-outdated", _reread_index)

@@ -13,7 +13,7 @@ discretized posterior is :math:`Q(j\mid x) = \Phi((e_{j+1}-\mu)/\sigma) - \Phi((
 coordinate of the FFG encoder's :math:`\mathcal N(\mu, \sigma^2)`.
 
 Coding one image ``x`` (pixels are coded with the decoder's Bernoulli probabilities at :math:`\hat z`)
---------------------------------------------------------------------------------------------------
+------------------------------------------------------------------------------------------------------
 encode:  1. *pop* :math:`j \sim Q(\cdot\mid x)` from the stack ("bits back": gains :math:`-\log_2 Q(j\mid x)`);
          2. *push* ``x`` with :math:`p(x\mid \hat z_j)`; 3. *push* ``j`` with the uniform prior.
 decode:  the same steps reversed: pop ``j`` (prior), pop ``x`` (likelihood), push ``j`` back with
@@ -114,6 +114,7 @@ class BBANSCoder:
         """:math:`Q(j\\mid x)` for each latent coordinate: float64 ``(d, K)``, rows summing to 1.
 
         :param x: one image, shape ``(1, D)``.
+
         Masses are differences of normal CDFs taken on the side of the tail they lie in
         (``ndtr(-u)`` for upper buckets), so buckets far from the median keep relative precision.
         """
