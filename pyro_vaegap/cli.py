@@ -142,8 +142,9 @@ def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=
 
 
 def _paper_diff(tcfg, gcfg, n):
-    return (f"ours: {tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, AIS {gcfg.ais_chains}×"
-            f"{gcfg.ais_steps}×{gcfg.ais_leapfrog}, IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} "
+    ais = f"AIS {gcfg.ais_chains}×{gcfg.ais_steps}×{gcfg.ais_leapfrog}" if gcfg.ais else "AIS off"
+    return (f"ours: {tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, {ais}, "
+            f"IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} "
             f"samples/step; {PAPER_MNIST_SETTINGS}")
 
 
