@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from pyro_vaegap.cli import run_gaps
-from pyro_vaegap.data import DataError, load_dataset, seeded_subset
+from pyro_vaegap.cli import run_command, run_gaps
+from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import GapConfig
 from pyro_vaegap.train import TrainConfig, train
 from pyro_vaegap.utils import ConfigError
@@ -55,30 +55,30 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        tcfg = TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, latent_dim=50, hidden=200,
-                           decoder_layers=args.decoder_layers, activation="elu", guide="ffg", objective="elbo",
-                           anneal="entropy", anneal_epochs=min(args.anneal_epochs, args.epochs),
-                           epochs=args.epochs, batch_size=100, lr=1e-3, lr_schedule=args.lr_schedule,
-                           seed=args.seed, num_train=2000 if args.quick else None)
-        q = args.quick
-        gcfg = GapConfig(families=tuple(f for f in args.families.split(",") if f),
-                         iwae_samples=200 if q else args.iwae_samples, elbo_samples=200 if q else args.iwae_samples,
-                         ais=not args.no_ais, ais_chains=10 if q else args.ais_chains,
-                         ais_steps=20 if q else args.ais_steps, ais_leapfrog=2 if q else args.ais_leapfrog,
-                         local_samples=5 if q else args.local_samples, local_max_steps=300 if q else 50_000,
-                         local_check_every=50 if q else 100, local_init=args.local_init, seed=args.seed)
-        run_dir = Path(args.run_dir)
-        res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists())
-        x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
-        if not 1 <= args.num_points <= x.shape[0]:
-            raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]}")
-        x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
-        run_gaps(res.model.eval(), res.guide.eval(), tcfg, gcfg, x, args.out)
-    except (ConfigError, DataError, FloatingPointError) as e:
-        print(f"cremer_gaps: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("cremer_gaps", run, args)
+
+
+def run(args):
+    """Train (or resume) the paper's VAE, then write the gap report with the paper's numbers beside it."""
+    tcfg = TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, latent_dim=50, hidden=200,
+                       decoder_layers=args.decoder_layers, activation="elu", guide="ffg", objective="elbo",
+                       anneal="entropy", anneal_epochs=min(args.anneal_epochs, args.epochs),
+                       epochs=args.epochs, batch_size=100, lr=1e-3, lr_schedule=args.lr_schedule,
+                       seed=args.seed, num_train=2000 if args.quick else None)
+    q = args.quick
+    gcfg = GapConfig(families=tuple(f for f in args.families.split(",") if f),
+                     iwae_samples=200 if q else args.iwae_samples, elbo_samples=200 if q else args.iwae_samples,
+                     ais=not args.no_ais, ais_chains=10 if q else args.ais_chains,
+                     ais_steps=20 if q else args.ais_steps, ais_leapfrog=2 if q else args.ais_leapfrog,
+                     local_samples=5 if q else args.local_samples, local_max_steps=300 if q else 50_000,
+                     local_check_every=50 if q else 100, local_init=args.local_init, seed=args.seed)
+    run_dir = Path(args.run_dir)
+    res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists())
+    x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    if not 1 <= args.num_points <= x.shape[0]:
+        raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]}")
+    x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
+    run_gaps(res.model.eval(), res.guide.eval(), tcfg, gcfg, x, args.out)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import torch
 
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
-from pyro_vaegap.utils import ConfigError, atomic_write_json, atomic_write_text, package_versions
+from pyro_vaegap.cli import run_command
+from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, package_versions
 
 LN2 = math.log(2.0)
 
@@ -116,23 +116,13 @@ def markdown_table(headers, rows) -> str:
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Save a matplotlib figure atomically (temporary file in the same folder, then ``os.replace``)."""
+    """Save a matplotlib figure atomically (:func:`pyro_vaegap.utils.atomic_write`) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight"))
     finally:
         plt.close(fig)
-    return path
 
 
 def write_results(out: Path, name: str, args, results: dict, markdown: str, seconds: float) -> None:
@@ -147,8 +137,8 @@ def write_results(out: Path, name: str, args, results: dict, markdown: str, seco
 
 
 def run_main(main_fn, argv):
-    """Run an experiment's body, turning configuration errors into a message and exit status 2."""
-    try:
-        return main_fn(argv)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from e
+    """Run an experiment's body; a bad option or bad data ends with one message and exit status 2."""
+    module = sys.modules[main_fn.__module__]  # "__main__" under ``python -m``: name it by its file
+    code = run_command(Path(module.__file__).stem, main_fn, argv)
+    if code:
+        raise SystemExit(code)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pyro_vaegap.data import TOY_DATASETS, load_dataset

@@ -251,14 +251,23 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+#: errors caused by the user's input or data: reported in one line, never as a traceback
+USER_ERRORS = (ConfigError, DataError, FloatingPointError)
+
+
+def run_command(prog: str, fn, *args) -> int:
+    """``fn(*args)``; a user error prints ``prog: error: …`` on stderr and returns exit status 2."""
     try:
-        args.func(args)
-    except (ConfigError, DataError, FloatingPointError) as e:
-        print(f"vaegap: error: {e}", file=sys.stderr)
+        fn(*args)
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_command("vaegap", args.func, args)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 
-import pyro
 import torch
-from pyro import poutine
 from pyro.nn import PyroModule
 
 from .utils import ConfigError

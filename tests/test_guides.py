@@ -8,7 +8,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pyro
 import pytest
 import torch
 from pyro import poutine

@@ -6,7 +6,6 @@ optimizer is involved, a stated optimization tolerance.
 """
 import math
 
-import pytest
 import torch
 
 from guides.ffg import LocalFFG

@@ -59,7 +59,7 @@ def test_cli_help_and_exit_status():
     assert r.returncode == 0 and "--latent-bits" in r.stdout and "--run" in r.stdout
     r = subprocess.run([sys.executable, "-m", "experiments.tutorial_compression", "--run", "/nonexistent"],
                        capture_output=True, text=True)
-    assert r.returncode != 0 and "no checkpoint.pt" in r.stderr
+    assert r.returncode == 2 and "tutorial_compression: error:" in r.stderr and "no checkpoint.pt" in r.stderr
 
 
 def test_bitsdim_on_fake_cifar(tmp_path, monkeypatch):
