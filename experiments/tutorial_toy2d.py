@@ -109,7 +109,10 @@ def density_figure(maps: dict, datasets, grid: int):
         panels = [("ground truth", truth)] + [(f"{o.upper()} p(x)", np.exp(maps[ds][o])) for o in ("elbo", "iwae")]
         for j, (title, img) in enumerate(panels):
             ax = axes[i, j]
-            ax.imshow(img, origin="lower", extent=(-EXTENT, EXTENT, -EXTENT, EXTENT), cmap="magma")
+            # one colour scale per row, the true density's: a few spiky model grid points would
+            # otherwise set the scale and turn the rest of the map black
+            ax.imshow(img, origin="lower", extent=(-EXTENT, EXTENT, -EXTENT, EXTENT), cmap="magma",
+                      vmin=0.0, vmax=float(truth.max()))
             ax.set_title(f"{ds}: {title.replace('ELBO', 'VAE')}", fontsize=9)
             ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()

@@ -109,8 +109,13 @@ class GapReport:
         return {k: _mean_se(np.asarray(v, dtype=float)) for k, v in self.per_point.items()}
 
     def to_dict(self) -> dict:
-        return {"family": self.family, "approx_family": self.approx_family, "summary": {k: {"mean": m, "se": s} for k, (m, s) in self.summary().items()},
-                "per_point": {k: np.asarray(v).tolist() for k, v in self.per_point.items()},
+        """JSON-ready; an undefined value (the standard error of a single point or sample) is ``None``."""
+        def clean(v):
+            return [clean(u) for u in v] if isinstance(v, list) else (v if math.isfinite(v) else None)
+
+        return {"family": self.family, "approx_family": self.approx_family,
+                "summary": {k: {"mean": clean(m), "se": clean(s)} for k, (m, s) in self.summary().items()},
+                "per_point": {k: clean(np.asarray(v).tolist()) for k, v in self.per_point.items()},
                 "config": self.config, "meta": self.meta}
 
     def save(self, stem, markdown: str | None = None) -> tuple:

@@ -91,3 +91,14 @@ def test_bdmc_command(tmp_path, capsys):
     out = json.loads((tmp_path / "b.json").read_text())
     assert len(out["gap"]) == 3 and out["mean_upper"] >= out["mean_lower"] - 1.0
     assert "BDMC on 3 simulated points" in capsys.readouterr().out
+
+
+def test_single_point_report_saves_undefined_errors_as_null(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--dataset", "digits", "--epochs", "1", "--latent-dim", "2",
+                 "--hidden", "8", "--quiet"]) == 0
+    assert main(["gaps", "--run", str(run), "--num-points", "1", "--iwae-samples", "20", "--elbo-samples", "20",
+                 "--no-ais", "--local-max-steps", "20", "--local-check-every", "10", "--quiet",
+                 "--out", str(tmp_path / "one")]) == 0
+    rep = json.loads((tmp_path / "one.json").read_text())
+    assert rep["summary"]["inference"]["se"] is None and rep["summary"]["inference"]["mean"] is not None
