@@ -6,8 +6,7 @@ r"""Building blocks shared by several guide families (no family is registered he
   the local optimizer still treats all datapoints as one batched problem.
 * :class:`BatchedMADE` — a per-datapoint MADE (Germain et al. 2015) with Pyro's masks, the
   autoregressive network of the per-datum IAF.
-* :func:`gaussian_head` — split a ``2d``-wide network output into a Gaussian's ``(loc, scale)``;
-  :func:`init_base_from_encoder` — start a per-datum flow's FFG base at an encoder's output.
+* :func:`gaussian_head` — split a ``2d``-wide network output into a Gaussian's ``(loc, scale)``.
 
 Shapes: parameters have a leading dimension ``N`` (``num_data``); inputs have shape
 ``(..., B, in)`` where ``B`` indexes the rows ``rows`` (global datapoint indices ``(B,)``, or ``slice(None)`` for all)
@@ -24,7 +23,7 @@ from pyro.nn.auto_reg_nn import create_mask
 from torch import nn
 
 from pyro_vaegap.models import ACTIVATIONS
-from pyro_vaegap.utils import ConfigError, check_choice
+from pyro_vaegap.utils import check_choice
 
 MIN_SCALE = 1e-5  #: floor of every softplus scale (as in guides.ffg), keeps log q finite
 
@@ -33,17 +32,6 @@ def gaussian_head(out: torch.Tensor, dim: int):
     r"""``(loc, scale)`` from an output ``(..., 2 dim)``: ``scale = softplus(raw) + 1e-5``."""
     loc, raw = out.split(dim, dim=-1)
     return loc, nn.functional.softplus(raw) + MIN_SCALE
-
-
-def init_base_from_encoder(local, guide, x) -> None:
-    """Set a per-datum guide's FFG base ``local.loc``, ``local.scale`` ``(N, d)`` from
-    ``guide.encode(x)`` (an FFG-style encoder); raise ``ConfigError`` for any other guide."""
-    out = guide.encode(x) if hasattr(guide, "encode") else None
-    if out is None or out[1].shape != out[0].shape:
-        raise ConfigError(f"{type(local).__name__} can start only from an encoder with an FFG output "
-                          f"(encode(x) -> (loc, scale)); got {type(guide).__name__}")
-    local.loc = out[0].detach().clone()
-    local.scale = out[1].detach().clone()
 
 
 class BatchedLinear(PyroModule):

@@ -15,6 +15,7 @@ from torch.distributions import constraints
 
 from pyro_vaegap.guide import Guide, LocalGuide, register_family
 from pyro_vaegap.models import data_plate, mlp
+from pyro_vaegap.utils import ConfigError
 
 MIN_SCALE = 1e-5  # keeps log q finite when an encoder's softplus underflows
 
@@ -62,12 +63,14 @@ class LocalFFG(LocalGuide):
 
     @torch.no_grad()
     def init_from_amortized(self, guide, x):
-        if not hasattr(guide, "encode"):
-            super().init_from_amortized(guide, x)
-        loc, scale = guide.encode(x)
-        self.loc = loc.detach().clone()
-        self.scale = scale.detach().clone()
-
+        """Start ``(loc, scale)`` at an FFG-style encoder's ``guide.encode(x)``; subclasses that put a
+        flow on this base (``flow``, ``iaf``, ``householder``) keep their flow's own initialization."""
+        out = guide.encode(x) if hasattr(guide, "encode") else None
+        if out is None or out[1].shape != out[0].shape:
+            raise ConfigError(f"{type(self).__name__} can start only from an encoder with an FFG output "
+                              f"(encode(x) -> (loc, scale)); got {type(guide).__name__}")
+        self.loc = out[0].detach().clone()
+        self.scale = out[1].detach().clone()
 
 register_family("ffg", amortized=FFGEncoder, local=LocalFFG,
                 description="fully factorized Gaussian (encoder MLP / free mean and scale per datapoint)")

@@ -52,14 +52,12 @@ from typing import Callable
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroParam
 from torch import nn
-from torch.distributions import constraints
 from torch.nn.functional import logsigmoid
 
-from guides._batched import BatchedMLP, gaussian_head, init_base_from_encoder
-from guides.ffg import FFGEncoder
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from guides._batched import BatchedMLP, gaussian_head
+from guides.ffg import FFGEncoder, LocalFFG
+from pyro_vaegap.guide import Guide, register_family
 from pyro_vaegap.models import data_plate, mlp
 from pyro_vaegap.utils import check_positive_int
 
@@ -187,7 +185,7 @@ class FlowEncoder(Guide):
             return parts.sample()
 
 
-class LocalFlow(LocalGuide):
+class LocalFlow(LocalFFG):
     """Per-datum auxiliary flow: all parameters have leading dimension ``num_data``.
 
     :param flow_hidden: width ``h`` of every per-datapoint network (paper: 100).
@@ -196,11 +194,9 @@ class LocalFlow(LocalGuide):
 
     def __init__(self, model, num_data: int, flow_hidden: int = 100, num_steps: int = 2,
                  activation: str = "elu", init_scale: float = 1.0):
-        super().__init__(model, num_data)
+        super().__init__(model, num_data, init_scale)  # the FFG base: loc, scale
         d, h, N = self.latent_dim, flow_hidden, num_data
         check_positive_int("num_steps", num_steps)
-        self.loc = PyroParam(torch.zeros(N, d))
-        self.scale = PyroParam(torch.full((N, d), float(init_scale)), constraint=constraints.positive)
 
         def net():
             return BatchedMLP(N, [d, h, h, 2 * d], activation)
@@ -220,11 +216,6 @@ class LocalFlow(LocalGuide):
         parts = self.parts(x, idx)
         with data_plate(x, idx, num_data):
             return parts.sample()
-
-    @torch.no_grad()
-    def init_from_amortized(self, guide, x):
-        """Start the base at an encoder's FFG output (``guide.encode``); the networks keep their init."""
-        init_base_from_encoder(self, guide, x)
 
 register_family("flow", amortized=FlowEncoder, local=LocalFlow,
                 description="auxiliary-variable Real-NVP flow of Cremer et al. 2018 (FFG base, 2 coupling steps)")

@@ -27,12 +27,11 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import ConditionalHouseholder
 from pyro.distributions.transforms.householder import ConditionedHouseholder
-from pyro.nn import PyroParam
 from torch import nn
-from torch.distributions import constraints
 
-from guides._batched import gaussian_head, init_base_from_encoder
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from guides.ffg import LocalFFG
+from guides._batched import gaussian_head
+from pyro_vaegap.guide import Guide, register_family
 from pyro_vaegap.models import data_plate, mlp
 from pyro_vaegap.utils import check_positive_int
 
@@ -78,18 +77,16 @@ class HouseholderEncoder(Guide):
             return pyro.sample("z", q)
 
 
-class LocalHouseholder(LocalGuide):
+class LocalHouseholder(LocalFFG):
     """Per-datum Householder flow: ``loc``, ``scale`` ``(N, d)`` and ``u (N, K, d)``.
 
     ``u`` starts uniform in ``±1/sqrt(d)`` (Pyro's ``Householder`` initialization), per datapoint.
     """
 
     def __init__(self, model, num_data: int, num_transforms: int = 2, init_scale: float = 1.0):
-        super().__init__(model, num_data)
+        super().__init__(model, num_data, init_scale)  # the FFG base: loc, scale
         K = check_positive_int("num_transforms", num_transforms)
         d = self.latent_dim
-        self.loc = PyroParam(torch.zeros(num_data, d))
-        self.scale = PyroParam(torch.full((num_data, d), float(init_scale)), constraint=constraints.positive)
         self.u = nn.Parameter(torch.empty(num_data, K, d).uniform_(-d ** -0.5, d ** -0.5))
 
     def forward(self, x, idx=None, num_data=None):
@@ -98,11 +95,6 @@ class LocalHouseholder(LocalGuide):
         q = dist.TransformedDistribution(base, [ConditionedHouseholder(self.u[rows])])
         with data_plate(x, idx, num_data):
             return pyro.sample("z", q)
-
-    @torch.no_grad()
-    def init_from_amortized(self, guide, x):
-        """Start the base at an encoder's FFG output (``guide.encode``); ``u`` keeps its init."""
-        init_base_from_encoder(self, guide, x)
 
 
 register_family("householder", amortized=HouseholderEncoder, local=LocalHouseholder,

@@ -29,12 +29,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import AffineAutoregressive, ConditionalAffineAutoregressive
-from pyro.nn import ConditionalAutoRegressiveNN, PyroParam
+from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
-from torch.distributions import constraints
 
-from guides._batched import BatchedMADE, gaussian_head, init_base_from_encoder
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from guides.ffg import LocalFFG
+from guides._batched import BatchedMADE, gaussian_head
+from pyro_vaegap.guide import Guide, register_family
 from pyro_vaegap.models import ACTIVATIONS, data_plate, mlp
 from pyro_vaegap.utils import check_positive_int
 
@@ -83,16 +83,14 @@ class IAFEncoder(Guide):
             return pyro.sample("z", q)
 
 
-class LocalIAF(LocalGuide):
+class LocalIAF(LocalFFG):
     """Per-datum IAF: ``loc``, ``scale`` ``(N, d)`` and ``num_transforms`` per-datapoint MADEs."""
 
     def __init__(self, model, num_data: int, num_transforms: int = 2, made_hidden: int | None = None,
                  activation: str = "elu", init_scale: float = 1.0):
-        super().__init__(model, num_data)
+        super().__init__(model, num_data, init_scale)  # the FFG base: loc, scale
         d = self.latent_dim
         K = check_positive_int("num_transforms", num_transforms)
-        self.loc = PyroParam(torch.zeros(num_data, d))
-        self.scale = PyroParam(torch.full((num_data, d), float(init_scale)), constraint=constraints.positive)
         made_hidden = made_hidden or max(2 * d, 16)
         self.mades = nn.ModuleList(BatchedMADE(num_data, d, [made_hidden], perm, activation)
                                    for perm in orders(d, K))
@@ -104,11 +102,6 @@ class LocalIAF(LocalGuide):
                                                 for m in self.mades])
         with data_plate(x, idx, num_data):
             return pyro.sample("z", q)
-
-    @torch.no_grad()
-    def init_from_amortized(self, guide, x):
-        """Start the base at an encoder's FFG output (``guide.encode``); the MADEs keep their init."""
-        init_base_from_encoder(self, guide, x)
 
 
 register_family("iaf", amortized=IAFEncoder, local=LocalIAF,
