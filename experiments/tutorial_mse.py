@@ -41,10 +41,16 @@ def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--toy", default="8gaussians", choices=TOY_DATASETS, help="toy data set")
     p.add_argument("--toy-epochs", type=int, default=20, help="epochs on the toy set")
-    p.add_argument("--toy-num-train", type=int, default=20_000, help="toy training points")
+    p.add_argument("--toy-num-train", type=int, default=50_000, help="toy training points")
+    p.add_argument("--toy-hidden", type=int, default=128,
+                   help="hidden width on the toy set (densely connected ReLU layers, as in tutorial_toy2d)")
+    p.add_argument("--toy-layers", type=int, default=4, help="hidden layers of decoder and encoder on the toy set")
+    p.add_argument("--toy-free-bits", type=float, default=0.05,
+                   help="free bits per latent dimension on the toy set (0 disables; without them the "
+                        "learned-variance models collapse to one Gaussian that ignores z)")
     p.add_argument("--digits-epochs", type=int, default=300, help="epochs on digits_continuous (1,197 images)")
     p.add_argument("--digits-latent", type=int, default=8, help="latent dimension for digits")
-    p.add_argument("--hidden", type=int, default=100, help="hidden width of decoder and encoder (2 layers)")
+    p.add_argument("--hidden", type=int, default=100, help="hidden width on digits (2 ELU layers, decoder and encoder)")
     p.add_argument("--eval-samples", type=int, default=500, help="importance samples per test point for the NLL")
     p.add_argument("--num-test", type=int, default=300, help="test points evaluated (digits has 300)")
     return p
@@ -102,21 +108,27 @@ def toy_figure(models: dict, x: torch.Tensor, name: str):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, positive=("toy_epochs", "toy_num_train", "digits_epochs", "digits_latent",
-                                              "hidden", "eval_samples", "num_test"))
+    args = parse_args(parser, argv, nonneg=("toy_free_bits",),
+                      positive=("toy_epochs", "toy_num_train", "toy_hidden", "toy_layers", "digits_epochs",
+                                "digits_latent", "hidden", "eval_samples", "num_test"))
     if args.num_test > 300:
         parser.error(f"--num-test={args.num_test} is not allowed: digits has 300 test images")
     out, progress = Path(args.out), Progress(args.quiet)
     results, rows = {}, []
-    setups = [(args.toy, 2, args.toy_epochs, args.toy_num_train, 100),
-              ("digits_continuous", args.digits_latent, args.digits_epochs, None, 50)]
-    for ds, latent, epochs, num_train, batch in setups:
+    toy_net = {"hidden": args.toy_hidden, "layers": args.toy_layers, "activation": "relu", "dense": True}
+    digits_net = {"hidden": args.hidden, "layers": 2, "activation": "elu", "dense": False}
+    setups = [(args.toy, dict(latent_dim=2, epochs=args.toy_epochs, num_train=args.toy_num_train, batch_size=100,
+                              free_bits=args.toy_free_bits, lr_schedule="cosine"), toy_net),
+              ("digits_continuous", dict(latent_dim=args.digits_latent, epochs=args.digits_epochs, batch_size=50),
+               digits_net)]
+    for ds, training, net in setups:
         results[ds], models = {}, {}
         x_train, x_test = load_dataset(ds, "train"), load_dataset(ds, "test")[: args.num_test]
         for v in VARIANTS:
-            cfg = TrainConfig(dataset=ds, num_train=num_train, model="mse" if v == "mse" else "gaussian",
-                              variance="fixed" if v == "mse" else v, latent_dim=latent, hidden=args.hidden,
-                              guide_options={"hidden": args.hidden}, epochs=epochs, batch_size=batch, seed=args.seed)
+            cfg = TrainConfig(dataset=ds, model="mse" if v == "mse" else "gaussian",
+                              variance="fixed" if v == "mse" else v, hidden=net["hidden"],
+                              decoder_layers=net["layers"], activation=net["activation"], dense=net["dense"],
+                              guide_options=net, seed=args.seed, **training)
             model, guide, secs = train_run(cfg, out / "runs" / f"{ds}_{v}", progress)
             models[v] = (model, guide)
             set_seed(args.seed)

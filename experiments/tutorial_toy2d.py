@@ -20,6 +20,8 @@ latent region decodes into a low-density area of the data plane).
 from __future__ import annotations
 
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,8 @@ import torch
 from pyro_vaegap.data import TOY_DATASETS, TOY_ENTROPY_BITS, TOY_ENTROPY_ERROR_BITS, load_dataset, toy_log_density
 from pyro_vaegap.estimators import importance_sample, iwae_bounds
 from pyro_vaegap.traces import log_weights
-from pyro_vaegap.train import LR_SCHEDULES, TrainConfig
+from pyro_vaegap.models import ACTIVATIONS
+from pyro_vaegap.train import LR_SCHEDULES, TrainConfig, load_run
 from pyro_vaegap.utils import set_seed
 
 from .tutorial_common import (LN2, Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
@@ -48,24 +51,32 @@ def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=list(TOY_DATASETS), choices=TOY_DATASETS,
                    help="toy data sets to run")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs per model (over --num-train points)")
     p.add_argument("--num-train", type=int, default=50_000, help="training points (of the 50,000-point train split)")
-    p.add_argument("--batch-size", type=int, default=100, help="minibatch size")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (initial)")
-    p.add_argument("--iwae-lr", type=float, default=1e-3,
-                   help="initial Adam learning rate of the IWAE models (at 3e-3 the 2-spirals IWAE diverged to NaN)")
+    p.add_argument("--epochs", type=int, default=120, help="training epochs of each VAE (over --num-train points)")
+    p.add_argument("--batch-size", type=int, default=200, help="minibatch size of the VAEs (the tutorial's 200)")
+    p.add_argument("--iwae-epochs", type=int, default=30, help="training epochs of each IWAE")
+    p.add_argument("--iwae-batch-size", type=int, default=100,
+                   help="minibatch size of the IWAEs (each point costs k decoder passes)")
+    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
     p.add_argument("--lr-schedule", default="cosine", choices=LR_SCHEDULES,
                    help="learning-rate schedule over the epochs (cosine: decays to ~0 at the end)")
-    p.add_argument("--anneal-epochs", type=int, default=6,
-                   help="epochs of linear KL annealing (beta 0 -> 1); without it the learned-variance decoder "
-                        "collapses to one Gaussian that ignores z (0 disables)")
+    p.add_argument("--free-bits", type=float, default=0.05,
+                   help="free bits per latent dimension of the VAE objective (the tutorial's 0.05); 0 disables")
+    p.add_argument("--anneal-epochs", type=int, default=0,
+                   help="epochs of linear KL annealing (beta 0 -> 1) of the models trained without free bits: "
+                        "the IWAEs, and the VAEs when --free-bits 0 (0 disables)")
     p.add_argument("--hidden", type=int, default=128, help="width of the hidden layers of decoder and encoder")
     p.add_argument("--layers", type=int, default=4, help="hidden layers of decoder and of encoder")
+    p.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="hidden-layer activation")
+    p.add_argument("--plain", action="store_true",
+                   help="plain MLPs instead of the densely connected ones (models.DenseMLP)")
     p.add_argument("--iwae-k", type=int, default=10, help="k of the IWAE training objective")
     p.add_argument("--eval-samples", type=int, default=250, help="importance samples per test point (k of the NLL)")
     p.add_argument("--num-test", type=int, default=5000, help="held-out test points evaluated (of 5,000)")
     p.add_argument("--grid", type=int, default=80, help="density-map grid points per axis")
     p.add_argument("--grid-samples", type=int, default=100, help="importance samples per grid point of the map")
+    p.add_argument("--workers", type=int, default=2,
+                   help="models trained and evaluated at once, one process and one thread each")
     return p
 
 
@@ -147,45 +158,94 @@ def latent_figure(runs: dict, datasets, objective: str, x_tests: dict):
     return fig
 
 
+def train_config(args, ds: str, objective: str) -> TrainConfig:
+    """The training run of one model: the VAE (``objective="elbo"``, free bits) or the IWAE."""
+    vae = objective == "elbo"
+    free_bits = args.free_bits if vae else 0.0
+    anneal = 0 if free_bits else args.anneal_epochs
+    net = {"hidden": args.hidden, "layers": args.layers, "activation": args.activation, "dense": not args.plain}
+    return TrainConfig(dataset=ds, num_train=args.num_train, model="gaussian", variance="network", latent_dim=2,
+                       hidden=args.hidden, decoder_layers=args.layers, activation=args.activation,
+                       dense=not args.plain, guide="ffg", guide_options=net, objective=objective,
+                       num_particles=1 if vae else args.iwae_k, free_bits=free_bits,
+                       anneal="kl" if anneal else "none", anneal_epochs=anneal,
+                       epochs=args.epochs if vae else args.iwae_epochs,
+                       batch_size=args.batch_size if vae else args.iwae_batch_size,
+                       lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed)
+
+
+def run_dir(args, ds: str, objective: str) -> Path:
+    return Path(args.out) / "runs" / f"{ds}_{objective}"
+
+
+def fit_and_evaluate(args, ds: str, objective: str):
+    r"""Train (or reuse / resume) one model and evaluate it; runs in a worker process.
+
+    :returns: ``(results, log_density_map)`` — the numbers of one table row and the model's
+        :math:`\log\hat p(x)` on the density-map grid.
+    """
+    progress = Progress(args.quiet)
+    cfg = train_config(args, ds, objective)
+    model, guide, secs = train_run(cfg, run_dir(args, ds, objective), progress)
+    x_test = load_dataset(ds, "test")[: args.num_test]
+    set_seed(args.seed)
+    ev = evaluate(model, guide, x_test, args.eval_samples)
+    k = cfg.num_particles
+    bound, bound_se = training_bound(model, guide, x_test, k, args.eval_samples)
+    _, logp_map = density_grid(model, guide, args.grid, args.grid_samples)
+    progress(f"{ds} {objective}: -ELBO {ev['neg_elbo_bits']:.3f} bits, -L_{k} {bound:.3f}, "
+             f"NLL {ev['nll_bits']:.3f} bits (H = {TOY_ENTROPY_BITS[ds]:.3f}); trained in {secs:.0f}s")
+    paper_loss, paper_nll = PAPER[objective][ds]
+    return ({"train_seconds": secs, **ev, "train_bound_k": k, "train_bound_bits": bound,
+             "train_bound_bits_se": bound_se, "paper_loss_bits": paper_loss, "paper_nll_bits": paper_nll},
+            logp_map)
+
+
+def run_jobs(args, jobs):
+    """``fit_and_evaluate`` of every ``(dataset, objective)`` job, ``args.workers`` at a time.
+
+    Each job seeds its own training and evaluation, so the numbers do not depend on the number of
+    workers or on which worker ran a job. Workers are spawned (not forked: a forked child would
+    inherit the parent's OpenMP state) and use one thread each.
+    """
+    if args.workers == 1 or len(jobs) == 1:
+        return {job: fit_and_evaluate(args, *job) for job in jobs}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs)), mp_context=ctx,
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {job: pool.submit(fit_and_evaluate, args, *job) for job in jobs}
+        return {job: f.result() for job, f in futures.items()}
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("anneal_epochs",), positive=("epochs", "num_train", "batch_size", "lr", "iwae_lr", "hidden", "layers", "iwae_k",
-                                              "eval_samples", "num_test", "grid", "grid_samples"))
+    args = parse_args(parser, argv, nonneg=("anneal_epochs", "free_bits"),
+                      positive=("epochs", "iwae_epochs", "num_train", "batch_size", "iwae_batch_size", "lr", "hidden",
+                                "layers", "iwae_k", "eval_samples", "num_test", "grid", "grid_samples", "workers"))
     if args.num_train > 50_000 or args.num_test > 5_000:
         parser.error(f"--num-train={args.num_train} / --num-test={args.num_test} exceed the split sizes 50000 / 5000")
     out = Path(args.out)
     progress = Progress(args.quiet)
+    jobs = [(ds, objective) for ds in args.datasets for objective in ("elbo", "iwae")]
+    progress(f"{len(jobs)} models, {min(args.workers, len(jobs))} at a time")
+    outs = run_jobs(args, jobs)
     results, runs, maps, x_tests, rows = {}, {}, {}, {}, []
     for ds in args.datasets:
         results[ds], runs[ds], maps[ds] = {}, {}, {}
         x_tests[ds] = load_dataset(ds, "test")[: args.num_test]
-        for objective, k in (("elbo", 1), ("iwae", args.iwae_k)):
-            cfg = TrainConfig(dataset=ds, num_train=args.num_train, model="gaussian", variance="network",
-                              latent_dim=2, hidden=args.hidden, decoder_layers=args.layers, guide="ffg",
-                              guide_options={"hidden": args.hidden, "layers": args.layers}, objective=objective,
-                              num_particles=k, anneal="kl" if args.anneal_epochs else "none",
-                              anneal_epochs=args.anneal_epochs, epochs=args.epochs, batch_size=args.batch_size,
-                              lr=args.lr if objective == "elbo" else args.iwae_lr,
-                              lr_schedule=args.lr_schedule,
-                              seed=args.seed)
-            model, guide, secs = train_run(cfg, out / "runs" / f"{ds}_{objective}", progress)
-            runs[ds][objective] = (model, guide)
-            set_seed(args.seed)
-            ev = evaluate(model, guide, x_tests[ds], args.eval_samples)
-            bound, bound_se = training_bound(model, guide, x_tests[ds], k, args.eval_samples)
-            progress(f"{ds} {objective}: -ELBO {ev['neg_elbo_bits']:.3f} bits, -L_{k} {bound:.3f}, "
-                     f"NLL {ev['nll_bits']:.3f} bits (H = {TOY_ENTROPY_BITS[ds]:.3f}); trained in {secs:.0f}s")
-            _, maps[ds][objective] = density_grid(model, guide, args.grid, args.grid_samples)
-            paper_loss, paper_nll = PAPER[objective][ds]
-            results[ds][objective] = {"train_seconds": secs, **ev, "train_bound_k": k, "train_bound_bits": bound,
-                                      "train_bound_bits_se": bound_se, "paper_loss_bits": paper_loss,
-                                      "paper_nll_bits": paper_nll}
+        for objective in ("elbo", "iwae"):
+            res, maps[ds][objective] = outs[(ds, objective)]
+            results[ds][objective] = res
+            runs[ds][objective] = load_run(run_dir(args, ds, objective))[:2]
+            k = res["train_bound_k"]
             rows.append([ds, "VAE" if objective == "elbo" else f"IWAE (k={k})",
                          f"{TOY_ENTROPY_BITS[ds]:.3f} ({PAPER_ENTROPY[ds]})",
-                         f"{ev['neg_elbo_bits']:.3f} ± {ev['neg_elbo_bits_se']:.3f}",
-                         f"{bound:.3f} ± {bound_se:.3f}", paper_loss, bound - paper_loss,
-                         f"{ev['nll_bits']:.3f} ± {ev['nll_bits_se']:.3f}", paper_nll, ev["nll_bits"] - paper_nll,
-                         ev["neg_elbo_bits"] - ev["nll_bits"], ev["nll_bits"] - TOY_ENTROPY_BITS[ds]])
+                         f"{res['neg_elbo_bits']:.3f} ± {res['neg_elbo_bits_se']:.3f}",
+                         f"{res['train_bound_bits']:.3f} ± {res['train_bound_bits_se']:.3f}", res["paper_loss_bits"],
+                         res["train_bound_bits"] - res["paper_loss_bits"],
+                         f"{res['nll_bits']:.3f} ± {res['nll_bits_se']:.3f}", res["paper_nll_bits"],
+                         res["nll_bits"] - res["paper_nll_bits"], res["neg_elbo_bits"] - res["nll_bits"],
+                         res["nll_bits"] - TOY_ENTROPY_BITS[ds]])
         results[ds]["entropy_bits"] = TOY_ENTROPY_BITS[ds]
         results[ds]["entropy_error_bits"] = TOY_ENTROPY_ERROR_BITS[ds]
     progress("figures")

@@ -21,15 +21,17 @@ MIN_SCALE = 1e-5  # keeps log q finite when an encoder's softplus underflows
 
 
 class FFGEncoder(Guide):
-    """Amortized FFG. ``hidden``: width of each of ``layers`` hidden layers; ``activation``: elu/tanh.
+    """Amortized FFG. ``hidden``: width of each of ``layers`` hidden layers; ``activation``:
+    elu/tanh/relu; ``dense``: densely connected layers (:class:`~pyro_vaegap.models.DenseMLP`).
 
     :meth:`encode` returns ``(loc, scale)`` of shape ``(B, d)``; ``scale = softplus(raw) + 1e-5``
     (softplus rather than ``exp(log σ)`` keeps early training from overflowing).
     """
 
-    def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu"):
+    def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
+                 dense: bool = False):
         super().__init__(model)
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True)
+        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
         width = hidden if layers > 0 else model.data_dim
         self.head = nn.Linear(width, 2 * model.latent_dim)
 

@@ -32,10 +32,11 @@ class FullCovEncoder(Guide):
     :meth:`encode` returns ``(loc (B, d), scale_tril (B, d, d))``.
     """
 
-    def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu"):
+    def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
+                 dense: bool = False):
         super().__init__(model)
         d = self.latent_dim
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True)
+        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
         width = hidden if layers > 0 else model.data_dim
         self.head = nn.Linear(width, 2 * d + d * (d - 1) // 2)
         self.register_buffer("tril_rows", torch.tril_indices(d, d, -1)[0], persistent=False)

@@ -56,11 +56,11 @@ class HouseholderEncoder(Guide):
     """Amortized Householder flow; ``hidden``, ``layers``, ``activation`` as for ``ffg``."""
 
     def __init__(self, model, num_transforms: int = 2, hidden: int = 200, layers: int = 2,
-                 activation: str = "elu"):
+                 activation: str = "elu", dense: bool = False):
         super().__init__(model)
         K = check_positive_int("num_transforms", num_transforms)
         d = self.latent_dim
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True)
+        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
         width = hidden if layers > 0 else model.data_dim
         self.head = nn.Linear(width, 2 * d)
         self.flow = ConditionalHouseholder(d, HouseholderVectors(width, d, K), count_transforms=K)

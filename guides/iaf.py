@@ -52,11 +52,11 @@ class IAFEncoder(Guide):
     """
 
     def __init__(self, model, num_transforms: int = 2, hidden: int = 200, layers: int = 2,
-                 activation: str = "elu", made_hidden: int | None = None):
+                 activation: str = "elu", dense: bool = False, made_hidden: int | None = None):
         super().__init__(model)
         d = self.latent_dim
         K = check_positive_int("num_transforms", num_transforms)
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True)
+        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
         width = hidden if layers > 0 else model.data_dim
         self.head = nn.Linear(width, 2 * d)
         made_hidden = made_hidden or max(2 * d, 16)

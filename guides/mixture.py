@@ -135,10 +135,10 @@ class MixtureEncoder(_Stratified, Guide):
     """
 
     def __init__(self, model, num_components: int = 2, hidden: int = 200, layers: int = 2,
-                 activation: str = "elu"):
+                 activation: str = "elu", dense: bool = False):
         super().__init__(model)
         self.num_components = M = check_positive_int("num_components", num_components)
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True)
+        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
         width = hidden if layers > 0 else model.data_dim
         self.head = nn.Linear(width, M * (2 * self.latent_dim + 1))
 

@@ -46,6 +46,14 @@ def sample_sites(trace, observed: bool | None = None, names=None, exclude=False)
         yield name, site
 
 
+def site_log_prob(site) -> torch.Tensor:
+    """The site's own ``log_prob`` of its value, with its mask applied (plate scales not applied)."""
+    lp = site["fn"].log_prob(site["value"])
+    if site["mask"] is not None and site["mask"] is not True:
+        lp = lp.masked_fill(~site["mask"], 0.0) if torch.is_tensor(site["mask"]) else lp * 0.0
+    return lp
+
+
 def sum_log_prob(trace, shape, **which) -> torch.Tensor:
     """Sum of the sites' log-densities, each broadcast to ``shape`` (e.g. ``(S, N)``).
 
@@ -53,9 +61,7 @@ def sum_log_prob(trace, shape, **which) -> torch.Tensor:
     """
     total = None
     for name, site in sample_sites(trace, **which):
-        lp = site["fn"].log_prob(site["value"])
-        if site["mask"] is not None and site["mask"] is not True:
-            lp = lp.masked_fill(~site["mask"], 0.0) if torch.is_tensor(site["mask"]) else lp * 0.0
+        lp = site_log_prob(site)
         if lp.dim() > len(shape) or lp.shape != torch.broadcast_shapes(lp.shape, shape):
             raise ValueError(
                 f"site {name!r} has log_prob of batch shape {tuple(lp.shape)}, which does not broadcast to "

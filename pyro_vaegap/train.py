@@ -1,19 +1,8 @@
 r"""Training a VAE (model + amortized guide) with Pyro's ELBOs.
 
-Objectives (``TrainConfig.objective``):
-
-* ``"elbo"`` — :class:`pyro.infer.Trace_ELBO`, MC estimate of
-  :math:`\mathbb E_q[\log p(x,z) - \log q(z\mid x)]`;
-* ``"mean_field"`` — :class:`pyro.infer.TraceMeanField_ELBO` (analytic KL where available);
-* ``"iwae"`` — :class:`pyro.infer.RenyiELBO` with :math:`\alpha = 0` and ``num_particles = k``,
-  i.e. the IWAE bound :math:`\mathcal L_k` (Burda et al. 2016).
-
-Annealing (``anneal``, linear from 0 to 1 over the first ``anneal_epochs`` epochs, per minibatch):
-
-* ``"entropy"`` (Cremer et al. 2018): maximize :math:`\mathbb E_q[\log p(x,z) - \lambda\log q(z\mid x)]`
-  — every guide site's log-density is scaled by :math:`\lambda` (a ``poutine`` scale);
-* ``"kl"``: :math:`\mathbb E_q[\log p(x\mid z)] - \beta\,\mathrm{KL}` — the latent sites of model
-  and guide are scaled by :math:`\beta`.
+Objectives (``objective``: ``"elbo"``, ``"mean_field"``, ``"iwae"``), annealing (``anneal``: ``"entropy"``
+or ``"kl"``, the factor rising linearly from 0 to 1 over the first ``anneal_epochs`` epochs, per
+minibatch) and free bits (``free_bits``) are defined in :mod:`pyro_vaegap.objectives`.
 
 Optimizer: Adam. ``lr_schedule="burda"`` is Burda et al.'s schedule, learning rate
 :math:`10^{-3}\cdot 10^{-i/7}` for :math:`3^i` epochs, :math:`i = 0..7` (3280 epochs in all); the rate
@@ -39,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pyro.infer import RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
-from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from .data import load_dataset, seeded_subset
 from .guide import get_family
 from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
+from .objectives import annealed, make_objective
 from .traces import log_weights
 from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
                     check_positive_int, package_versions, set_seed)
@@ -71,6 +59,7 @@ class TrainConfig:
     hidden: int = 200
     decoder_layers: int = 2
     activation: str = "elu"
+    dense: bool = False               #: densely connected decoder (models.DenseMLP)
     variance: str = "network"         #: Gaussian models only (see GaussianVAE)
     guide: str = "ffg"
     guide_options: dict = field(default_factory=dict)
@@ -78,6 +67,7 @@ class TrainConfig:
     num_particles: int = 1            #: samples per datapoint; k of IWAE
     anneal: str = "none"
     anneal_epochs: int = 0
+    free_bits: float = 0.0            #: bits per latent dimension (FreeBitsELBO); 0: off
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
@@ -101,6 +91,11 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr!r} is not allowed: expected a positive number")
         if self.anneal != "none" and self.anneal_epochs == 0:
             raise ConfigError(f"anneal={self.anneal!r} needs anneal_epochs >= 1")
+        if not (isinstance(self.free_bits, (int, float)) and math.isfinite(self.free_bits) and self.free_bits >= 0):
+            raise ConfigError(f"free_bits={self.free_bits!r} is not allowed: expected a number of bits >= 0")
+        if self.free_bits and (self.objective == "iwae" or self.anneal != "none"):
+            raise ConfigError(f"free_bits={self.free_bits!r} replaces annealing in an ELBO objective; it cannot be "
+                              f"combined with objective={self.objective!r} / anneal={self.anneal!r}")
         if self.anneal == "entropy" and self.objective == "iwae":
             raise ConfigError("anneal='entropy' applies to the ELBO objectives, not to objective='iwae'")
         if not isinstance(self.guide_options, dict):
@@ -120,14 +115,15 @@ class TrainConfig:
 
 def build_model(cfg: TrainConfig, data_dim: int):
     """The model described by ``cfg`` for data of width ``data_dim``."""
+    net = dict(latent_dim=cfg.latent_dim, hidden=cfg.hidden, decoder_layers=cfg.decoder_layers,
+               activation=cfg.activation, dense=cfg.dense)
     if cfg.model == "bernoulli":
-        return BernoulliVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
+        return BernoulliVAE(data_dim, **net)
     if cfg.model == "mse":
-        return MSEGaussianVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
+        return MSEGaussianVAE(data_dim, **net)
     if cfg.model == "dlogistic":
-        return DiscretizedLogisticVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation)
-    return GaussianVAE(data_dim, cfg.latent_dim, cfg.hidden, cfg.decoder_layers, cfg.activation,
-                       variance=cfg.variance)
+        return DiscretizedLogisticVAE(data_dim, **net)
+    return GaussianVAE(data_dim, variance=cfg.variance, **net)
 
 
 def build_guide(cfg: TrainConfig, model):
@@ -136,60 +132,6 @@ def build_guide(cfg: TrainConfig, model):
         return get_family(cfg.guide).make_amortized(model, **cfg.guide_options)
     except TypeError as e:  # a misspelt guide option
         raise ConfigError(f"bad guide_options {cfg.guide_options} for family {cfg.guide!r}: {e}") from e
-
-
-class ScaleSites(Messenger):
-    """Multiply the log-density of sample sites by ``factor`` (allowed to be 0, unlike poutine.scale).
-
-    :param latent_only: scale only latent (non-observed) sites.
-    """
-
-    def __init__(self, factor: float, latent_only: bool = False):
-        super().__init__()
-        self.factor, self.latent_only = float(factor), latent_only
-
-    def _process_message(self, msg):
-        if msg["type"] == "sample" and not (self.latent_only and msg["is_observed"]):
-            msg["scale"] = msg["scale"] * self.factor
-
-
-def make_objective(cfg: TrainConfig):
-    """The Pyro ELBO object for ``cfg.objective``."""
-    if cfg.objective == "iwae":
-        return RenyiELBO(alpha=0, num_particles=cfg.num_particles, vectorize_particles=True,
-                         max_plate_nesting=1)
-    cls = Trace_ELBO if cfg.objective == "elbo" else TraceMeanField_ELBO
-    return cls(num_particles=cfg.num_particles, vectorize_particles=True, max_plate_nesting=1)
-
-
-class CustomELBO:
-    """The objective of a guide with ``custom_elbo`` (see :meth:`pyro_vaegap.guide.Guide.elbo`), with
-    the ``loss_and_grads`` interface of Pyro's ELBOs: loss ``-Σ_n guide.elbo(model, x, num_particles)``.
-
-    Only ``objective="elbo"`` without annealing is defined for such guides (annealing scales Pyro
-    sites, which a custom estimator does not see); anything else is refused rather than ignored.
-    """
-
-    def __init__(self, cfg: TrainConfig, guide):
-        if cfg.objective != "elbo" or cfg.anneal != "none":
-            raise ConfigError(f"guide {cfg.guide!r} trains with its own ELBO estimator: it supports "
-                              f"objective='elbo' with anneal='none', not objective={cfg.objective!r}, "
-                              f"anneal={cfg.anneal!r}")
-        self.num_particles = cfg.num_particles
-
-    def loss_and_grads(self, model, guide, x):
-        loss = -guide.elbo(model, x, self.num_particles).sum()
-        loss.backward()
-        return float(loss.detach())
-
-
-def annealed(model, guide, cfg: TrainConfig, factor: float):
-    """``(model, guide)`` with entropy or KL annealing at ``factor`` applied through poutine scales."""
-    if cfg.anneal == "none" or factor >= 1:
-        return model, guide
-    if cfg.anneal == "entropy":
-        return model, ScaleSites(factor)(guide)
-    return ScaleSites(factor, latent_only=True)(model), ScaleSites(factor)(guide)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -278,7 +220,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     guide = build_guide(cfg, model)
     params = list(model.parameters()) + list(guide.parameters())
     opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
-    objective = CustomELBO(cfg, guide) if guide.custom_elbo else make_objective(cfg)  # validates first
+    objective = make_objective(cfg, guide)  # validates first
     shuffle = torch.Generator().manual_seed(cfg.seed)
     log, start_epoch = [], 0
     if resume:

@@ -14,7 +14,7 @@ from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import GapConfig, gap_report
 from pyro_vaegap.guide import check_guide, get_family
 from pyro_vaegap.local import optimize_local
-from pyro_vaegap.models import BernoulliLogits, BernoulliVAE, GaussianVAE
+from pyro_vaegap.models import BernoulliLogits, BernoulliVAE, DenseMLP, GaussianVAE, mlp
 from pyro_vaegap.traces import log_joint_parts
 from pyro_vaegap.utils import ConfigError
 
@@ -49,11 +49,28 @@ def test_decoder_depths(layers):
     assert len(linears) == layers + 1
 
 
+def test_dense_mlp_connectivity():
+    """Each layer of a DenseMLP reads the input and all earlier outputs: with the hidden layers'
+    weights zeroed, the input still reaches the output through the output layer's first columns."""
+    net = mlp([2, 8, 8, 3], "relu", dense=True)
+    assert isinstance(net, DenseMLP) and [l[0].in_features for l in net.hidden] == [2, 10]
+    assert net.out.in_features == 2 + 8 + 8
+    with torch.no_grad():
+        for layer in net.hidden:
+            layer[0].weight.zero_(), layer[0].bias.zero_()
+    x = torch.randn(5, 2)
+    assert torch.allclose(net(x), x @ net.out.weight[:, :2].T + net.out.bias)
+    body = mlp([2, 8, 8], "relu", final_activation=True, dense=True)
+    assert body(x).shape == (5, 8) and (body(x) >= 0).all()
+
+
 def test_ffg_guides_follow_the_contract():
     m = BernoulliVAE(12, 3, 8)
     x = (torch.rand(5, 12) < 0.5).float()
     check_guide(m, FFGEncoder(m, hidden=8), x)
+    check_guide(m, FFGEncoder(m, hidden=8, layers=3, dense=True), x)
     check_guide(m, LocalFFG(m, 5), x)
+    check_guide(BernoulliVAE(12, 3, 8, dense=True), FFGEncoder(m, hidden=8), x)
 
 
 def test_registry_errors_and_broken_plugin(tmp_path, monkeypatch):

@@ -39,6 +39,8 @@ def test_short_8gaussians_training_reaches_reference_nll(tmp_path):
     (tutorial_toy2d, ["--epochs", "0"], "--epochs=0"),
     (tutorial_toy2d, ["--datasets", "moons"], "invalid choice"),
     (tutorial_toy2d, ["--num-test", "6000"], "exceed"),
+    (tutorial_toy2d, ["--workers", "0"], "--workers=0"),
+    (tutorial_toy2d, ["--free-bits", "-0.1"], "--free-bits=-0.1"),
     (tutorial_mse, ["--toy-epochs", "-1"], "--toy-epochs=-1"),
     (tutorial_mse, ["--num-test", "301"], "300 test images"),
     (tutorial_bitsdim, ["--dataset", "svhn"], "invalid choice"),
@@ -82,7 +84,8 @@ def test_bitsdim_on_fake_cifar(tmp_path, monkeypatch):
 def test_mse_main_tiny_budget(tmp_path):
     """The whole MSE experiment end to end on a tiny budget (it once crashed formatting σ² of the
     models without a shared learned variance); every variant reports, and only ``scalar`` learns σ²."""
-    res = tutorial_mse.main(["--toy-epochs", "1", "--toy-num-train", "200", "--digits-epochs", "1", "--hidden", "8",
+    res = tutorial_mse.main(["--toy-epochs", "1", "--toy-num-train", "200", "--toy-hidden", "8", "--toy-layers", "2",
+                             "--digits-epochs", "1", "--hidden", "8",
                              "--eval-samples", "4", "--num-test", "10", "--out", str(tmp_path), "--quiet"])
     for ds in ("8gaussians", "digits_continuous"):
         assert set(res[ds]) == set(tutorial_mse.VARIANTS)
@@ -92,12 +95,16 @@ def test_mse_main_tiny_budget(tmp_path):
 
 
 def test_toy2d_main_tiny_budget(tmp_path):
-    """The toy experiment end to end (training, evaluation, density maps, latent figures) on a tiny budget."""
-    res = tutorial_toy2d.main(["--datasets", "8gaussians", "--epochs", "1", "--num-train", "300", "--hidden", "8",
-                               "--layers", "2", "--iwae-k", "2", "--eval-samples", "4", "--num-test", "20",
-                               "--grid", "6", "--grid-samples", "2", "--out", str(tmp_path), "--quiet"])
-    r = res["8gaussians"]
+    """The toy experiment end to end (training, evaluation, density maps, latent figures) on a tiny
+    budget, in 2 worker processes and again in 1: every job seeds itself, so the numbers are equal."""
+    argv = ["--datasets", "8gaussians", "--epochs", "1", "--iwae-epochs", "1", "--num-train", "300", "--hidden", "8",
+            "--layers", "2", "--iwae-k", "2", "--eval-samples", "4", "--num-test", "20", "--grid", "6",
+            "--grid-samples", "2", "--quiet"]
+    res = tutorial_toy2d.main(argv + ["--out", str(tmp_path / "two"), "--workers", "2"])
+    one = tutorial_toy2d.main(argv + ["--out", str(tmp_path / "one"), "--workers", "1"])
     for objective in ("elbo", "iwae"):
-        assert math.isfinite(r[objective]["nll_bits"]) and math.isfinite(r[objective]["train_bound_bits"])
+        r, r1 = res["8gaussians"][objective], one["8gaussians"][objective]
+        assert math.isfinite(r["nll_bits"]) and math.isfinite(r["train_bound_bits"])
+        assert all(r[k] == r1[k] for k in ("nll_bits", "neg_elbo_bits", "train_bound_bits"))
     for name in ("results.json", "results.md", "density_maps.png", "latent_elbo.png", "latent_iwae.png"):
-        assert (tmp_path / name).is_file()
+        assert (tmp_path / "two" / name).is_file()
