@@ -1,13 +1,17 @@
 r"""VAE vs IWAE on the tutorial's 2-D toy densities (R. Yu 2020, §3, Tables 1–2, Figs. 3–6).
 
 For each toy set (8 Gaussians, checkerboard, 2 spirals) a typical VAE — 2-d latent, Gaussian decoder
-whose mean and log-variance are outputs of an MLP, FFG encoder — is trained once with the ELBO and
-once with the IWAE bound (k = 10), both through :func:`pyro_vaegap.train.train`. On held-out
-samples it reports, in bits (nats / ln 2; the data are continuous, so an NLL in bits is
-:math:`-\log_2` of a *density* and is bounded below by the differential entropy H, not by 0):
+whose mean and log-variance are outputs of a densely connected network (the tutorial's dense blocks,
+:class:`pyro_vaegap.models.DenseMLP`), FFG encoder of the same shape — is trained once with the ELBO
+(with the tutorial's free bits, :class:`pyro_vaegap.objectives.FreeBitsELBO`) and once with the IWAE
+bound (k = 10), both through :func:`pyro_vaegap.train.train`, several models at a time in worker
+processes (``--workers``). On held-out samples it reports, in bits (nats / ln 2; the data are
+continuous, so an NLL in bits is :math:`-\log_2` of a *density* and is bounded below by the
+differential entropy H, not by 0):
 
 * H, the ground truth (:data:`pyro_vaegap.data.TOY_ENTROPY_BITS`);
-* :math:`-\mathrm{ELBO}` (the "loss"; 250-sample Monte Carlo mean) and the NLL
+* :math:`-\mathrm{ELBO}` (250-sample Monte Carlo mean; the true ELBO, not the free-bits objective),
+  each model's own training bound (the tutorial's "loss") and the NLL
   :math:`-\log_2\hat p(x)` (IWAE with k = 250), each averaged over the test points;
 * the inference gap NLL vs −ELBO, and NLL − H (= KL(p_data ‖ p_θ) ≥ 0 up to estimation error);
 
@@ -140,9 +144,9 @@ def latent_figure(runs: dict, datasets, objective: str, x_tests: dict):
         x = x_tests[ds][:2000]
         loc, _ = guide.encode(x)
         colours = _rgb(x.numpy())
-        axes[i, 0].scatter(x[:, 0], x[:, 1], c=colours, s=2)
+        axes[i, 0].scatter(*x.numpy().T, c=colours, s=2)
         axes[i, 0].set_title(f"{ds}: data, coloured by position", fontsize=9)
-        axes[i, 1].scatter(loc[:, 0], loc[:, 1], c=colours, s=2)
+        axes[i, 1].scatter(*loc.numpy().T, c=colours, s=2)
         axes[i, 1].set_title("encoder means in latent space", fontsize=9)
         g = np.linspace(-3, 3, 120)
         zz = torch.tensor(np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2), dtype=torch.float32)
