@@ -66,7 +66,32 @@ def _univariate(fn):
     return fn if fn.event_shape == torch.Size() else None
 
 
-class FreeBitsELBO:
+def _elementwise_kl(q_fn, p_fn):
+    """KL(q ‖ p) per event element when both are univariate under ``Independent`` and the pair has
+    a registered analytic KL, else ``None``."""
+    q, p = _univariate(q_fn), _univariate(p_fn)
+    if q is None or p is None:
+        return None
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return None
+
+
+class _PerPointLoss:
+    r"""``loss_and_grads`` of Pyro's ELBOs for an objective given per datapoint by :meth:`elbo`:
+    back-propagates the loss :math:`-\sum_n` ``elbo(model, guide, x)[n]`` and returns its value."""
+
+    def elbo(self, model, guide, x) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss_and_grads(self, model, guide, x):
+        loss = -self.elbo(model, guide, x).sum()
+        loss.backward()
+        return float(loss.detach())
+
+
+class FreeBitsELBO(_PerPointLoss):
     r"""The free-bits objective, with the ``loss_and_grads`` interface of Pyro's ELBOs.
 
     For each datapoint and each latent dimension :math:`j` the KL term is kept from falling below
@@ -110,11 +135,7 @@ class FreeBitsELBO:
                 continue
             p_site = m.nodes[name]
             mc_kl = (site_log_prob(q_site) - site_log_prob(p_site)).expand(shape)
-            q, p = _univariate(q_site["fn"]), _univariate(p_site["fn"])
-            try:
-                kl = kl_divergence(q, p) if q is not None and p is not None else None
-            except NotImplementedError:
-                kl = None
+            kl = _elementwise_kl(q_site["fn"], p_site["fn"])
             if kl is None:
                 size = max(1, q_site["fn"].event_shape.numel())
                 held = mc_kl.clamp(min=self.free_nats * size)
@@ -125,13 +146,12 @@ class FreeBitsELBO:
             total = total + mc_kl - held
         return total
 
-    def loss_and_grads(self, model, guide, x):
-        loss = -self.objective(model, guide, x).mean(0).sum()
-        loss.backward()
-        return float(loss.detach())
+    def elbo(self, model, guide, x) -> torch.Tensor:
+        r""":math:`\mathcal L_\lambda` per datapoint (mean over particles), shape ``(N,)``."""
+        return self.objective(model, guide, x).mean(0)
 
 
-class CustomELBO:
+class CustomELBO(_PerPointLoss):
     """The objective of a guide with ``custom_elbo`` (see :meth:`pyro_vaegap.guide.Guide.elbo`), with
     the ``loss_and_grads`` interface of Pyro's ELBOs: loss ``-Σ_n guide.elbo(model, x, num_particles)``.
 
@@ -147,10 +167,8 @@ class CustomELBO:
                               f"objective={cfg.objective!r}, anneal={cfg.anneal!r}, free_bits={cfg.free_bits!r}")
         self.num_particles = cfg.num_particles
 
-    def loss_and_grads(self, model, guide, x):
-        loss = -guide.elbo(model, x, self.num_particles).sum()
-        loss.backward()
-        return float(loss.detach())
+    def elbo(self, model, guide, x) -> torch.Tensor:
+        return guide.elbo(model, x, self.num_particles)
 
 
 def make_objective(cfg, guide):
