@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from guides.ffg import LocalFFG
+from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.ais import ais
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.models import BernoulliVAE

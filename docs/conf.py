@@ -6,15 +6,7 @@ Build (warnings are errors, as in ``tests/test_docs.py``)::
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-DOCS = Path(__file__).resolve().parent
-ROOT = DOCS.parent
-# the repository root, so that the top-level ``guides`` and ``experiments`` packages import
-sys.path.insert(0, str(ROOT))
-
-import pyro_vaegap  # noqa: E402
+import pyro_vaegap  # the installed package (``pip install -e .``), guides and experiments included
 
 project = "pyro_vaegap"
 author = "pyro_vaegap contributors"

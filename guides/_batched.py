@@ -25,7 +25,7 @@ from torch import nn
 from pyro_vaegap.models import ACTIVATIONS
 from pyro_vaegap.utils import check_choice
 
-MIN_SCALE = 1e-5  #: floor of every softplus scale (as in guides.ffg), keeps log q finite
+MIN_SCALE = 1e-5  #: floor of every softplus scale (as in ``pyro_vaegap.guides.ffg``), keeps log q finite
 
 
 def gaussian_head(out: torch.Tensor, dim: int):

@@ -13,7 +13,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from pyro_vaegap.guide import Family, Guide, LocalGuide
 from pyro_vaegap.models import data_plate, mlp
 from pyro_vaegap.utils import ConfigError
 
@@ -74,5 +74,5 @@ class LocalFFG(LocalGuide):
         self.loc = out[0].detach().clone()
         self.scale = out[1].detach().clone()
 
-register_family("ffg", amortized=FFGEncoder, local=LocalFFG,
+FAMILY = Family("ffg", amortized=FFGEncoder, local=LocalFFG,
                 description="fully factorized Gaussian (encoder MLP / free mean and scale per datapoint)")

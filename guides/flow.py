@@ -42,7 +42,7 @@ through its per-datapoint parameters (per datum).
 * :class:`FlowEncoder` — amortized: the FFG encoder gives the base; flow networks are shared.
 * :class:`LocalFlow` — per datum: **every** parameter (base mean/scale, ``q(v0|z0)``, flow networks
   and reverse model, biases included) is free per datapoint — shapes ``(N, ...)``,
-  Xavier-initialized — and evaluated with batched contractions (:mod:`guides._batched`).
+  Xavier-initialized — and evaluated with batched contractions (:mod:`pyro_vaegap.guides._batched`).
 """
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ import torch
 from torch import nn
 from torch.nn.functional import logsigmoid
 
-from guides._batched import BatchedMLP, gaussian_head
-from guides.ffg import FFGEncoder, LocalFFG
-from pyro_vaegap.guide import Guide, register_family
+from pyro_vaegap.guide import Family, Guide
 from pyro_vaegap.models import data_plate, mlp
 from pyro_vaegap.utils import check_positive_int
+from ._batched import BatchedMLP, gaussian_head
+from .ffg import FFGEncoder, LocalFFG
 
 SCALE_OFFSET = 3.0  #: added to every scale logit so the flow starts close to the identity's scale
 AUX = {"is_auxiliary": True}
@@ -149,7 +149,7 @@ def head_gaussian(net, d, *extra):
 
 
 class FlowEncoder(Guide):
-    """Amortized auxiliary flow: :class:`~guides.ffg.FFGEncoder` base plus shared flow networks.
+    """Amortized auxiliary flow: :class:`~pyro_vaegap.guides.ffg.FFGEncoder` base plus shared flow networks.
 
     :param hidden, layers, activation: the base encoder (as ``ffg``).
     :param flow_hidden: width ``h`` of the flow, ``q(v0|z0)`` and reverse networks (paper: 100).
@@ -217,5 +217,5 @@ class LocalFlow(LocalFFG):
         with data_plate(x, idx, num_data):
             return parts.sample()
 
-register_family("flow", amortized=FlowEncoder, local=LocalFlow,
+FAMILY = Family("flow", amortized=FlowEncoder, local=LocalFlow,
                 description="auxiliary-variable Real-NVP flow of Cremer et al. 2018 (FFG base, 2 coupling steps)")

@@ -21,9 +21,9 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from guides._batched import MIN_SCALE
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from pyro_vaegap.guide import Family, Guide, LocalGuide
 from pyro_vaegap.models import data_plate, mlp
+from ._batched import MIN_SCALE
 
 
 class FullCovEncoder(Guide):
@@ -85,5 +85,5 @@ class LocalFullCov(LocalGuide):
         self.scale_tril = scale.detach().clone()
 
 
-register_family("fullcov", amortized=FullCovEncoder, local=LocalFullCov,
+FAMILY = Family("fullcov", amortized=FullCovEncoder, local=LocalFullCov,
                 description="full-covariance Gaussian (encoder outputs mean and Cholesky factor / free per datapoint)")

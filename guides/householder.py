@@ -29,11 +29,11 @@ from pyro.distributions.transforms import ConditionalHouseholder
 from pyro.distributions.transforms.householder import ConditionedHouseholder
 from torch import nn
 
-from guides.ffg import LocalFFG
-from guides._batched import gaussian_head
-from pyro_vaegap.guide import Guide, register_family
+from pyro_vaegap.guide import Family, Guide
 from pyro_vaegap.models import data_plate, mlp
 from pyro_vaegap.utils import check_positive_int
+from .ffg import LocalFFG
+from ._batched import gaussian_head
 
 
 class HouseholderVectors(nn.Module):
@@ -97,5 +97,5 @@ class LocalHouseholder(LocalFFG):
             return pyro.sample("z", q)
 
 
-register_family("householder", amortized=HouseholderEncoder, local=LocalHouseholder,
+FAMILY = Family("householder", amortized=HouseholderEncoder, local=LocalHouseholder,
                 description="Householder flow (Tomczak & Welling 2016), K reflections on an FFG base")

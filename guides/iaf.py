@@ -21,7 +21,7 @@ exact (cached from the draw; inverted exactly for other points).
 * :class:`IAFEncoder` — amortized: the encoder's last hidden layer :math:`h` is the context of every
   MADE (:class:`~pyro.distributions.transforms.ConditionalAffineAutoregressive`), as in the paper.
 * :class:`LocalIAF` — per datum: base mean/scale and every MADE free per datapoint
-  (:class:`guides._batched.BatchedMADE`); no context is needed.
+  (:class:`pyro_vaegap.guides._batched.BatchedMADE`); no context is needed.
 """
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ from pyro.distributions.transforms import AffineAutoregressive, ConditionalAffin
 from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
-from guides.ffg import LocalFFG
-from guides._batched import BatchedMADE, gaussian_head
-from pyro_vaegap.guide import Guide, register_family
+from pyro_vaegap.guide import Family, Guide
 from pyro_vaegap.models import ACTIVATIONS, data_plate, mlp
 from pyro_vaegap.utils import check_positive_int
+from .ffg import LocalFFG
+from ._batched import BatchedMADE, gaussian_head
 
 
 def orders(dim: int, count: int):
@@ -104,5 +104,5 @@ class LocalIAF(LocalFFG):
             return pyro.sample("z", q)
 
 
-register_family("iaf", amortized=IAFEncoder, local=LocalIAF,
+FAMILY = Family("iaf", amortized=IAFEncoder, local=LocalIAF,
                 description="inverse autoregressive flow (Kingma et al. 2016), K MADE steps on an FFG base")

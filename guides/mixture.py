@@ -43,11 +43,11 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from guides._batched import MIN_SCALE
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from pyro_vaegap.guide import Family, Guide, LocalGuide
 from pyro_vaegap.models import data_plate, mlp
 from pyro_vaegap.traces import log_weights
 from pyro_vaegap.utils import check_positive_int
+from ._batched import MIN_SCALE
 
 
 class DiagNormalMixture(TorchDistribution):
@@ -186,5 +186,5 @@ class LocalMixture(_Stratified, LocalGuide):
         self.locs, self.scales, self.logits = locs.clone(), scales.clone(), logits.clone()
 
 
-register_family("mixture", amortized=MixtureEncoder, local=LocalMixture,
+FAMILY = Family("mixture", amortized=MixtureEncoder, local=LocalMixture,
                 description="mixture of M FFG components (ME(M)), trained with the stratified ELBO")

@@ -20,7 +20,7 @@ computation is hidden from any enclosing trace with ``poutine.block`` and folds 
 the data dimension, so it opens no plate that could clash with an estimator's sample plate.
 
 Given the inner noise, :math:`q` is an exact Gaussian, so its importance weights are unbiased for
-:math:`p(x)`. The per-datum counterpart is the per-datum FFG (``guides.ffg.LocalFFG``): with all
+:math:`p(x)`. The per-datum counterpart is the per-datum FFG (``pyro_vaegap.guides.ffg.LocalFFG``): with all
 parameters free per datapoint, refinement steps add nothing.
 """
 from __future__ import annotations
@@ -30,11 +30,11 @@ import pyro
 import torch
 from pyro import poutine
 
-from guides.ffg import FFGEncoder, LocalFFG
-from pyro_vaegap.guide import Guide, register_family
+from pyro_vaegap.guide import Family, Guide
 from pyro_vaegap.models import data_plate
 from pyro_vaegap.traces import sum_log_prob
 from pyro_vaegap.utils import ConfigError, check_positive_int
+from .ffg import FFGEncoder, LocalFFG
 
 
 def model_log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ def model_log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 class SemiAmortized(Guide):
-    """SA(K): :class:`~guides.ffg.FFGEncoder` output refined by ``num_steps`` ELBO gradient steps.
+    """SA(K): :class:`~pyro_vaegap.guides.ffg.FFGEncoder` output refined by ``num_steps`` ELBO gradient steps.
 
     :param num_steps: ``K`` (1, 2, 4, 8 in the issue); ``step_size``: ``η``; ``inner_samples``: ``J``.
     :param hidden, layers, activation: the encoder (as ``ffg``).
@@ -100,5 +100,5 @@ class SemiAmortized(Guide):
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
-register_family("sa", amortized=SemiAmortized, local=LocalFFG,
+FAMILY = Family("sa", amortized=SemiAmortized, local=LocalFFG,
                 description="semi-amortized FFG, SA(K): encoder output refined by K ELBO gradient steps")

@@ -197,11 +197,13 @@ def cmd_bdmc(args):
 
 
 def cmd_families(args):
-    from .guide import families
+    from .registry import broken_plugins, families
 
     for name, fam in sorted(families().items()):
         kinds = "/".join(k for k, c in (("amortized", fam.amortized), ("per-datum", fam.local)) if c)
         print(f"{name:14s} {kinds:20s} {fam.description}")
+    for source, why in broken_plugins().items():
+        print(f"(left out) {source}: {why}")
 
 
 def build_parser():

@@ -30,7 +30,7 @@ import torch
 
 from .ais import SCHEDULES, ais
 from .estimators import importance_sample
-from .guide import get_family
+from .registry import get_family
 from .local import optimize_local
 from .utils import (ConfigError, atomic_write_json, atomic_write_text, check_choice, check_positive_int,
                     package_versions)

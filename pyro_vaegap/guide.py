@@ -32,20 +32,21 @@ What a guide must provide, in one place
 
 :func:`check_guide` tests (a)–(c) on a small batch; run it on any new guide.
 
-Registering a family
---------------------
-Put a module in the top-level ``guides`` package (``guides/my_family.py``) that calls::
+Declaring a family
+------------------
+Put a module in ``guides/`` (installed as :mod:`pyro_vaegap.guides`) holding, at module level::
 
-    register_family("my_family", amortized=MyEncoderGuide, local=MyLocalGuide,
+    FAMILY = Family("my_family", amortized=MyEncoderGuide, local=MyLocalGuide,
                     description="one line for --help")
 
-:func:`get_family` imports every module of ``guides`` on first use, so ``vaegap train --guide
-my_family`` and the gap report find it without any other edit.
+The registry (:mod:`pyro_vaegap.registry`) collects every module-level :class:`Family` of every
+module there, and of every module named by a ``pyro_vaegap.guides`` entry point of an installed
+distribution, on first use; ``vaegap train --guide my_family`` and the gap report find it without
+any other edit.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -121,68 +122,66 @@ class LocalGuide(Guide):
 
 @dataclass(frozen=True)
 class Family:
-    """A registered posterior family."""
+    """A posterior family: its name, its amortized and per-datum guide classes, a one-line description.
+
+    A module in ``guides/`` (or a module named by an entry point, see :mod:`pyro_vaegap.registry`)
+    declares a family by holding a ``Family`` at module level; nothing else is needed.
+    """
 
     name: str
-    amortized: type | None
-    local: type | None
+    amortized: type | None = None
+    local: type | None = None
     description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError(f"family name {self.name!r} is not allowed: expected a Python identifier")
+        if self.amortized is None and self.local is None:
+            raise ConfigError(f"family {self.name!r} needs an amortized or a local guide class")
+        for cls, kind in ((self.amortized, Guide), (self.local, LocalGuide)):
+            if cls is not None and not (isinstance(cls, type) and issubclass(cls, kind)):
+                raise ConfigError(f"{getattr(cls, '__name__', cls)!r} must subclass pyro_vaegap.guide.{kind.__name__}")
 
     def make_amortized(self, model, **options) -> Guide:
         if self.amortized is None:
             raise ConfigError(f"family {self.name!r} has no amortized guide")
-        return self.amortized(model, **options)
+        return _construct(self.amortized, self.name, options, model)
 
     def make_local(self, model, num_data: int, **options) -> LocalGuide:
         if self.local is None:
             raise ConfigError(f"family {self.name!r} has no per-datum guide to optimize locally")
-        return self.local(model, num_data, **options)
+        return _construct(self.local, self.name, options, model, num_data)
+
+    def check_options(self, kind: str, options: dict) -> None:
+        """Raise :class:`ConfigError` unless every key of ``options`` is a keyword of the ``kind``
+        (``"amortized"`` or ``"local"``) guide's constructor (checked before any computation)."""
+        cls = self.amortized if kind == "amortized" else self.local
+        if cls is None:
+            raise ConfigError(f"family {self.name!r} has no {kind} guide")
+        allowed = _keywords(cls)
+        unknown = sorted(set(options) - allowed) if allowed is not None else []
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} for the {kind} guide of family {self.name!r}; "
+                              f"allowed: {sorted(allowed)}")
 
 
-_FAMILIES: dict[str, Family] = {}
-_PLUGINS_LOADED = False
+def _keywords(cls) -> set[str] | None:
+    """Keyword arguments of ``cls.__init__`` after the positional model (and num_data); None if it
+    takes ``**kwargs``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    skip = {"model", "num_data"}
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip}
 
 
-def register_family(name: str, *, amortized: type | None = None, local: type | None = None,
-                    description: str = "") -> Family:
-    """Register a family under ``name`` (re-registering the same name replaces it)."""
-    if amortized is None and local is None:
-        raise ConfigError(f"family {name!r} needs an amortized or a local guide class")
-    for cls, kind in ((amortized, Guide), (local, LocalGuide)):
-        if cls is not None and not issubclass(cls, kind):
-            raise ConfigError(f"{cls.__name__} must subclass pyro_vaegap.guide.{kind.__name__}")
-    fam = Family(name, amortized, local, description)
-    _FAMILIES[name] = fam
-    return fam
-
-
-def load_plugins() -> None:
-    """Import every module of the ``guides`` package once, so that each registers its family."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    import guides
-
-    for info in pkgutil.iter_modules(guides.__path__):
-        try:
-            importlib.import_module(f"guides.{info.name}")
-        except Exception as e:  # a broken user file must say which file it is
-            raise ImportError(f"could not import guide module guides/{info.name}.py: {e}") from e
-    _PLUGINS_LOADED = True
-
-
-def families() -> dict[str, Family]:
-    """All registered families by name (plugins loaded)."""
-    load_plugins()
-    return dict(_FAMILIES)
-
-
-def get_family(name: str) -> Family:
-    """The family registered as ``name``; a clear error lists the known names otherwise."""
-    fams = families()
-    if name not in fams:
-        raise ConfigError(f"unknown guide family {name!r}: choose one of {sorted(fams)}")
-    return fams[name]
+def _construct(cls, family: str, options: dict, *args):
+    try:
+        return cls(*args, **options)
+    except TypeError as e:  # a misspelt option: say which family and what it takes
+        allowed = _keywords(cls)
+        raise ConfigError(f"bad options {options} for family {family!r} ({cls.__name__}): {e}"
+                          + (f"; allowed: {sorted(allowed)}" if allowed is not None else "")) from e
 
 
 def check_guide(model, guide, x: torch.Tensor, num_samples: int = 3) -> None:

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import load_dataset, seeded_subset
-from .guide import get_family
+from .registry import get_family
 from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
 from .objectives import annealed, make_objective
 from .traces import log_weights
@@ -128,10 +128,7 @@ def build_model(cfg: TrainConfig, data_dim: int):
 
 def build_guide(cfg: TrainConfig, model):
     """The amortized guide of family ``cfg.guide`` for ``model``."""
-    try:
-        return get_family(cfg.guide).make_amortized(model, **cfg.guide_options)
-    except TypeError as e:  # a misspelt guide option
-        raise ConfigError(f"bad guide_options {cfg.guide_options} for family {cfg.guide!r}: {e}") from e
+    return get_family(cfg.guide).make_amortized(model, **cfg.guide_options)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -208,6 +205,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         raise ConfigError(f"{run_dir} already holds a checkpoint; pass resume (--resume) or another run dir")
     if resume and not ckpt_path.exists():
         raise ConfigError(f"cannot resume: no checkpoint.pt in {run_dir}")
+    get_family(cfg.guide).check_options("amortized", cfg.guide_options)  # before any data is read
     set_seed(cfg.seed)
     x_train = load_split(cfg, "train")
     if cfg.num_train is not None:

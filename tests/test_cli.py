@@ -71,8 +71,20 @@ def test_json_config_file_and_console_script(tmp_path):
     assert proc.returncode == 2 and "unknown TrainConfig keys ['bogus']" in proc.stderr
 
 
+def test_experiment_modules_run_from_the_repository_root_and_installed():
+    """``python -m experiments.<name>`` from the repository root (the design card's layout) and
+    ``python -m pyro_vaegap.experiments.<name>`` from anywhere (the installed namespace) are the
+    same module."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for module, cwd in (("experiments.cremer_gaps", repo), ("pyro_vaegap.experiments.cremer_gaps", "/")):
+        r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=cwd)
+        assert r.returncode == 0 and "Table 2" in r.stdout, r.stderr
+
+
 def test_experiment_module_quick(tmp_path, mnist_dir):
-    from experiments.cremer_gaps import main as exp_main
+    from pyro_vaegap.experiments.cremer_gaps import main as exp_main
 
     assert exp_main(["--quick", "--data-dir", str(mnist_dir), "--run-dir", str(tmp_path / "run"),
                      "--out", str(tmp_path / "gaps"), "--num-points", "3", "--threads", "1"]) == 0

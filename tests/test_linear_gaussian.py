@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from guides.ffg import LocalFFG
+from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.ais import ais, bdmc
 from pyro_vaegap.estimators import importance_sample, iwae_bounds
 from pyro_vaegap.local import optimize_local

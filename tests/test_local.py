@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from guides.ffg import LocalFFG
+from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.utils import ConfigError

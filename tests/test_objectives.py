@@ -5,8 +5,8 @@ import torch
 import pyro.distributions as dist
 from torch.distributions import kl_divergence
 
-from guides.ffg import LocalFFG
-from guides.fullcov import LocalFullCov
+from pyro_vaegap.guides.ffg import LocalFFG
+from pyro_vaegap.guides.fullcov import LocalFullCov
 from pyro_vaegap.objectives import LN2, FreeBitsELBO
 from pyro_vaegap.traces import guide_model_traces, sum_log_prob
 from pyro_vaegap.train import TrainConfig, train

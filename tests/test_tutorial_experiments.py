@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from experiments import tutorial_bitsdim, tutorial_compression, tutorial_mse, tutorial_toy2d
+from pyro_vaegap.experiments import tutorial_bitsdim, tutorial_compression, tutorial_mse, tutorial_toy2d
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
@@ -65,10 +65,10 @@ def test_cli_rejects_bad_options(module, argv, message, capsys, tmp_path):
 
 
 def test_cli_help_and_exit_status():
-    r = subprocess.run([sys.executable, "-m", "experiments.tutorial_compression", "--help"],
+    r = subprocess.run([sys.executable, "-m", "pyro_vaegap.experiments.tutorial_compression", "--help"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "--latent-bits" in r.stdout and "--run" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "experiments.tutorial_compression", "--run", "/nonexistent"],
+    r = subprocess.run([sys.executable, "-m", "pyro_vaegap.experiments.tutorial_compression", "--run", "/nonexistent"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "tutorial_compression: error:" in r.stderr and "no checkpoint.pt" in r.stderr
 

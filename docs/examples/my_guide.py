@@ -8,8 +8,9 @@ with fixed degrees of freedom :math:`\nu` (option ``df``). Heavier tails than th
 reparameterized (:math:`z = \mu + s\,t`, :math:`t\sim\mathrm{St}_\nu(0,1)`) and with an exact
 ``log_prob`` — which is all the contract asks for.
 
-Copy this file to ``guides/my_guide.py`` and ``vaegap train --guide my_guide`` and the gap report
-find the family; nothing else needs editing.
+Copy this file to ``guides/my_guide.py`` (or name its module in a ``pyro_vaegap.guides`` entry point
+of your own package) and ``vaegap train --guide my_guide`` and the gap report find the family;
+nothing else needs editing.
 """
 import pyro
 import pyro.distributions as dist
@@ -18,7 +19,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Guide, LocalGuide, register_family
+from pyro_vaegap.guide import Family, Guide, LocalGuide
 from pyro_vaegap.models import data_plate, mlp
 
 
@@ -60,5 +61,5 @@ class LocalStudentT(LocalGuide):
         self.loc, self.scale = loc.clone(), scale.clone()
 
 
-register_family("my_guide", amortized=StudentTEncoder, local=LocalStudentT,
+FAMILY = Family("my_guide", amortized=StudentTEncoder, local=LocalStudentT,
                 description="diagonal Student-t (worked example of a plug-in family)")
