@@ -20,7 +20,7 @@ import torch
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
 from pyro_vaegap.cli import run_command
-from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, package_versions
+from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, provenance
 
 LN2 = math.log(2.0)
 
@@ -127,7 +127,7 @@ def save_figure(fig, path: Path, dpi: int = 110) -> Path:
 
 def write_results(out: Path, name: str, args, results: dict, markdown: str, seconds: float) -> None:
     """``results.json`` (options, seed, versions, wall time, results) and ``results.md``, atomically."""
-    payload = {"experiment": name, "config": vars(args), "seed": args.seed, "versions": package_versions(),
+    payload = {"experiment": name, "config": vars(args), "seed": args.seed, **provenance(),
                "wall_seconds": round(seconds, 1), "results": results}
     atomic_write_json(Path(out) / "results.json", payload)
     cmd = "python -m experiments." + name

@@ -13,9 +13,15 @@ then ``num_steps`` (2 for MNIST) coupling steps, each
 
     v' = v\circ\sigma_1(z) + \mu_1(z), \qquad z' = z\circ\sigma_2(v') + \mu_2(v'),
 
-with :math:`\sigma_i = \mathrm{sigmoid}(a_i + 3)` (the offset 3 starts every scale near 1,
-:math:`\mathrm{sigmoid}(3)\approx0.95`), so :math:`\log|\det Df| = \sum\log\sigma_1 + \sum\log\sigma_2`
-summed over steps, computed with ``logsigmoid`` (no ``log`` of an underflowed sigmoid). A reverse
+with :math:`\sigma_i = \mathrm{sigmoid}(a_i + 3)/\mathrm{sigmoid}(3)\in(0, 1.05)`, so
+:math:`\log|\det Df| = \sum\log\sigma_1 + \sum\log\sigma_2` summed over steps, computed with
+``logsigmoid`` (no ``log`` of an underflowed sigmoid). At :math:`a_i = 0` the scale is exactly 1, and
+every network's output layer starts at zero, so **every coupling starts as the identity**
+(:math:`\mu_i = 0`, :math:`\sigma_i = 1`) and :math:`q(v_0\mid z_0)` and :math:`r(v_T\mid x, z_T)`
+start as the same Gaussian: at initialization :math:`z_T = z_0` and the auxiliary bound of every draw
+equals the base FFG's bound of the same :math:`z_0`. A flow therefore starts exactly where its base
+starts (the prior, or an encoder's output with ``--local-init encoder``), and the per-datum
+optimization can only move it away from there by improving the bound. A reverse
 model :math:`r(v_T\mid x, z_T) = \mathcal N(\mu_r(z_T), \mathrm{diag}\,\sigma_r^2(z_T))` closes the
 auxiliary bound (eq. 14):
 
@@ -41,8 +47,8 @@ through its per-datapoint parameters (per datum).
 
 * :class:`FlowEncoder` — amortized: the FFG encoder gives the base; flow networks are shared.
 * :class:`LocalFlow` — per datum: **every** parameter (base mean/scale, ``q(v0|z0)``, flow networks
-  and reverse model, biases included) is free per datapoint — shapes ``(N, ...)``,
-  Xavier-initialized — and evaluated with batched contractions (:mod:`pyro_vaegap.guides._batched`).
+  and reverse model, biases included) is free per datapoint — shapes ``(N, ...)``, hidden layers
+  Xavier-initialized, output layers zero — and evaluated with batched contractions (:mod:`pyro_vaegap.guides._batched`).
 """
 from __future__ import annotations
 
@@ -57,12 +63,27 @@ from torch.nn.functional import logsigmoid
 
 from pyro_vaegap.guide import Family, Guide
 from pyro_vaegap.models import data_plate, mlp
-from pyro_vaegap.utils import check_positive_int
+from pyro_vaegap.utils import ConfigError, check_positive_int
 from ._batched import BatchedMLP, gaussian_head
 from .ffg import FFGEncoder, LocalFFG
 
-SCALE_OFFSET = 3.0  #: added to every scale logit so the flow starts close to the identity's scale
+SCALE_OFFSET = 3.0  #: σ = sigmoid(a + 3) / sigmoid(3): exactly 1 at a = 0, at most 1.05
+_LOG_SIGMOID_OFFSET = float(logsigmoid(torch.tensor(SCALE_OFFSET, dtype=torch.float64)))
 AUX = {"is_auxiliary": True}
+
+
+def _log_scale(a: torch.Tensor) -> torch.Tensor:
+    """log σ(a) = log sigmoid(a + 3) − log sigmoid(3): 0 at a = 0, finite where sigmoid underflows."""
+    return logsigmoid(a + SCALE_OFFSET) - _LOG_SIGMOID_OFFSET
+
+
+def zero_output_layer(net: nn.Module) -> None:
+    """Zero the weights and biases of ``net``'s last affine layer (an ``nn.Sequential`` ending in
+    ``nn.Linear`` or a :class:`~pyro_vaegap.guides._batched.BatchedMLP`), so its output starts at 0."""
+    last = net.layers[-1] if hasattr(net, "layers") else net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
 
 
 def coupling_flow(z0: torch.Tensor, v0: torch.Tensor, steps):
@@ -76,13 +97,12 @@ def coupling_flow(z0: torch.Tensor, v0: torch.Tensor, steps):
     log_det = z0.new_zeros(z0.shape[:-1])
     for f_z, f_v in steps:
         a1, mu1 = f_z(z)
-        a1 = a1 + SCALE_OFFSET
-        v = v * torch.sigmoid(a1) + mu1
+        s1 = _log_scale(a1)
+        v = v * s1.exp() + mu1
         a2, mu2 = f_v(v)
-        a2 = a2 + SCALE_OFFSET
-        z = z * torch.sigmoid(a2) + mu2
-        # log sigmoid(a) = -softplus(-a): exact and finite where sigmoid(a) underflows
-        log_det = log_det + logsigmoid(a1).sum(-1) + logsigmoid(a2).sum(-1)
+        s2 = _log_scale(a2)
+        z = z * s2.exp() + mu2
+        log_det = log_det + s1.sum(-1) + s2.sum(-1)
     return z, v, log_det
 
 
@@ -93,12 +113,12 @@ def inverse_coupling_flow(zT: torch.Tensor, vT: torch.Tensor, steps):
     log_det = zT.new_zeros(zT.shape[:-1])
     for f_z, f_v in reversed(steps):
         a2, mu2 = f_v(v)
-        a2 = a2 + SCALE_OFFSET
-        z = (z - mu2) / torch.sigmoid(a2)
+        s2 = _log_scale(a2)
+        z = (z - mu2) * (-s2).exp()
         a1, mu1 = f_z(z)
-        a1 = a1 + SCALE_OFFSET
-        v = (v - mu1) / torch.sigmoid(a1)
-        log_det = log_det + logsigmoid(a1).sum(-1) + logsigmoid(a2).sum(-1)
+        s1 = _log_scale(a1)
+        v = (v - mu1) * (-s1).exp()
+        log_det = log_det + s1.sum(-1) + s2.sum(-1)
     return z, v, log_det
 
 
@@ -168,6 +188,12 @@ class FlowEncoder(Guide):
 
         self.q_v, self.reverse = net(), net()
         self.nets = nn.ModuleList(net() for _ in range(2 * num_steps))
+        for n in self.flow_networks():
+            zero_output_layer(n)
+
+    def flow_networks(self) -> list:
+        """``q(v0|z0)``, the reverse model, then the coupling networks, in a fixed order."""
+        return [self.q_v, self.reverse, *self.nets]
 
     def encode(self, x):
         """The base FFG's ``(loc, scale)``, so per-datum guides can start from it."""
@@ -196,6 +222,7 @@ class LocalFlow(LocalFFG):
                  activation: str = "elu", init_scale: float = 1.0):
         super().__init__(model, num_data, init_scale)  # the FFG base: loc, scale
         d, h, N = self.latent_dim, flow_hidden, num_data
+        self.activation = activation
         check_positive_int("num_steps", num_steps)
 
         def net():
@@ -203,6 +230,37 @@ class LocalFlow(LocalFFG):
 
         self.q_v, self.reverse = net(), net()
         self.nets = nn.ModuleList(net() for _ in range(2 * num_steps))
+        for n in self.flow_networks():
+            zero_output_layer(n)
+
+    def flow_networks(self) -> list:
+        """``q(v0|z0)``, the reverse model, then the coupling networks (as :meth:`FlowEncoder.flow_networks`)."""
+        return [self.q_v, self.reverse, *self.nets]
+
+    @torch.no_grad()
+    def init_from_amortized(self, guide, x):
+        """Start at the amortized guide's q for each row of ``x``: the base at ``guide.encode(x)``
+        and, from a :class:`FlowEncoder` of the same sizes, every flow network copied into every
+        datapoint's row — the amortized flow's networks read only :math:`z` and :math:`v`, so the
+        per-datum flow then *is* the amortized q. From any other FFG-style encoder the flow networks
+        keep their identity initialization (q = the encoder's Gaussian)."""
+        super().init_from_amortized(guide, x)
+        if not isinstance(guide, FlowEncoder):
+            return
+        pairs = list(zip(self.flow_networks(), guide.flow_networks()))
+        if self.activation != "elu":  # the amortized flow's networks are ELU networks
+            raise ConfigError(f"{type(self).__name__} with activation={self.activation!r} cannot copy the ELU "
+                              f"networks of {type(guide).__name__}")
+        for mine, theirs in pairs:
+            linears = [m for m in theirs if isinstance(m, nn.Linear)]
+            if len(linears) != len(mine.layers) or any(
+                    l.weight.shape[::-1] != b.weight.shape[1:] for l, b in zip(linears, mine.layers)):
+                raise ConfigError(f"{type(self).__name__} cannot start from {type(guide).__name__}: the flow "
+                                  "networks differ in size (use the same flow_hidden and num_steps)")
+        for mine, theirs in pairs:
+            for layer, lin in zip(mine.layers, (m for m in theirs if isinstance(m, nn.Linear))):
+                layer.weight.copy_(lin.weight.T.expand_as(layer.weight))
+                layer.bias.copy_(lin.bias.expand_as(layer.bias))
 
     def parts(self, x, idx=None) -> FlowParts:
         rows = self.rows(x, idx)

@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from .ais import SCHEDULES, STEP_SIZE_MODES
 from .data import DataError, load_dataset, seeded_subset
-from .gaps import PAPER_MNIST_FFG, PAPER_MNIST_SETTINGS, GapConfig, gap_report
+from .gaps import GapConfig, GapReport, gap_report, paper_for
 from .train import TrainConfig, load_run, train
 from .utils import ConfigError, set_seed
 
@@ -45,9 +46,13 @@ _HELP = {
     "iwae_samples": "samples of the IWAE estimate of log p(x) (paper 5000)",
     "elbo_samples": "samples for L[q] and L[q*] (paper 5000)",
     "sample_chunk": "samples per vectorized call (memory)", "data_chunk": "datapoints per vectorized call",
-    "ais": "run AIS (log p̂ = max(IWAE, AIS))", "ais_chains": "AIS chains per datapoint (paper 100)",
+    "ais": "run AIS", "ais_chains": "AIS chains per datapoint (paper 100)",
     "ais_steps": "AIS intermediate distributions (paper 500)", "ais_leapfrog": "leapfrog steps per HMC move (10)",
-    "ais_schedule": "sigmoid or linear beta schedule", "ais_step_size": "initial HMC step size (adapted per chain)",
+    "ais_schedule": "sigmoid or linear beta schedule",
+    "ais_step_size": "pilot (frozen schedule tuned on discarded chains: unbiased) or online-biased",
+    "ais_pilot_chains": "pilot chains per datapoint that tune the step sizes (then discarded)",
+    "ais_init_step_size": "initial HMC step size of the pilot",
+    "log_px": "log p̂: auto (AIS if it runs, else IWAE), ais, iwae, or max (the paper's per-point max; biased up)",
     "local_samples": "samples per step of the local optimization (paper 100)",
     "local_lr": "Adam lr of the local optimization (paper 1e-3)", "local_max_steps": "cap on local steps",
     "local_check_every": "stopping rule: window length (100)", "local_patience": "stopping rule: checks without improvement (10)",
@@ -136,27 +141,41 @@ def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=
     set_seed(gcfg.seed)
     t = time.time()
     rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress)
-    rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t})
-    paper = PAPER_MNIST_FFG if (tcfg.dataset == "binarized_mnist" and tcfg.guide == "ffg") else None
-    md = rep.to_markdown(paper=paper, paper_settings=_paper_diff(tcfg, gcfg, x.shape[0]) if paper else "")
-    paths = rep.save(out, markdown=md)
-    print(md)
+    paper = paper_for(tcfg.to_dict())
+    rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
+                     "paper_settings": _paper_diff(tcfg, gcfg, x.shape[0]) if paper else None})
+    paths = rep.save(out)
+    print(rep.to_markdown())
     print("saved " + " and ".join(map(str, paths)))
     return rep
 
 
 def _paper_diff(tcfg, gcfg, n):
-    ais = f"AIS {gcfg.ais_chains}×{gcfg.ais_steps}×{gcfg.ais_leapfrog}" if gcfg.ais else "AIS off"
-    return (f"ours: {tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, {ais}, "
-            f"IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} "
-            f"samples/step; {PAPER_MNIST_SETTINGS}")
+    """Our settings beside the paper's Table 2 protocol (PAPERS' ``settings``), in one line."""
+    ais = (f"AIS {gcfg.ais_chains}×{gcfg.ais_steps}×{gcfg.ais_leapfrog} ({gcfg.ais_schedule}, {gcfg.ais_step_size} "
+           f"step sizes)" if gcfg.ais else "AIS off")
+    return (f"{tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, log p̂ = {gcfg.log_px_estimator}, {ais}, "
+            f"IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} samples/step (init {gcfg.local_init}).")
 
 
 def cmd_gaps(args):
-    model, guide, tcfg = load_run(args.run)
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
+    gcfg.check_families()  # before anything is loaded or computed
+    model, guide, tcfg = load_run(args.run)
     x = _eval_data(tcfg, args)
     run_gaps(model, guide, tcfg, gcfg, x, args.out or Path(args.run) / "gaps", progress=not args.quiet)
+
+
+def cmd_render(args):
+    """Regenerate a gap report's markdown table from its JSON with the current code."""
+    from .utils import atomic_write_text
+
+    rep = GapReport.load(args.report)
+    md = rep.to_markdown()
+    if args.out:
+        print(f"wrote {atomic_write_text(args.out, md)}")
+    else:
+        print(md, end="")
 
 
 def cmd_quickstart(args):
@@ -176,24 +195,30 @@ def cmd_quickstart(args):
 def cmd_bdmc(args):
     """Sandwich log p(x) of data simulated from a trained model: how tight are these AIS settings?"""
     from .ais import bdmc
-    from .utils import atomic_write_json, package_versions
+    from .utils import atomic_write_json, provenance
 
     model, _, tcfg = load_run(args.run)
     like = load_dataset(tcfg.dataset, "test", data_dir=args.data_dir or tcfg.data_dir)[:1]
     set_seed(args.seed)
     t = time.time()
     res = bdmc(model, args.num_points, like, num_chains=args.ais_chains, num_steps=args.ais_steps,
-               leapfrog_steps=args.ais_leapfrog, schedule=args.ais_schedule, init_step_size=args.ais_step_size,
-               progress=not args.quiet)
-    lo, hi, gap = res.lower.log_px, res.upper.log_px, res.gap
-    out = {"lower": lo.tolist(), "upper": hi.tolist(), "gap": gap.tolist(),
-           "mean_lower": float(lo.mean()), "mean_upper": float(hi.mean()), "mean_gap": float(gap.mean()),
-           "max_gap": float(gap.max()), "config": {k: v for k, v in vars(args).items() if k != "func"},
-           "meta": {"versions": package_versions(), "seconds": time.time() - t, "train_config": tcfg.to_dict()}}
+               leapfrog_steps=args.ais_leapfrog, schedule=args.ais_schedule, step_size=args.ais_step_size,
+               pilot_chains=args.ais_pilot_chains, init_step_size=args.ais_init_step_size, progress=not args.quiet)
+    summary = res.summary()
+    out = {"summary": summary,
+           "per_point": {"lower": res.lower.log_px.tolist(), "upper": res.upper.log_px.tolist(),
+                         "gap": res.gap.tolist(), "lower_se": res.lower.se.tolist(), "upper_se": res.upper.se.tolist(),
+                         "lower_accept": res.lower.accept_rate.tolist(), "upper_accept": res.upper.accept_rate.tolist()},
+           "config": {k: v for k, v in vars(args).items() if k != "func"},
+           "meta": {**provenance(), "seconds": time.time() - t, "train_config": tcfg.to_dict()}}
     path = atomic_write_json(args.out or Path(args.run) / "bdmc.json", out)
-    print(f"BDMC on {args.num_points} simulated points, AIS {args.ais_chains}×{args.ais_steps}×{args.ais_leapfrog}: "
-          f"forward (lower) {out['mean_lower']:.3f}, reverse (upper) {out['mean_upper']:.3f}, "
-          f"gap mean {out['mean_gap']:.3f} max {out['max_gap']:.3f} nats; saved {path}")
+    verdict = ("the sandwich holds on every point" if summary["sandwich_holds"] else
+               f"FAILED: the upper bound fell below the lower bound on {summary['crossings']} of "
+               f"{summary['num_points']} points (more chains or steps needed)")
+    print(f"BDMC on {args.num_points} simulated points, AIS {args.ais_chains}×{args.ais_steps}×{args.ais_leapfrog} "
+          f"({args.ais_schedule}, {args.ais_step_size} step sizes): lower {summary['mean_lower']:.3f}, upper "
+          f"{summary['mean_upper']:.3f}; |upper − lower| mean {summary['mean_abs_gap']:.3f}, max "
+          f"{summary['max_abs_gap']:.3f} nats; {verdict}; saved {path}")
 
 
 def cmd_families(args):
@@ -244,13 +269,22 @@ def build_parser():
     b.add_argument("--ais-chains", type=int, default=100, help="chains per datapoint (100)")
     b.add_argument("--ais-steps", type=int, default=500, help="intermediate distributions (500)")
     b.add_argument("--ais-leapfrog", type=int, default=10, help="leapfrog steps per transition (10)")
-    b.add_argument("--ais-schedule", default="sigmoid", choices=("sigmoid", "linear"), help="beta schedule")
-    b.add_argument("--ais-step-size", type=float, default=0.05, help="initial HMC step size (0.05)")
+    b.add_argument("--ais-schedule", default="sigmoid", choices=SCHEDULES, help="beta schedule (sigmoid)")
+    b.add_argument("--ais-step-size", default="pilot", choices=STEP_SIZE_MODES,
+                   help="pilot: frozen schedule tuned on discarded chains (unbiased); online-biased: per-chain "
+                        "adaptation during the run (biased, for comparison) (pilot)")
+    b.add_argument("--ais-pilot-chains", type=int, default=10, help="pilot chains per datapoint (10)")
+    b.add_argument("--ais-init-step-size", type=float, default=0.1, help="initial HMC step size of the pilot (0.1)")
     b.add_argument("--seed", type=int, default=0, help="random seed (0)")
     b.add_argument("--data-dir", help="override the run's data directory")
     b.add_argument("--out", help="output JSON (default: RUN/bdmc.json)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bdmc)
+
+    r = sub.add_parser("render", help="regenerate a gap report's markdown table from its JSON")
+    r.add_argument("report", help="a STEM.json written by `vaegap gaps`")
+    r.add_argument("--out", help="write the table here (default: print it)")
+    r.set_defaults(func=cmd_render)
 
     f = sub.add_parser("families", help="list the registered posterior families")
     f.set_defaults(func=cmd_families)

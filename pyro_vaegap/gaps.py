@@ -10,16 +10,26 @@ per datapoint :math:`x`:
     + \underbrace{\mathcal L[q^*] - \mathcal L[q]}_{\text{amortization gap}},
 
 where :math:`q^* = \arg\max_{q\in\mathcal Q}\mathcal L[q]` is found by per-datapoint optimization
-(:mod:`pyro_vaegap.local`) and :math:`\log p(x)` is estimated by
-:math:`\log\hat p(x) = \max(\text{IWAE}_{5000}, \text{AIS})` (the paper's definition). Every term is
-estimated from the Pyro model and guides through their traces, so any registered family works.
+(:mod:`pyro_vaegap.local`) for every family in ``GapConfig.families``. Every term is estimated from
+the Pyro model and guides through their traces, so any registered family works.
+
+The estimate :math:`\log\hat p(x)` (``GapConfig.log_px``)
+----------------------------------------------------------
+``"auto"`` (default): AIS when it runs (:mod:`pyro_vaegap.ais`, kernels frozen in advance, so its
+mean weight is unbiased for :math:`p(x)`), IWAE-:math:`S` of the encoder otherwise. One estimator is
+chosen *per run*, never per datapoint. ``"ais"`` and ``"iwae"`` force one. ``"max"`` is the paper's
+definition, :math:`\max(\text{IWAE}, \text{AIS})` per datapoint: the maximum of two noisy
+estimates is biased upward, and the bias enters the approximation gap in full, so it is offered
+only to reproduce the paper's protocol. Both estimates are kept per datapoint in the report.
 
 :func:`gap_report` returns a :class:`GapReport`: per-datapoint arrays, means with standard errors,
-JSON (config, seed, package versions) and a markdown table laid out like the paper's Table 2.
+JSON (config, seed, package versions, git commit) and a markdown table laid out like the paper's
+Table 2, which :meth:`GapReport.from_dict` re-creates from the JSON alone.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,26 +38,51 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ais import SCHEDULES, ais
+from .ais import SCHEDULES, STEP_SIZE_MODES, ais
 from .estimators import importance_sample
-from .registry import get_family
 from .local import optimize_local
+from .registry import get_family
 from .utils import (ConfigError, atomic_write_json, atomic_write_text, check_choice, check_positive_int,
-                    package_versions)
+                    provenance)
 
 LOCAL_INITS = ("prior", "encoder")
+LOG_PX_ESTIMATORS = ("auto", "ais", "iwae", "max")
 
-#: Cremer et al. (2018), Table 2, MNIST, model trained with the FFG encoder (nats).
-PAPER_MNIST_FFG = {"log_px": -89.80, "local:flow": -90.80, "local:ffg": -91.23, "amortized": -92.57,
-                   "approximation": 1.43, "amortization": 1.34, "inference": 2.77}
-PAPER_MNIST_SETTINGS = ("paper: 3280 epochs (Burda schedule), 1000 test points, AIS 100 chains × 500 "
-                        "intermediate distributions × 10 leapfrog steps, IWAE and L[q] with 5000 samples, "
-                        "local optimization with 100 samples per step")
+
+@dataclass(frozen=True)
+class PaperColumn:
+    """Published numbers for one model, keyed like :attr:`GapReport.per_point` (nats)."""
+
+    title: str
+    values: dict
+    settings: str
+
+
+#: Cremer et al. (2018), Table 2, MNIST, the model trained with the FFG encoder. The gaps are keyed
+#: by the family whose q* defines them, so a report pairs them only with the same quantity.
+PAPERS = {
+    "cremer2018_table2_mnist_ffg": PaperColumn(
+        title="Cremer et al. (2018), Table 2, MNIST, FFG-trained model",
+        values={"log_px": -89.80, "local:flow": -90.80, "local:ffg": -91.23, "amortized": -92.57,
+                "approximation:ffg": 1.43, "amortization:ffg": 1.34, "inference": 2.77},
+        settings=("3280 epochs (Burda schedule), 1000 test points, log p̂ = max(IWAE, AIS) per point, AIS 100 "
+                  "chains × 500 intermediate distributions × 10 leapfrog steps, IWAE and L[q] with 5000 "
+                  "samples, local optimization with 100 samples per step")),
+}
+#: quantities whose paper value depends on the paper's log p̂, which uses AIS
+_USES_LOG_PX = ("log_px", "inference", "approximation:")
+
+
+def paper_for(train_config: dict) -> str | None:
+    """The key in :data:`PAPERS` of the published column matching a run's training config, if any."""
+    if train_config.get("dataset") == "binarized_mnist" and train_config.get("guide") == "ffg":
+        return "cremer2018_table2_mnist_ffg"
+    return None
 
 
 @dataclass
 class GapConfig:
-    """Evaluation settings (paper values as defaults)."""
+    """Evaluation settings (the paper's values as defaults)."""
 
     families: tuple = ("ffg",)         #: families whose per-datum optimum L[q*] is computed
     family_options: dict = field(default_factory=dict)  #: {family: options for its local guide}
@@ -60,7 +95,10 @@ class GapConfig:
     ais_steps: int = 500
     ais_leapfrog: int = 10
     ais_schedule: str = "sigmoid"
-    ais_step_size: float = 0.05
+    ais_step_size: str = "pilot"       #: "pilot" (frozen, unbiased) or "online-biased"
+    ais_pilot_chains: int = 10
+    ais_init_step_size: float = 0.1
+    log_px: str = "auto"               #: "auto", "ais", "iwae" or "max" (the paper's; biased upward)
     local_samples: int = 100
     local_lr: float = 1e-3
     local_max_steps: int = 50_000
@@ -74,13 +112,37 @@ class GapConfig:
         if not self.families:
             raise ConfigError("families is empty: name at least one family to optimize locally")
         for name in ("iwae_samples", "elbo_samples", "sample_chunk", "data_chunk", "ais_chains", "ais_steps",
-                     "ais_leapfrog", "local_samples", "local_max_steps", "local_check_every", "local_patience"):
+                     "ais_leapfrog", "ais_pilot_chains", "local_samples", "local_max_steps", "local_check_every",
+                     "local_patience"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("seed", self.seed, minimum=0)
         check_choice("ais_schedule", self.ais_schedule, SCHEDULES)
+        check_choice("ais_step_size", self.ais_step_size, STEP_SIZE_MODES)
         check_choice("local_init", self.local_init, LOCAL_INITS)
-        if not self.local_lr > 0:
-            raise ConfigError(f"local_lr={self.local_lr!r} is not allowed: expected a positive number")
+        check_choice("log_px", self.log_px, LOG_PX_ESTIMATORS)
+        if self.log_px in ("ais", "max") and not self.ais:
+            raise ConfigError(f"log_px={self.log_px!r} needs AIS: drop --no-ais or use log_px='iwae'")
+        for name in ("local_lr", "ais_init_step_size"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name}={v!r} is not allowed: expected a finite positive number")
+        if not isinstance(self.family_options, dict):
+            raise ConfigError(f"family_options={self.family_options!r} must be a mapping {{family: {{option: value}}}}")
+
+    @property
+    def log_px_estimator(self) -> str:
+        """``"ais"``, ``"iwae"`` or ``"max"``: what ``log_px`` resolves to for this configuration."""
+        if self.log_px == "auto":
+            return "ais" if self.ais else "iwae"
+        return self.log_px
+
+    def check_families(self) -> None:
+        """Every family and family option exists (raise :class:`ConfigError` before any computation)."""
+        for name in self.family_options:
+            if name not in self.families:
+                raise ConfigError(f"family_options names {name!r}, which is not in families {list(self.families)}")
+        for name in self.families:
+            get_family(name).check_options("local", self.family_options.get(name, {}))
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -92,7 +154,12 @@ def _mean_se(v: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class GapReport:
-    """Per-datapoint results (``per_point``: name → array of shape ``(N,)``) and their provenance."""
+    """Per-datapoint results (``per_point``: name → array of shape ``(N,)``) and their provenance.
+
+    ``meta["paper"]`` names the published column (:data:`PAPERS`) the markdown table sets beside
+    ours, if any; everything :meth:`to_markdown` prints is in :meth:`to_dict`, so the table can be
+    regenerated from the saved JSON by current code (:meth:`from_dict`, ``vaegap render``).
+    """
 
     family: str                   #: the amortized guide's family
     approx_family: str            #: family whose q* splits the gap (the amortized family when optimized)
@@ -103,6 +170,10 @@ class GapReport:
     @property
     def local_families(self) -> list[str]:
         return [k.split(":", 1)[1] for k in self.per_point if k.startswith("local:")]
+
+    @property
+    def log_px_estimator(self) -> str:
+        return self.meta.get("log_px_estimator", "iwae")
 
     def summary(self) -> dict[str, tuple[float, float]]:
         """Mean and standard error (over datapoints) of every per-datapoint quantity."""
@@ -115,56 +186,103 @@ class GapReport:
 
         return {"family": self.family, "approx_family": self.approx_family,
                 "summary": {k: {"mean": clean(m), "se": clean(s)} for k, (m, s) in self.summary().items()},
-                "per_point": {k: clean(np.asarray(v).tolist()) for k, v in self.per_point.items()},
+                "per_point": {k: clean(np.asarray(v, dtype=float).tolist()) for k, v in self.per_point.items()},
                 "config": self.config, "meta": self.meta}
 
-    def save(self, stem, markdown: str | None = None) -> tuple:
-        """Write ``stem.json`` and ``stem.md`` (``markdown`` or :meth:`to_markdown`) atomically."""
+    @classmethod
+    def from_dict(cls, d: dict) -> "GapReport":
+        """The report saved by :meth:`to_dict` (``null`` entries become NaN)."""
+        per = {k: np.array([np.nan if u is None else u for u in v], dtype=float) for k, v in d["per_point"].items()}
+        return cls(family=d["family"], approx_family=d["approx_family"], per_point=per, config=d["config"],
+                   meta=d["meta"])
+
+    @classmethod
+    def load(cls, path) -> "GapReport":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def save(self, stem) -> tuple:
+        """Write ``stem.json`` and ``stem.md`` (:meth:`to_markdown`) atomically."""
         stem = Path(stem)
         return (atomic_write_json(stem.with_suffix(".json"), self.to_dict()),
-                atomic_write_text(stem.with_suffix(".md"), markdown or self.to_markdown()))
+                atomic_write_text(stem.with_suffix(".md"), self.to_markdown()))
 
-    def to_markdown(self, paper: dict | None = None, paper_settings: str = "") -> str:
-        """Table 2 of the paper: bounds, then gaps, mean ± standard error over datapoints (nats)."""
+    def _rows(self):
+        fams = self.local_families
+        order = [self.approx_family] + [f for f in fams if f != self.approx_family]
+        rows = [("log p̂(x)" + f" ({self.log_px_estimator.upper()})", "log_px")]
+        rows += [(f"L[q*_{f.upper()}]", f"local:{f}") for f in fams]
+        rows += [(f"L[q] ({self.family.upper()} encoder)", "amortized")]
+        for f in order:
+            rows += [(f"Approximation gap (log p̂ − L[q*_{f.upper()}])", f"approximation:{f}"),
+                     (f"Amortization gap (L[q*_{f.upper()}] − L[q])", f"amortization:{f}")]
+        return rows + [("Inference gap (log p̂ − L[q])", "inference")]
+
+    def to_markdown(self) -> str:
+        """Table 2 of the paper: bounds, then gaps, mean ± standard error over datapoints (nats).
+
+        Paper numbers (``meta["paper"]``) are paired only with the same quantity: a gap with the
+        gap of the same family's q*, and log p̂ and every quantity derived from it only when our
+        log p̂ includes AIS, as the paper's does.
+        """
         s = self.summary()
-        rows = [("log p̂(x)", "log_px")]
-        rows += [(f"L[q*_{f.upper()}]", f"local:{f}") for f in self.local_families]
-        rows += [(f"L[q] ({self.family.upper()} encoder)", "amortized"),
-                 (f"Approximation gap (log p̂ − L[q*_{self.approx_family.upper()}])", "approximation"),
-                 ("Amortization gap (L[q*] − L[q])", "amortization"), ("Inference gap (log p̂ − L[q])", "inference")]
+        paper = PAPERS.get(self.meta.get("paper") or "")
+        with_ais = self.log_px_estimator in ("ais", "max")
         head = "| | ours |" + (" paper | ours − paper |" if paper else "")
         lines = [head, "|---|---|" + ("---|---|" if paper else "")]
-        for label, key in rows:
+        for label, key in self._rows():
             m, se = s[key]
             line = f"| {label} | {m:.2f} ± {se:.2f} |"
             if paper:
-                line += (f" {paper[key]:.2f} | {m - paper[key]:+.2f} |" if key in paper else " – | – |")
+                comparable = key in paper.values and (with_ais or not key.startswith(_USES_LOG_PX))
+                line += f" {paper.values[key]:.2f} | {m - paper.values[key]:+.2f} |" if comparable else " – | – |"
             lines.append(line)
         n = len(next(iter(self.per_point.values())))
         c = self.config
-        diag = (f"\nN = {n} datapoints (seeded subset); IWAE k = {c['iwae_samples']}; L[q], L[q*] with "
-                f"{c['elbo_samples']} samples; AIS " + (f"{c['ais_chains']} chains × {c['ais_steps']} steps × "
-                                                        f"{c['ais_leapfrog']} leapfrog ({c['ais_schedule']})"
-                                                        if c["ais"] else "off")
-                + f"; local optimization: {c['local_samples']} samples/step, lr {c['local_lr']}, init "
-                  f"{c['local_init']}.\n")
-        extra = []
-        for key, label in (("psis_khat", "PSIS k̂ of q's weights"), ("iwae_ess", "IS ESS of q (of "
-                           f"{c['iwae_samples']})"), ("ais_ess", "AIS ESS (of chains)"),
+        ais_text = (f"AIS {c['ais_chains']} chains × {c['ais_steps']} steps × {c['ais_leapfrog']} leapfrog "
+                    f"({c['ais_schedule']} schedule, step sizes: {c['ais_step_size']})" if c["ais"] else "AIS off")
+        out = "\n".join(lines) + "\n"
+        out += (f"\nN = {n} datapoints (seeded subset); log p̂ = {_LOG_PX_TEXT[self.log_px_estimator]}; "
+                f"IWAE k = {c['iwae_samples']}; L[q], L[q*] with {c['elbo_samples']} samples; {ais_text}; "
+                f"local optimization: {c['local_samples']} samples/step, lr {c['local_lr']}, init {c['local_init']}.\n")
+        out += "\nDiagnostics:\n" + "\n".join(self._diagnostics(s, n)) + "\n"
+        if paper:
+            out += f"\nPaper: {paper.title}. Its settings: {paper.settings}."
+            if not with_ais:
+                out += " Our log p̂ does not use AIS, so log p̂, the approximation gaps and the inference gap are not compared."
+            out += "\n"
+            if self.meta.get("paper_settings"):
+                out += f"\nOur settings that differ: {self.meta['paper_settings']}\n"
+        return out
+
+    def _diagnostics(self, s, n) -> list[str]:
+        p, c = self.per_point, self.config
+        out = []
+        for key, label in (("psis_khat", "PSIS k̂ of q's weights"), ("iwae_ess", f"IS ESS of q (of {c['iwae_samples']})"),
+                           ("ais_ess", f"AIS ESS (of {c['ais_chains']} chains)"), ("ais_accept", "AIS acceptance rate"),
                            ("ais_minus_iwae", "AIS − IWAE")):
             if key in s:
-                extra.append(f"- {label}: mean {s[key][0]:.3g} ± {s[key][1]:.2g}")
-        if "psis_khat" in self.per_point:
-            k = np.asarray(self.per_point["psis_khat"])
-            extra.append(f"- datapoints with k̂ > 0.7 (q far from the posterior): {int((k > 0.7).sum())}/{n}")
+                out.append(f"- {label}: mean {s[key][0]:.3g} ± {s[key][1]:.2g}")
+        if "psis_khat" in p:
+            out.append(f"- datapoints with k̂ > 0.7 (q far from the posterior): {int((np.asarray(p['psis_khat']) > 0.7).sum())}/{n}")
+        if self.log_px_estimator == "max":
+            out.append("- log p̂ is the per-datapoint max of IWAE and AIS (the paper's rule): biased upward, and the "
+                       "bias enters every approximation gap")
         for f in self.local_families:
-            steps = np.asarray(self.per_point[f"steps:{f}"])
-            extra.append(f"- local {f}: steps median {int(np.median(steps))}, max {int(steps.max())}; "
-                         f"stopped by the rule: {int(np.sum(self.per_point[f'converged:{f}']))}/{n}")
-        out = "\n".join(lines) + "\n" + diag + "\nDiagnostics:\n" + "\n".join(extra) + "\n"
-        if paper_settings:
-            out += f"\nSettings that differ from the paper: {paper_settings}\n"
+            steps = np.asarray(p[f"steps:{f}"])
+            stopped = int(np.sum(p[f"converged:{f}"]))
+            out.append(f"- local {f}: steps median {int(np.median(steps))}, max {int(steps.max())}; stopped by the "
+                       f"rule: {stopped}/{n}" + ("" if stopped == n else " (the others hit the step cap: their L[q*] "
+                                                                              "may be short of the optimum)"))
+            amort = np.asarray(p[f"amortization:{f}"])
+            se = np.hypot(np.asarray(p[f"local_se:{f}"]), np.asarray(p["amortized_se"]))
+            neg = int(np.sum(amort < -2 * se))
+            if neg:
+                out.append(f"- WARNING: amortization gap of {f} below −2 s.e. on {neg}/{n} datapoints: the local "
+                           "optimization ended below the encoder's own q there")
         return out
+
+
+_LOG_PX_TEXT = {"ais": "AIS", "iwae": "IWAE of the encoder", "max": "max(IWAE, AIS) per datapoint (paper)"}
 
 
 def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *, family: str = "ffg",
@@ -174,10 +292,11 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     :param model: a trained model (decoder); it is frozen throughout.
     :param guide: the trained amortized guide.
     :param x: evaluation data ``(N, D)`` — take a seeded random subset (:func:`pyro_vaegap.data.seeded_subset`).
-    :param family: the amortized guide's family name (its q* defines the approximation gap).
+    :param family: the amortized guide's family name (its q* defines the headline gaps).
     :param log: where progress lines go (``print`` by default; ``None`` to silence).
     """
     cfg = config or GapConfig()
+    cfg.check_families()
     x = model.validate_data(x)
     log = log or (lambda *a: None)
     torch.manual_seed(cfg.seed)
@@ -187,51 +306,47 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
 
     t = time.time()
     log(f"[1/4] L[q] and IWAE-{cfg.iwae_samples} with the amortized guide on {N} datapoints")
-    S = max(cfg.iwae_samples, cfg.elbo_samples)
-    amort = importance_sample(model, guide, x, S, desc="L[q], IWAE", **is_kw)
-    per["amortized"] = amort.elbo
-    per["amortized_se"] = amort.elbo_se
-    per["iwae"] = amort.iwae
-    per["iwae_se"] = amort.iwae_se
-    per["iwae_ess"], per["psis_khat"] = amort.ess, amort.khat
+    amort = importance_sample(model, guide, x, max(cfg.iwae_samples, cfg.elbo_samples), desc="L[q], IWAE", **is_kw)
+    per.update(amortized=amort.elbo, amortized_se=amort.elbo_se, iwae=amort.iwae, iwae_se=amort.iwae_se,
+               iwae_ess=amort.ess, psis_khat=amort.khat)
     timings["importance"] = time.time() - t
 
     if cfg.ais:
         t = time.time()
-        log(f"[2/4] AIS: {cfg.ais_chains} chains × {cfg.ais_steps} steps × {cfg.ais_leapfrog} leapfrog")
+        log(f"[2/4] AIS: {cfg.ais_chains} chains × {cfg.ais_steps} steps × {cfg.ais_leapfrog} leapfrog "
+            f"({cfg.ais_step_size} step sizes)")
         a = ais(model, x, num_chains=cfg.ais_chains, num_steps=cfg.ais_steps, leapfrog_steps=cfg.ais_leapfrog,
-                schedule=cfg.ais_schedule, init_step_size=cfg.ais_step_size,
-                data_chunk=max(1, min(N, 10_000 // cfg.ais_chains)), progress=progress)
-        per["ais"], per["ais_ess"], per["ais_accept"] = a.log_px, a.ess, a.accept_rate
-        per["ais_minus_iwae"] = a.log_px - amort.iwae
-        per["log_px"] = torch.maximum(a.log_px, amort.iwae)
+                schedule=cfg.ais_schedule, step_size=cfg.ais_step_size, pilot_chains=cfg.ais_pilot_chains,
+                init_step_size=cfg.ais_init_step_size, progress=progress)
+        per.update(ais=a.log_px, ais_se=a.se, ais_ess=a.ess, ais_accept=a.accept_rate,
+                   ais_step_size=a.step_sizes.mean(0) if a.step_sizes.numel() else torch.zeros(N),
+                   ais_minus_iwae=a.log_px - amort.iwae)
         timings["ais"] = time.time() - t
-    else:
-        per["log_px"] = amort.iwae
+    estimator = cfg.log_px_estimator
+    per["log_px"] = (per["iwae"] if estimator == "iwae" else per["ais"] if estimator == "ais"
+                     else torch.maximum(per["ais"], per["iwae"]))
 
     for i, fam_name in enumerate(cfg.families):
         t = time.time()
         log(f"[3/4] local optimization of family {fam_name!r} ({i + 1}/{len(cfg.families)})")
-        fam = get_family(fam_name)
-        local = fam.make_local(model, N, **cfg.family_options.get(fam_name, {}))
-        local = local.to(dtype=x.dtype)
+        local = get_family(fam_name).make_local(model, N, **cfg.family_options.get(fam_name, {}))
+        local = local.to(dtype=x.dtype, device=x.device)
         if cfg.local_init == "encoder":
             local.init_from_amortized(guide, x)
         res = optimize_local(model, local, x, num_samples=cfg.local_samples, lr=cfg.local_lr,
                              max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
                              patience=cfg.local_patience, progress=progress)
         opt = importance_sample(model, local, x, cfg.elbo_samples, psis=False, desc=f"L[q*_{fam_name}]", **is_kw)
-        per[f"local:{fam_name}"] = opt.elbo
-        per[f"local_se:{fam_name}"] = opt.elbo_se
-        per[f"steps:{fam_name}"] = res.steps
-        per[f"converged:{fam_name}"] = res.converged
+        per.update({f"local:{fam_name}": opt.elbo, f"local_se:{fam_name}": opt.elbo_se,
+                    f"steps:{fam_name}": res.steps, f"converged:{fam_name}": res.converged})
         timings[f"local:{fam_name}"] = time.time() - t
 
     log("[4/4] gaps")
-    approx_fam = family if family in cfg.families else cfg.families[0]
-    per["approximation"] = per["log_px"] - per[f"local:{approx_fam}"]
-    per["amortization"] = per[f"local:{approx_fam}"] - per["amortized"]
+    for f in cfg.families:
+        per[f"approximation:{f}"] = per["log_px"] - per[f"local:{f}"]
+        per[f"amortization:{f}"] = per[f"local:{f}"] - per["amortized"]
     per["inference"] = per["log_px"] - per["amortized"]
     per = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)) for k, v in per.items()}
-    meta = {"versions": package_versions(), "seconds": timings, "num_points": N}
+    approx_fam = family if family in cfg.families else cfg.families[0]
+    meta = {**provenance(), "seconds": timings, "num_points": N, "log_px_estimator": estimator}
     return GapReport(family=family, approx_family=approx_fam, per_point=per, config=cfg.to_dict(), meta=meta)

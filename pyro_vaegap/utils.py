@@ -65,6 +65,29 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def git_state(path: str | os.PathLike | None = None) -> dict:
+    """The git commit of the checkout holding this package (or ``path``) and whether its tracked
+    files differ from that commit; ``None`` for both outside a git checkout (an installed wheel)."""
+    import subprocess
+
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                                  check=True, timeout=30).stdout.strip()
+
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def provenance() -> dict:
+    """What every saved result records beside its config and seed: ``versions`` (Python, platform,
+    packages) and ``git`` (commit and dirty flag of the code that produced it)."""
+    return {"versions": package_versions(), "git": git_state()}
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Create ``path`` through ``write(tmp)`` so that readers see the old file or the whole new one.
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pyro_vaegap.train import BURDA_EPOCHS, TrainConfig, learning_rate, load_run, train
+from pyro_vaegap.train import BURDA_EPOCHS, TrainConfig, learning_rate, load_run, train, training_step
 from pyro_vaegap.utils import ConfigError
 
 SMALL = dict(dataset="digits", latent_dim=4, hidden=32, guide_options={"hidden": 32}, batch_size=100,
@@ -32,13 +32,22 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert cfg2 == cfg
 
 
-@pytest.mark.parametrize("objective,anneal", [("elbo", "none"), ("mean_field", "kl"), ("iwae", "none")])
+@pytest.mark.parametrize("objective,anneal", [("elbo", "none"), ("mean_field", "kl"), ("mean_field", "entropy"),
+                                             ("iwae", "none")])
 def test_objectives_improve_the_bound(tmp_path, objective, anneal):
     cfg = TrainConfig(epochs=6, objective=objective, num_particles=3, anneal=anneal,
                       anneal_epochs=1 if anneal != "none" else 0, **SMALL)
     res = train(cfg, tmp_path / objective, progress=False)
     assert res.log[-1]["valid_elbo"] > res.log[0]["valid_elbo"]
     assert all(torch.isfinite(torch.tensor(r["train_objective"])) for r in res.log)
+
+
+def test_non_finite_loss_stops_before_the_step():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=0.1)
+    with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 2"):
+        training_step(lambda x: (p * x).sum() * float("nan"), opt, torch.ones(4, 3), where=" at epoch 2")
+    assert torch.equal(p.detach(), torch.ones(3)) and opt.state_dict()["state"] == {}
 
 
 def test_burda_schedule():
