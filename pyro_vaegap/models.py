@@ -253,6 +253,16 @@ class LinearGaussian(VAEModel):
         self.b = nn.Parameter(b.clone())
         self.psi = PyroParam(psi.clone(), constraint=constraints.positive)
 
+    @classmethod
+    def random(cls, data_dim: int, latent_dim: int, scale: float = 1.0, shared: float = 0.0, psi: float = 1.0,
+               seed: int = 0, dtype=torch.float64) -> "LinearGaussian":
+        r"""A seeded random instance: :math:`W = \text{scale}\,(G + \text{shared}\cdot G_{:,1}\mathbf 1^\top)`
+        with :math:`G` standard normal, :math:`b = 0`, :math:`\psi` constant. ``shared`` > 0 mixes the
+        first column into every column, which correlates the posterior (a larger FFG approximation gap)."""
+        g = torch.randn(data_dim, latent_dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        return cls(data_dim, latent_dim, W=scale * (g + shared * g[:, :1]),
+                   psi=torch.full((data_dim,), float(psi), dtype=dtype))
+
     def likelihood(self, z):
         return dist.Normal(z @ self.W.T + self.b, self.psi.sqrt(), validate_args=False).to_event(1)
 

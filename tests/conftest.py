@@ -27,13 +27,9 @@ def make_linear_gaussian(dtype=torch.float64):
     return LinearGaussian(5, 2, W=W, b=b, psi=torch.full((5,), 0.5, dtype=dtype))
 
 
-def random_linear_gaussian(data_dim, latent_dim, scale, shared=0.0, psi=1.0, seed=0, dtype=torch.float64):
-    """A linear-Gaussian model with W = scale · (G + shared · G[:, :1]), G standard normal (seeded):
-    ``shared`` > 0 correlates every column with the first, so the posterior is correlated and the
-    FFG approximation gap grows with it."""
-    g = torch.randn(data_dim, latent_dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-    return LinearGaussian(data_dim, latent_dim, W=scale * (g + shared * g[:, :1]),
-                          psi=torch.full((data_dim,), float(psi), dtype=dtype))
+def random_linear_gaussian(data_dim, latent_dim, scale, shared=0.0, psi=1.0, seed=0):
+    """:meth:`LinearGaussian.random` (float64)."""
+    return LinearGaussian.random(data_dim, latent_dim, scale=scale, shared=shared, psi=psi, seed=seed)
 
 
 @pytest.fixture
