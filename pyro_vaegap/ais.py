@@ -66,10 +66,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
-
 from .traces import log_joint_parts, prior_latents, simulate
-from .utils import ConfigError, check_choice, check_positive_int
+from .utils import ConfigError, check_choice, check_positive_int, progress_bar
 
 SCHEDULES = ("linear", "sigmoid")
 STEP_SIZE_MODES = ("pilot", "online-biased")
@@ -296,7 +294,7 @@ def tune_step_sizes(model, x: torch.Tensor, num_steps: int = 500, leapfrog_steps
     _check_step_settings(init_step_size, target_accept)
     betas = beta_schedule(num_steps, schedule).to(x.dtype)
     parts = _chunks(x.shape[0], K, data_chunk)
-    bar = tqdm(total=(len(betas) - 2) * len(parts), desc="AIS pilot", disable=not progress, leave=False)
+    bar = progress_bar((len(betas) - 2) * len(parts), "AIS pilot", progress, unit="step")
     out = []
     with frozen(model):
         for s, e in parts:
@@ -350,8 +348,7 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
         betas = betas.flip(0)
         fixed = None if fixed is None else fixed.flip(0)  # kernel at β_{T-1} first
     parts = _chunks(N, K, data_chunk)
-    bar = tqdm(total=(num_steps - 1) * len(parts), desc="reverse AIS" if reverse else "AIS",
-               disable=not progress, leave=False)
+    bar = progress_bar((num_steps - 1) * len(parts), "reverse AIS" if reverse else "AIS", progress, unit="step")
     lws, accs, used = [], [], []
     with frozen(model):
         for s, e in parts:

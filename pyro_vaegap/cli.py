@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from .ais import SCHEDULES, STEP_SIZE_MODES
 from .data import DataError, load_dataset, seeded_subset
 from .gaps import GapConfig, GapReport, gap_report, paper_for
 from .train import TrainConfig, load_run, train
-from .utils import ConfigError, set_seed
+from .utils import ConfigError, FolderLock, check_writable_folder, set_seed
 
 _HELP = {
     # TrainConfig
@@ -137,14 +138,31 @@ def _eval_data(cfg: TrainConfig, args):
     return x[seeded_subset(x.shape[0], args.num_points, args.subset_seed)]
 
 
-def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True):
-    set_seed(gcfg.seed)
+def check_output_stem(stem, overwrite: bool = False) -> Path:
+    """Refuse an output stem that already holds a finished report (unless ``overwrite``) or whose
+    folder cannot be written, before anything is computed."""
+    stem = Path(stem)
+    done = [p for p in (stem.with_suffix(".json"), stem.with_suffix(".md")) if p.exists()]
+    if done and not overwrite:
+        raise ConfigError(f"{done[0]} already holds a finished report: pass --overwrite to replace it, or choose "
+                          "another --out")
+    check_writable_folder(stem.parent, "output folder")
+    return stem
+
+
+def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True, overwrite=False):
+    """The gap report of ``x`` into ``out.json`` / ``out.md``, checkpointed in ``out.partial/`` (kept
+    if interrupted, so the same command resumes; removed once the report is saved)."""
+    stem = check_output_stem(out, overwrite)
+    partial = stem.with_name(stem.name + ".partial")
     t = time.time()
-    rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress)
-    paper = paper_for(tcfg.to_dict())
-    rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
-                     "paper_settings": _paper_diff(tcfg, gcfg, x.shape[0]) if paper else None})
-    paths = rep.save(out)
+    with FolderLock(partial, "evaluation checkpoint folder"):
+        rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress, checkpoint=partial)
+        paper = paper_for(tcfg.to_dict())
+        rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
+                         "paper_settings": _paper_diff(tcfg, gcfg, x.shape[0]) if paper else None})
+        paths = rep.save(stem)
+    shutil.rmtree(partial, ignore_errors=True)
     print(rep.to_markdown())
     print("saved " + " and ".join(map(str, paths)))
     return rep
@@ -161,9 +179,10 @@ def _paper_diff(tcfg, gcfg, n):
 def cmd_gaps(args):
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
     gcfg.check_families()  # before anything is loaded or computed
+    out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
     model, guide, tcfg = load_run(args.run)
     x = _eval_data(tcfg, args)
-    run_gaps(model, guide, tcfg, gcfg, x, args.out or Path(args.run) / "gaps", progress=not args.quiet)
+    run_gaps(model, guide, tcfg, gcfg, x, out, progress=not args.quiet, overwrite=args.overwrite)
 
 
 def cmd_render(args):
@@ -185,6 +204,11 @@ def cmd_quickstart(args):
                       batch_size=50, anneal="entropy", anneal_epochs=10, seed=args.seed)
     run_dir = out / "run"
     res = train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=not args.quiet)
+    saved = out / "gaps.json"
+    if saved.exists():  # a finished quickstart: show it rather than recompute or overwrite it
+        print(GapReport.load(saved).to_markdown())
+        print(f"(the saved report {saved}; delete it to recompute)")
+        return
     x = load_dataset("digits", "test")
     x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
     gcfg = GapConfig(families=("ffg",), iwae_samples=2000, elbo_samples=2000, ais_chains=50, ais_steps=200,
@@ -251,6 +275,7 @@ def build_parser():
     g.add_argument("--subset-seed", type=int, default=0, help="seed of the evaluation subset (0)")
     g.add_argument("--data-dir", help="override the run's data directory")
     g.add_argument("--out", help="output stem; writes STEM.json and STEM.md (default: RUN/gaps)")
+    g.add_argument("--overwrite", action="store_true", help="replace a finished report at --out")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_dataclass_args(g, GapConfig)
     g.set_defaults(func=cmd_gaps)

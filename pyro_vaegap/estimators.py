@@ -25,10 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from .traces import log_weights
-from .utils import check_finite, check_positive_int
+from .utils import check_finite, check_positive_int, progress_bar
 
 
 @dataclass
@@ -58,10 +56,12 @@ def _psis_khat(lw: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def importance_sample(model, guide, x: torch.Tensor, num_samples: int = 5000, *, sample_chunk: int = 500,
                       data_chunk: int = 100, psis: bool = True, progress: bool = False,
-                      desc: str = "importance sampling") -> ImportanceResult:
+                      desc: str = "importance sampling", idx: torch.Tensor | None = None) -> ImportanceResult:
     """ELBO, IWAE (k = ``num_samples``), ESS and PSIS k-hat for every row of ``x``.
 
     :param x: data ``(N, D)``; rows are independent.
+    :param idx: global indices ``(N,)`` of the rows of ``x`` (default ``0..N-1``): a per-datum guide
+        picks its parameter rows with them, chunk by chunk.
     :param num_samples: ``S`` draws from the guide per datapoint (the paper uses 5000).
     :param sample_chunk: samples drawn per vectorized call; ``data_chunk``: datapoints per call.
         Peak memory is about ``sample_chunk * data_chunk`` decoder outputs.
@@ -71,13 +71,14 @@ def importance_sample(model, guide, x: torch.Tensor, num_samples: int = 5000, *,
     sample_chunk = check_positive_int("sample_chunk", sample_chunk)
     data_chunk = check_positive_int("data_chunk", data_chunk)
     out = {k: [] for k in ("elbo", "elbo_se", "iwae", "iwae_se", "ess", "khat")}
+    idx = torch.arange(x.shape[0], device=x.device) if idx is None else idx
     n_chunks = math.ceil(x.shape[0] / data_chunk) * math.ceil(S / sample_chunk)
-    bar = tqdm(total=n_chunks, desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(n_chunks, desc, progress)
     for start in range(0, x.shape[0], data_chunk):
-        xb = x[start:start + data_chunk]
+        xb, ib = x[start:start + data_chunk], idx[start:start + data_chunk]
         parts = []
         for s0 in range(0, S, sample_chunk):
-            lw = log_weights(model, guide, xb, min(sample_chunk, S - s0))
+            lw = log_weights(model, guide, xb, min(sample_chunk, S - s0), idx=ib)
             parts.append(check_finite("importance log-weights", lw))
             bar.update()
         lw = torch.cat(parts)  # (S, n)

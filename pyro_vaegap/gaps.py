@@ -29,6 +29,7 @@ Table 2, which :meth:`GapReport.from_dict` re-creates from the JSON alone.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -42,8 +43,8 @@ from .ais import SCHEDULES, STEP_SIZE_MODES, ais
 from .estimators import importance_sample
 from .local import optimize_local
 from .registry import get_family
-from .utils import (ConfigError, atomic_write_json, atomic_write_text, check_choice, check_positive_int,
-                    provenance)
+from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
+                    check_positive_int, provenance, stable_seed)
 
 LOCAL_INITS = ("prior", "encoder")
 LOG_PX_ESTIMATORS = ("auto", "ais", "iwae", "max")
@@ -98,6 +99,7 @@ class GapConfig:
     ais_step_size: str = "pilot"       #: "pilot" (frozen, unbiased) or "online-biased"
     ais_pilot_chains: int = 10
     ais_init_step_size: float = 0.1
+    ais_data_chunk: int = 25           #: datapoints per AIS piece (K × this many rows per decoder call)
     log_px: str = "auto"               #: "auto", "ais", "iwae" or "max" (the paper's; biased upward)
     local_samples: int = 100
     local_lr: float = 1e-3
@@ -112,7 +114,7 @@ class GapConfig:
         if not self.families:
             raise ConfigError("families is empty: name at least one family to optimize locally")
         for name in ("iwae_samples", "elbo_samples", "sample_chunk", "data_chunk", "ais_chains", "ais_steps",
-                     "ais_leapfrog", "ais_pilot_chains", "local_samples", "local_max_steps", "local_check_every",
+                     "ais_leapfrog", "ais_pilot_chains", "ais_data_chunk", "local_samples", "local_max_steps", "local_check_every",
                      "local_patience"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("seed", self.seed, minimum=0)
@@ -285,8 +287,90 @@ class GapReport:
 _LOG_PX_TEXT = {"ais": "AIS", "iwae": "IWAE of the encoder", "max": "max(IWAE, AIS) per datapoint (paper)"}
 
 
+class Interrupted(ConfigError):
+    """Ctrl-C during an evaluation: the message says where it stopped and how to resume."""
+
+
+class Pieces:
+    """The finished pieces of one gap evaluation (a stage × a chunk of datapoints), kept in ``folder``.
+
+    Each piece seeds its own random numbers from ``(seed, stage, chunk)`` (:func:`~pyro_vaegap.utils.stable_seed`),
+    so a piece computed in a later process is the piece an uninterrupted run computes, and an
+    interrupted evaluation rerun with the same inputs resumes to the same numbers. ``folder/manifest.json``
+    fingerprints the inputs (config, data, model and guide parameters): a folder left by different
+    inputs is refused, never mixed in. ``folder=None`` keeps nothing (every piece is computed).
+    """
+
+    def __init__(self, folder, fingerprint: dict):
+        self.folder = None if folder is None else Path(folder)
+        if self.folder is None:
+            return
+        manifest = self.folder / "manifest.json"
+        if manifest.exists():
+            try:
+                saved = json.loads(manifest.read_text())
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"the checkpoint folder {str(self.folder)!r} is damaged ({e}); delete it to "
+                                  "start the evaluation afresh") from e
+            differ = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+            if differ:
+                raise ConfigError(f"the checkpoint folder {str(self.folder)!r} holds a partial evaluation with a "
+                                  f"different {' and '.join(differ)}; rerun with the same options and run to "
+                                  f"resume it, or delete the folder (or choose another --out) to start afresh")
+        else:
+            atomic_write_json(manifest, fingerprint)
+
+    def _path(self, key):
+        return self.folder / f"{key}.pt"
+
+    def get(self, key):
+        """The saved piece ``key``, or None."""
+        if self.folder is None or not self._path(key).exists():
+            return None
+        try:
+            return torch.load(self._path(key), weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file: say which and what to do
+            raise ConfigError(f"the checkpoint piece {str(self._path(key))!r} is damaged ({type(e).__name__}); "
+                              "delete that file to recompute it") from e
+
+    def put(self, key, value) -> None:
+        if self.folder is not None:
+            atomic_torch_save(self._path(key), value)
+
+    def drop(self, key) -> None:
+        if self.folder is not None:
+            self._path(key).unlink(missing_ok=True)
+
+    def chunked(self, stage: str, seed: int, n: int, chunk: int, compute) -> dict:
+        """``compute(start, end)`` (a dict of tensors ``(end - start,)``) for every chunk of ``range(n)``,
+        each seeded from ``(seed, stage, chunk index)`` and kept as a piece; concatenated."""
+        parts = []
+        for c, start in enumerate(range(0, n, chunk)):
+            key = f"{stage}-{c}"
+            piece = self.get(key)
+            if piece is None:
+                torch.manual_seed(stable_seed(seed, stage, c))
+                piece = compute(start, min(start + chunk, n))
+                self.put(key, piece)
+            parts.append(piece)
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def fingerprint(model, guide, x, cfg: GapConfig, family: str) -> dict:
+    """What an evaluation depends on, as short hashes: config, data, and model and guide parameters."""
+    def digest(tensors):
+        h = hashlib.sha256()
+        for t in tensors:
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    fp = {"config": cfg.to_dict(), "family": family, "data": digest([x]),
+          "parameters": digest([*model.state_dict().values(), *guide.state_dict().values()])}
+    return json.loads(json.dumps(fp))  # as a manifest reads back (tuples become lists)
+
+
 def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *, family: str = "ffg",
-               progress: bool = True, log=print) -> GapReport:
+               progress: bool = True, log=print, checkpoint=None) -> GapReport:
     r"""Estimate :math:`\log\hat p(x)`, :math:`\mathcal L[q]`, :math:`\mathcal L[q^*]` for each family, and the gaps.
 
     :param model: a trained model (decoder); it is frozen throughout.
@@ -294,52 +378,87 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     :param x: evaluation data ``(N, D)`` — take a seeded random subset (:func:`pyro_vaegap.data.seeded_subset`).
     :param family: the amortized guide's family name (its q* defines the headline gaps).
     :param log: where progress lines go (``print`` by default; ``None`` to silence).
+    :param checkpoint: a folder that keeps every finished piece (:class:`Pieces`): an interrupted call
+        with the same arguments resumes there and returns exactly what an uninterrupted call returns.
+        The caller deletes it once the report is saved.
     """
     cfg = config or GapConfig()
     cfg.check_families()
     x = model.validate_data(x)
     log = log or (lambda *a: None)
-    torch.manual_seed(cfg.seed)
     N = x.shape[0]
+    pieces = Pieces(checkpoint, fingerprint(model, guide, x, cfg, family))
     per, timings = {}, {}
-    is_kw = dict(sample_chunk=cfg.sample_chunk, data_chunk=cfg.data_chunk, progress=progress)
-
-    t = time.time()
-    log(f"[1/4] L[q] and IWAE-{cfg.iwae_samples} with the amortized guide on {N} datapoints")
-    amort = importance_sample(model, guide, x, max(cfg.iwae_samples, cfg.elbo_samples), desc="L[q], IWAE", **is_kw)
-    per.update(amortized=amort.elbo, amortized_se=amort.elbo_se, iwae=amort.iwae, iwae_se=amort.iwae_se,
-               iwae_ess=amort.ess, psis_khat=amort.khat)
-    timings["importance"] = time.time() - t
-
-    if cfg.ais:
+    is_kw = dict(sample_chunk=cfg.sample_chunk, progress=progress)
+    where = "[1/4] L[q] and IWAE"
+    try:
         t = time.time()
-        log(f"[2/4] AIS: {cfg.ais_chains} chains × {cfg.ais_steps} steps × {cfg.ais_leapfrog} leapfrog "
-            f"({cfg.ais_step_size} step sizes)")
-        a = ais(model, x, num_chains=cfg.ais_chains, num_steps=cfg.ais_steps, leapfrog_steps=cfg.ais_leapfrog,
-                schedule=cfg.ais_schedule, step_size=cfg.ais_step_size, pilot_chains=cfg.ais_pilot_chains,
-                init_step_size=cfg.ais_init_step_size, progress=progress)
-        per.update(ais=a.log_px, ais_se=a.se, ais_ess=a.ess, ais_accept=a.accept_rate,
-                   ais_step_size=a.step_sizes.mean(0) if a.step_sizes.numel() else torch.zeros(N),
-                   ais_minus_iwae=a.log_px - amort.iwae)
-        timings["ais"] = time.time() - t
-    estimator = cfg.log_px_estimator
-    per["log_px"] = (per["iwae"] if estimator == "iwae" else per["ais"] if estimator == "ais"
-                     else torch.maximum(per["ais"], per["iwae"]))
+        log(f"{where}-{cfg.iwae_samples} with the amortized guide on {N} datapoints")
 
-    for i, fam_name in enumerate(cfg.families):
-        t = time.time()
-        log(f"[3/4] local optimization of family {fam_name!r} ({i + 1}/{len(cfg.families)})")
-        local = get_family(fam_name).make_local(model, N, **cfg.family_options.get(fam_name, {}))
-        local = local.to(dtype=x.dtype, device=x.device)
-        if cfg.local_init == "encoder":
-            local.init_from_amortized(guide, x)
-        res = optimize_local(model, local, x, num_samples=cfg.local_samples, lr=cfg.local_lr,
-                             max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
-                             patience=cfg.local_patience, progress=progress)
-        opt = importance_sample(model, local, x, cfg.elbo_samples, psis=False, desc=f"L[q*_{fam_name}]", **is_kw)
-        per.update({f"local:{fam_name}": opt.elbo, f"local_se:{fam_name}": opt.elbo_se,
-                    f"steps:{fam_name}": res.steps, f"converged:{fam_name}": res.converged})
-        timings[f"local:{fam_name}"] = time.time() - t
+        def importance(s, e):
+            r = importance_sample(model, guide, x[s:e], max(cfg.iwae_samples, cfg.elbo_samples), desc="L[q], IWAE",
+                                  data_chunk=e - s, **is_kw)
+            return {"amortized": r.elbo, "amortized_se": r.elbo_se, "iwae": r.iwae, "iwae_se": r.iwae_se,
+                    "iwae_ess": r.ess, "psis_khat": r.khat}
+
+        per.update(pieces.chunked("importance", cfg.seed, N, cfg.data_chunk, importance))
+        timings["importance"] = time.time() - t
+
+        if cfg.ais:
+            t = time.time()
+            where = "[2/4] AIS"
+            log(f"{where}: {cfg.ais_chains} chains × {cfg.ais_steps} steps × {cfg.ais_leapfrog} leapfrog "
+                f"({cfg.ais_schedule} schedule, {cfg.ais_step_size} step sizes), {cfg.ais_data_chunk} datapoints at a time")
+
+            def anneal(s, e):
+                a = ais(model, x[s:e], num_chains=cfg.ais_chains, num_steps=cfg.ais_steps,
+                        leapfrog_steps=cfg.ais_leapfrog, schedule=cfg.ais_schedule, step_size=cfg.ais_step_size,
+                        pilot_chains=cfg.ais_pilot_chains, init_step_size=cfg.ais_init_step_size,
+                        data_chunk=e - s, progress=progress)
+                return {"ais": a.log_px, "ais_se": a.se, "ais_ess": a.ess, "ais_accept": a.accept_rate,
+                        "ais_step_size": a.step_sizes.mean(0) if a.step_sizes.numel() else torch.zeros_like(a.log_px)}
+
+            per.update(pieces.chunked("ais", cfg.seed, N, cfg.ais_data_chunk, anneal))
+            per["ais_minus_iwae"] = per["ais"] - per["iwae"]
+            timings["ais"] = time.time() - t
+        estimator = cfg.log_px_estimator
+        per["log_px"] = (per["iwae"] if estimator == "iwae" else per["ais"] if estimator == "ais"
+                         else torch.maximum(per["ais"], per["iwae"]))
+
+        for i, fam_name in enumerate(cfg.families):
+            t = time.time()
+            where = f"[3/4] local optimization of family {fam_name!r}"
+            log(f"{where} ({i + 1}/{len(cfg.families)})")
+            torch.manual_seed(stable_seed(cfg.seed, "local", fam_name))  # the initialization is random for some families
+            local = get_family(fam_name).make_local(model, N, **cfg.family_options.get(fam_name, {}))
+            local = local.to(dtype=x.dtype, device=x.device)
+            if cfg.local_init == "encoder":
+                local.init_from_amortized(guide, x)
+            done = pieces.get(f"local-{fam_name}-done")
+            if done is None:
+                res = optimize_local(model, local, x, num_samples=cfg.local_samples, lr=cfg.local_lr,
+                                     max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
+                                     patience=cfg.local_patience, progress=progress, desc=f"local {fam_name}",
+                                     state=pieces.get(f"local-{fam_name}-state"),
+                                     save_state=lambda st, f=fam_name: pieces.put(f"local-{f}-state", st))
+                done = {"guide": local.state_dict(), "steps": res.steps, "converged": res.converged}
+                pieces.put(f"local-{fam_name}-done", done)
+                pieces.drop(f"local-{fam_name}-state")
+            local.load_state_dict(done["guide"])
+            where = f"[3/4] scoring L[q*] of family {fam_name!r}"
+
+            def score(s, e, local=local, fam_name=fam_name):
+                r = importance_sample(model, local, x[s:e], cfg.elbo_samples, psis=False, desc=f"L[q*_{fam_name}]",
+                                      data_chunk=e - s, idx=torch.arange(s, e, device=x.device), **is_kw)
+                return {f"local:{fam_name}": r.elbo, f"local_se:{fam_name}": r.elbo_se}
+
+            per.update(pieces.chunked(f"score-{fam_name}", cfg.seed, N, cfg.data_chunk, score))
+            per.update({f"steps:{fam_name}": done["steps"], f"converged:{fam_name}": done["converged"]})
+            timings[f"local:{fam_name}"] = time.time() - t
+    except KeyboardInterrupt:
+        kept = (f"the finished parts are kept in {str(pieces.folder)!r}: rerun the same command to resume"
+                if pieces.folder is not None else "nothing was kept (no checkpoint folder)")
+        raise Interrupted(f"interrupted during {where}; {kept}") from None
 
     log("[4/4] gaps")
     for f in cfg.families:

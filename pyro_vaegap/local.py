@@ -18,17 +18,22 @@ Stopping rule (Cremer et al. 2018, appendix 6.4): every ``check_every`` (100) st
 not improved for ``patience`` (10) consecutive checks, or at ``max_steps``. A stopped datapoint is
 frozen — its rows are restored after every later Adam step, since Adam's momentum would otherwise
 keep moving them — while the others continue.
+
+Long optimizations are resumable: at check boundaries (at most every ``save_every`` seconds) the whole
+state — parameters, Adam's moments, the stopping rule's counters and the random-number generator —
+goes to ``save_state``; passing it back as ``state`` continues to exactly the result of an
+uninterrupted run.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .ais import frozen
 from .guide import LocalGuide
-from .utils import ConfigError, check_finite, check_positive_int
+from .utils import ConfigError, check_finite, check_positive_int, progress_bar
 
 
 @dataclass
@@ -43,12 +48,16 @@ class LocalResult:
 
 def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: int = 100, lr: float = 1e-3,
                    max_steps: int = 50_000, check_every: int = 100, patience: int = 10,
-                   active: torch.Tensor | None = None, progress: bool = False) -> LocalResult:
+                   active: torch.Tensor | None = None, progress: bool = False, desc: str = "local optimization",
+                   state: dict | None = None, save_state=None, save_every: float = 120.0) -> LocalResult:
     """Fit ``guide`` (a per-datum guide for the ``N`` rows of ``x``) with the model frozen.
 
     :param num_samples: ``S`` reparameterized samples per datapoint and step.
     :param active: optional boolean ``(N,)``; datapoints that are False are frozen from the start
         (used to show that one datapoint's optimization does not depend on the others).
+    :param state: a state saved by an earlier, interrupted call with the same arguments: continue it.
+    :param save_state: ``save_state(state)`` is called at check boundaries, at most every
+        ``save_every`` seconds, with everything needed to continue.
     """
     if not isinstance(guide, LocalGuide):
         raise ConfigError(f"{type(guide).__name__} is not a per-datum guide (LocalGuide)")
@@ -59,23 +68,33 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     max_steps = check_positive_int("max_steps", max_steps)
     check_every = check_positive_int("check_every", check_every)
     patience = check_positive_int("patience", patience)
-    if not lr > 0:
-        raise ConfigError(f"lr={lr!r} is not allowed: expected a positive learning rate")
+    if not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
+        raise ConfigError(f"lr={lr!r} is not allowed: expected a finite positive learning rate")
     params = list(guide.local_parameters().values())
     # fused: one pass per step over (possibly millions of) per-datum parameters instead of several
     opt = torch.optim.Adam(params, lr=lr, fused=True)
-    running = active.clone() if active is not None else torch.ones(N, dtype=torch.bool)
-    steps = torch.zeros(N, dtype=torch.long)
-    window = torch.zeros(N, dtype=x.dtype)
-    best = torch.full((N,), -float("inf"), dtype=x.dtype)
-    bad = torch.zeros(N, dtype=torch.long)
-    converged = torch.zeros(N, dtype=torch.bool)
+    dev = x.device
+    running = active.clone().to(dev) if active is not None else torch.ones(N, dtype=torch.bool, device=dev)
+    steps = torch.zeros(N, dtype=torch.long, device=dev)
+    window = torch.zeros(N, dtype=x.dtype, device=dev)
+    best = torch.full((N,), -float("inf"), dtype=x.dtype, device=dev)
+    bad = torch.zeros(N, dtype=torch.long, device=dev)
+    converged = torch.zeros(N, dtype=torch.bool, device=dev)
+    first = 1
+    if state is not None:
+        guide.load_state_dict(state["guide"])
+        opt.load_state_dict(state["optimizer"])
+        running, steps, best, bad, converged = (state[k].to(dev) for k in ("running", "steps", "best", "bad", "converged"))
+        _set_rng(state["rng"], dev)
+        first = state["step"] + 1
     # rows of stopped datapoints are restored from here after every step: Adam's momentum would
     # otherwise keep moving them; refreshed for each datapoint at the moment it stops
     snapshot = [p.detach().clone() for p in params]
-    bar = tqdm(total=max_steps, desc="local optimization", disable=not progress, leave=False)
+    bar = progress_bar(N, f"{desc} (datapoints stopped)", progress)
+    bar.update(int((~running).sum()))
+    last_save = time.time()
     with frozen(model):
-        for step in range(1, max_steps + 1):
+        for step in range(first, max_steps + 1):
             if not running.any():
                 break
             elbo = guide.elbo(model, x, S)  # (N,); the plain MC ELBO unless the family overrides it
@@ -103,7 +122,22 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                         for p, snap in zip(params, snapshot):
                             snap[stop] = p[stop]
                 window.zero_()
-                bar.set_postfix(running=int(running.sum()))
-            bar.update()
+                bar.update(int(stop.sum()))
+                bar.set_postfix_str(f"step {step}/{max_steps}")
+                if save_state is not None and time.time() - last_save >= save_every and running.any():
+                    save_state({"step": step, "guide": guide.state_dict(), "optimizer": opt.state_dict(),
+                                "running": running, "steps": steps, "best": best, "bad": bad,
+                                "converged": converged, "rng": _get_rng(dev)})
+                    last_save = time.time()
     bar.close()
     return LocalResult(guide=guide, steps=steps, converged=converged, best_avg=best)
+
+
+def _get_rng(device):
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng(rng, device):
+    torch.set_rng_state(rng["cpu"])
+    if rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
