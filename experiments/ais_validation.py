@@ -37,7 +37,7 @@ from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.models import LinearGaussian
 from pyro_vaegap.traces import simulate
-from pyro_vaegap.utils import atomic_write_json, set_seed
+from pyro_vaegap.utils import atomic_write_json, provenance, set_seed
 
 from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, write_results
 
@@ -70,10 +70,11 @@ def data_of(model, seed, n):
 
 
 def run_part(path: Path, fn):
-    """``fn()``'s result, computed once and kept in ``path`` (a rerun resumes from the parts saved)."""
+    """``fn()``'s result, computed once and kept in ``path`` with the git state of the process that computed
+    it (a rerun resumes from the parts saved; results.json lists every commit its parts came from)."""
     if path.exists():
         return json.loads(path.read_text())
-    out = fn()
+    out = {**fn(), "git": provenance()["git"]}
     atomic_write_json(path, out)
     return out
 
@@ -190,6 +191,9 @@ def main(argv=None):
           + "\nBDMC (pilot / sigmoid, one frozen schedule for both directions):\n\n"
           + markdown_table(["model", "points", "mean abs(upper − lower)", "max abs(upper − lower)", "crossings",
                             "crossings beyond 4 s.e.", "exact inside [lower, upper]"], bdmc_rows))
+    # a resumed run may hold parts computed by earlier code: say which
+    commits = {json.dumps(json.loads(f.read_text()).get("git"), sort_keys=True) for f in parts.glob("*.json")}
+    results["parts_git"] = [json.loads(c) for c in sorted(commits)]
     write_results(out, "ais_validation", args, results, md, progress.elapsed)
     progress(f"done in {progress.elapsed / 60:.1f} min -> {out}\n\n{md}")
     return results

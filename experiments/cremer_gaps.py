@@ -20,14 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from pyro_vaegap.ais import SCHEDULES, STEP_SIZE_MODES
 from pyro_vaegap.cli import run_command, run_gaps
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
 from pyro_vaegap.train import TrainConfig, train
-from pyro_vaegap.utils import ConfigError
+from pyro_vaegap.utils import ConfigError, set_threads
 
 QUICK_RUN_DIR = "runs/cremer_quick"
 
@@ -59,7 +57,7 @@ def build_parser():
     p.add_argument("--local-max-steps", type=int, default=50_000, help="cap on local-optimization steps")
     p.add_argument("--local-init", default="prior", choices=LOCAL_INITS, help="q* initialization (paper: prior)")
     p.add_argument("--seed", type=int, default=0, help="seed of training, the test subset and the evaluation")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $PYRO_VAEGAP_THREADS, else 1)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 epochs on 2000 images, tiny evaluation, "
                                                         f"run folder {QUICK_RUN_DIR}")
     return p
@@ -67,8 +65,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     return run_command("cremer_gaps", run, args)
 
 
@@ -95,6 +91,7 @@ def configs(args) -> tuple[TrainConfig, GapConfig]:
 
 def run(args):
     """Train (or resume) the paper's VAE, then write the gap report with the paper's numbers beside it."""
+    set_threads(args.threads)
     tcfg, gcfg = configs(args)
     gcfg.check_families()
     x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)

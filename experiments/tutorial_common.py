@@ -20,7 +20,7 @@ import torch
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
 from pyro_vaegap.cli import run_command
-from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, provenance
+from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, provenance, set_threads
 
 LN2 = math.log(2.0)
 
@@ -33,6 +33,8 @@ def make_parser(name: str, description: str) -> argparse.ArgumentParser:
                    help="results folder (JSON, markdown, PNG figures and one training-run folder per model)")
     p.add_argument("--seed", type=int, default=0, help="seed of training (weights, minibatches) and evaluation")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process (default: $PYRO_VAEGAP_THREADS, else 1)")
     return p
 
 
@@ -42,6 +44,9 @@ def parse_args(parser: argparse.ArgumentParser, argv, positive=(), nonneg=(), pr
     :param positive: option dests that must be > 0; ``nonneg``: >= 0; ``probability``: in (0, 1).
     """
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads={args.threads} is not allowed: it must be >= 1")
+    set_threads(args.threads)
     for dest in positive:
         if getattr(args, dest) <= 0:
             parser.error(f"--{dest.replace('_', '-')}={getattr(args, dest)} is not allowed: it must be > 0")

@@ -18,7 +18,8 @@ from .ais import SCHEDULES, STEP_SIZE_MODES
 from .data import DataError, load_dataset, seeded_subset
 from .gaps import GapConfig, GapReport, gap_report, paper_for
 from .train import TrainConfig, load_run, train
-from .utils import ConfigError, FolderLock, check_writable_folder, set_seed
+from .utils import (THREADS_ENV, ConfigError, FolderLock, check_writable_folder, provenance, set_seed,
+                    set_threads)
 
 _HELP = {
     # TrainConfig
@@ -255,11 +256,21 @@ def cmd_families(args):
         print(f"(left out) {source}: {why}")
 
 
+def common_options() -> argparse.ArgumentParser:
+    """Options every command takes (a parent parser): ``--threads``."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("--threads", type=int, default=None,
+                   help=f"torch CPU threads (default: ${THREADS_ENV}, else 1; one thread does not oversubscribe a "
+                        "shared machine)")
+    return c
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="vaegap", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    common = common_options()
 
-    t = sub.add_parser("train", help="train a VAE; writes a run folder (config.json, log.csv, checkpoint.pt)")
+    t = sub.add_parser("train", parents=[common], help="train a VAE; writes a run folder (config.json, log.csv, checkpoint.pt)")
     t.add_argument("--run-dir", required=True, help="run folder to create (or resume with --resume)")
     t.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
@@ -267,7 +278,7 @@ def build_parser():
     _add_dataclass_args(t, TrainConfig)
     t.set_defaults(func=cmd_train)
 
-    g = sub.add_parser("gaps", help="approximation / amortization gap report of a trained run")
+    g = sub.add_parser("gaps", parents=[common], help="approximation / amortization gap report of a trained run")
     g.add_argument("--run", required=True, help="a run folder written by `vaegap train`")
     g.add_argument("--config", help="JSON file of GapConfig fields (flags override it)")
     g.add_argument("--split", default="test", choices=("train", "valid", "test"), help="evaluation split (test)")
@@ -280,7 +291,7 @@ def build_parser():
     _add_dataclass_args(g, GapConfig)
     g.set_defaults(func=cmd_gaps)
 
-    q = sub.add_parser("quickstart", help="train a small FFG VAE on the embedded digits data and print its gaps")
+    q = sub.add_parser("quickstart", parents=[common], help="train a small FFG VAE on the embedded digits data and print its gaps")
     q.add_argument("--out", default="results/quickstart", help="output folder (results/quickstart)")
     q.add_argument("--epochs", type=int, default=100, help="training epochs (100)")
     q.add_argument("--num-points", type=int, default=100, help="test points in the gap table (100)")
@@ -288,7 +299,7 @@ def build_parser():
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_quickstart)
 
-    b = sub.add_parser("bdmc", help="BDMC sandwich of log p(x) on data simulated from a trained model")
+    b = sub.add_parser("bdmc", parents=[common], help="BDMC sandwich of log p(x) on data simulated from a trained model")
     b.add_argument("--run", required=True, help="a run folder written by `vaegap train`")
     b.add_argument("--num-points", type=int, default=10, help="simulated datapoints (10)")
     b.add_argument("--ais-chains", type=int, default=100, help="chains per datapoint (100)")
@@ -306,12 +317,12 @@ def build_parser():
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bdmc)
 
-    r = sub.add_parser("render", help="regenerate a gap report's markdown table from its JSON")
+    r = sub.add_parser("render", parents=[common], help="regenerate a gap report's markdown table from its JSON")
     r.add_argument("report", help="a STEM.json written by `vaegap gaps`")
     r.add_argument("--out", help="write the table here (default: print it)")
     r.set_defaults(func=cmd_render)
 
-    f = sub.add_parser("families", help="list the registered posterior families")
+    f = sub.add_parser("families", parents=[common], help="list the registered posterior families")
     f.set_defaults(func=cmd_families)
     return p
 
@@ -322,6 +333,7 @@ USER_ERRORS = (ConfigError, DataError, FloatingPointError)
 
 def run_command(prog: str, fn, *args) -> int:
     """``fn(*args)``; a user error prints ``prog: error: …`` on stderr and returns exit status 2."""
+    provenance()  # the code this command starts with is what its results record
     try:
         fn(*args)
     except USER_ERRORS as e:
@@ -332,7 +344,14 @@ def run_command(prog: str, fn, *args) -> int:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_command("vaegap", args.func, args)
+    return run_command("vaegap", _with_threads(args.func), args)
+
+
+def _with_threads(fn):
+    def run(args):
+        set_threads(args.threads)
+        return fn(args)
+    return run
 
 
 if __name__ == "__main__":

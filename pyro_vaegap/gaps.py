@@ -186,8 +186,11 @@ class GapReport:
         def clean(v):
             return [clean(u) for u in v] if isinstance(v, list) else (v if math.isfinite(v) else None)
 
-        return {"family": self.family, "approx_family": self.approx_family,
-                "summary": {k: {"mean": clean(m), "se": clean(s)} for k, (m, s) in self.summary().items()},
+        s = self.summary()
+        n = len(next(iter(self.per_point.values())))
+        warnings = [line[len("- WARNING: "):] for line in self._diagnostics(s, n) if line.startswith("- WARNING")]
+        return {"family": self.family, "approx_family": self.approx_family, "warnings": warnings,
+                "summary": {k: {"mean": clean(m), "se": clean(se)} for k, (m, se) in s.items()},
                 "per_point": {k: clean(np.asarray(v, dtype=float).tolist()) for k, v in self.per_point.items()},
                 "config": self.config, "meta": self.meta}
 
@@ -273,8 +276,10 @@ class GapReport:
             steps = np.asarray(p[f"steps:{f}"])
             stopped = int(np.sum(p[f"converged:{f}"]))
             out.append(f"- local {f}: steps median {int(np.median(steps))}, max {int(steps.max())}; stopped by the "
-                       f"rule: {stopped}/{n}" + ("" if stopped == n else " (the others hit the step cap: their L[q*] "
-                                                                              "may be short of the optimum)"))
+                       f"rule: {stopped}/{n}")
+            if stopped < n:
+                out.append(f"- WARNING: local {f}: {n - stopped}/{n} datapoints hit the step cap before the stopping "
+                           "rule: their L[q*] may be short of the optimum")
             amort = np.asarray(p[f"amortization:{f}"])
             se = np.hypot(np.asarray(p[f"local_se:{f}"]), np.asarray(p["amortized_se"]))
             neg = int(np.sum(amort < -2 * se))
@@ -357,15 +362,18 @@ class Pieces:
 
 
 def fingerprint(model, guide, x, cfg: GapConfig, family: str) -> dict:
-    """What an evaluation depends on, as short hashes: config, data, and model and guide parameters."""
+    """What an evaluation depends on: config, data, model and guide parameters (short hashes) and the code
+    (git commit and dirty flag, or the package version): pieces of different code are never mixed."""
     def digest(tensors):
         h = hashlib.sha256()
         for t in tensors:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    code = provenance()
     fp = {"config": cfg.to_dict(), "family": family, "data": digest([x]),
-          "parameters": digest([*model.state_dict().values(), *guide.state_dict().values()])}
+          "parameters": digest([*model.state_dict().values(), *guide.state_dict().values()]),
+          "code": code["git"] if code["git"]["commit"] else code["versions"]["pyro_vaegap"]}
     return json.loads(json.dumps(fp))  # as a manifest reads back (tuples become lists)
 
 

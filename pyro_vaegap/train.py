@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .data import load_dataset, seeded_subset
 from .registry import get_family
@@ -48,7 +47,7 @@ from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussi
 from .objectives import Annealing, make_objective
 from .traces import log_weights
 from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
-                    check_positive_int, provenance, set_seed)
+                    check_positive_int, progress_bar, provenance, set_seed)
 
 OBJECTIVES = ("elbo", "mean_field", "iwae")
 ANNEALING = ("none", "entropy", "kl")
@@ -274,8 +273,9 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     N, B = x_train.shape[0], cfg.batch_size
     batches_per_epoch = -(-N // B)
     end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
-    bar = tqdm(range(start_epoch, end_epoch), desc="training", disable=not progress)
-    for epoch in bar:
+    bar = progress_bar(cfg.epochs, "training", progress, unit="epoch")
+    bar.update(start_epoch)
+    for epoch in range(start_epoch, end_epoch):
         t0 = time.time()
         lr = learning_rate(cfg, epoch)
         for g in opt.param_groups:  # in place: Adam's moments survive the schedule's steps
@@ -292,12 +292,14 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples), "lr": lr,
                "anneal_factor": factor, "seconds": round(time.time() - t0, 3)}
         log.append(row)
-        bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}")
+        bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}", refresh=False)
+        bar.update()
         atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
                                       "optimizer": opt.state_dict(), "epoch": epoch + 1,
                                       "rng": _rng_state(shuffle), "log": log, "config": cfg.to_dict(),
                                       "data_dim": model.data_dim})
         atomic_write_text(run_dir / "log.csv", _log_csv(log))
+    bar.close()
     return TrainResult(model, guide, cfg, log, run_dir)
 
 

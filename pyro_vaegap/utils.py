@@ -57,6 +57,30 @@ def set_seed(seed: int) -> None:
     pyro.set_rng_seed(seed)
 
 
+THREADS_ENV = "PYRO_VAEGAP_THREADS"
+
+
+def default_threads() -> int:
+    """Torch CPU threads when none are asked for: ``$PYRO_VAEGAP_THREADS``, else 1.
+
+    Torch's own default (one thread per core) oversubscribes a machine shared with other jobs: on the
+    2-core development machine one thread was faster than two in every back-to-back comparison while
+    another job ran (``docs/benchmarks.md``). Ask for more with ``--threads`` on a dedicated machine.
+    """
+    value = os.environ.get(THREADS_ENV, "1")
+    try:
+        return check_positive_int(THREADS_ENV, int(value))
+    except ValueError:
+        raise ConfigError(f"{THREADS_ENV}={value!r} is not allowed: expected an integer >= 1") from None
+
+
+def set_threads(threads: int | None) -> int:
+    """``torch.set_num_threads`` with ``threads`` (``None``: :func:`default_threads`); returns it."""
+    n = default_threads() if threads is None else check_positive_int("--threads", threads)
+    torch.set_num_threads(n)
+    return n
+
+
 def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it"):
     """A tqdm bar on stderr that refreshes at most every 0.5 s on a terminal and every 30 s otherwise
     (a log file gets a periodic line, not thousands of carriage-return updates)."""
@@ -102,10 +126,19 @@ def git_state(path: str | os.PathLike | None = None) -> dict:
         return {"commit": None, "dirty": None}
 
 
+_PROVENANCE: dict | None = None
+
+
 def provenance() -> dict:
     """What every saved result records beside its config and seed: ``versions`` (Python, platform,
-    packages) and ``git`` (commit and dirty flag of the code that produced it)."""
-    return {"versions": package_versions(), "git": git_state()}
+    packages) and ``git`` (commit and dirty flag of the code that produced it).
+
+    Read once per process and kept: commands call it when they start, so a long run records the code
+    it started with, not whatever the checkout holds when it finishes."""
+    global _PROVENANCE
+    if _PROVENANCE is None:
+        _PROVENANCE = {"versions": package_versions(), "git": git_state()}
+    return {k: dict(v) for k, v in _PROVENANCE.items()}
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
