@@ -111,7 +111,8 @@ def package_versions() -> dict[str, str]:
 
 def git_state(path: str | os.PathLike | None = None) -> dict:
     """The git commit of the checkout holding this package (or ``path``) and whether its tracked
-    files differ from that commit; ``None`` for both outside a git checkout (an installed wheel)."""
+    files (results under ``docs/results`` aside) differ from that commit; ``None`` for both outside a
+    git checkout (an installed wheel)."""
     import subprocess
 
     where = Path(path) if path is not None else Path(__file__).resolve().parent
@@ -120,8 +121,10 @@ def git_state(path: str | os.PathLike | None = None) -> dict:
             return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
                                   check=True, timeout=30).stdout.strip()
 
+        # results under docs/results are outputs, not code: rewriting one does not make the code dirty
         return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":(exclude)docs/results"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
