@@ -36,6 +36,7 @@ from pyro.infer import SVI, Trace_ELBO
 from torch.nn import functional as F
 
 import pyro_vaegap  # noqa: F401  (module-local Pyro params, as the package runs)
+from pyro_vaegap.utils import provenance_line
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.guides.ffg import MIN_SCALE
 from pyro_vaegap.models import BernoulliVAE
@@ -162,6 +163,7 @@ def main(argv=None):
         n += args.steps
 
     med = {k: statistics.median(v) for k, v in times.items()}
+    print(provenance_line())
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, {platform.machine()}, threads={args.threads}; "
           f"data: {source}; batch {BATCH}; model 50-200-200-784 / encoder 784-200-200-(50+50), ELU")
     print(f"{args.rounds} interleaved rounds x {args.steps} steps per variant (after {args.warmup} warm-up steps); "

@@ -16,12 +16,11 @@ evaluation, its own run folder) whose numbers mean nothing.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from pyro_vaegap.ais import SCHEDULES, STEP_SIZE_MODES
-from pyro_vaegap.cli import run_command, run_gaps
+from pyro_vaegap.cli import Parser, check_output_stem, run_command, run_gaps
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
 from pyro_vaegap.train import TrainConfig, train
@@ -31,8 +30,11 @@ QUICK_RUN_DIR = "runs/cremer_quick"
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m experiments.cremer_gaps", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m experiments.cremer_gaps", description=__doc__.split("\n")[0], error_name="cremer_gaps")
     p.add_argument("--data-dir", help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
+    p.add_argument("--download", action="store_true",
+                   help="when binarized_mnist.npz is not found, download MNIST with torchvision and binarize it with "
+                        "a fixed seed (not the paper's binarization: the numbers are then not comparable)")
     p.add_argument("--run-dir", help="training run folder, resumed if present (default runs/cremer_mnist_ffg; "
                                      f"{QUICK_RUN_DIR} with --quick)")
     p.add_argument("--out", default="results/cremer_gaps/gaps", help="output stem: STEM.json, STEM.md")
@@ -58,6 +60,9 @@ def build_parser():
     p.add_argument("--local-init", default="prior", choices=LOCAL_INITS, help="q* initialization (paper: prior)")
     p.add_argument("--seed", type=int, default=0, help="seed of training, the test subset and the evaluation")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $PYRO_VAEGAP_THREADS, else 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished report at --out")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
+                                                        "one-line message (for bug reports)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 epochs on 2000 images, tiny evaluation, "
                                                         f"run folder {QUICK_RUN_DIR}")
     return p
@@ -65,7 +70,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_command("cremer_gaps", run, args)
+    return run_command("cremer_gaps", run, args, debug=args.debug,
+                       oom_hint="--num-points, --ais-chains or --iwae-samples (finished parts are kept: the command "
+                                "resumes)")
 
 
 def configs(args) -> tuple[TrainConfig, GapConfig]:
@@ -94,13 +101,14 @@ def run(args):
     set_threads(args.threads)
     tcfg, gcfg = configs(args)
     gcfg.check_families()
-    x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir, download=args.download)
     if not 1 <= args.num_points <= x.shape[0]:
         raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]}")
+    check_output_stem(args.out, args.overwrite)  # before hours of training and evaluation
     run_dir = Path(args.run_dir or (QUICK_RUN_DIR if args.quick else "runs/cremer_mnist_ffg"))
-    res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists())
+    res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), resume_hint="the same command")
     x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
-    run_gaps(res.model.eval(), res.guide.eval(), tcfg, gcfg, x, args.out)
+    run_gaps(res.model.eval(), res.guide.eval(), tcfg, gcfg, x, args.out, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

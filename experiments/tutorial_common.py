@@ -19,22 +19,25 @@ import torch
 
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
-from pyro_vaegap.cli import run_command
+from pyro_vaegap.cli import Parser, run_command
 from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, provenance, set_threads
 
 LN2 = math.log(2.0)
 
 
 def make_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """A parser with the options every experiment has: ``--out``, ``--seed``, ``--quiet``."""
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """A parser with the options every experiment has: ``--out``, ``--seed``, ``--quiet``, ``--threads``,
+    ``--debug``; a bad option is one line ``NAME: error: ...`` and exit status 2, like every other error."""
+    p = Parser(prog=f"python -m experiments.{name}", description=description, error_name=name,
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=f"results/{name}",
                    help="results folder (JSON, markdown, PNG figures and one training-run folder per model)")
     p.add_argument("--seed", type=int, default=0, help="seed of training (weights, minibatches) and evaluation")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads of this process (default: $PYRO_VAEGAP_THREADS, else 1)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an error instead of its one-line message (for bug reports)")
     return p
 
 
@@ -83,7 +86,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress):
     resume = (Path(run_dir) / "checkpoint.pt").exists()
     progress(f"{'resuming' if resume else 'training'} {cfg.model} / {cfg.objective} (k={cfg.num_particles}) "
              f"on {cfg.dataset} for {cfg.epochs} epochs -> {run_dir}")
-    res = train(cfg, run_dir, resume=resume, progress=False)
+    res = train(cfg, run_dir, resume=resume, progress=False, resume_hint="the same command")
     return res.model.eval(), res.guide.eval(), time.time() - t
 
 
@@ -142,8 +145,11 @@ def write_results(out: Path, name: str, args, results: dict, markdown: str, seco
 
 
 def run_main(main_fn, argv):
-    """Run an experiment's body; a bad option or bad data ends with one message and exit status 2."""
+    """Run an experiment's body through :func:`pyro_vaegap.cli.run_command`: a user error (bad option or
+    data, a full disk, out of memory, Ctrl-C, ...) ends with one line and exit status 2, ``--debug``
+    keeps the traceback (the body parses its own options, so ``--debug`` is read from ``argv`` here)."""
     module = sys.modules[main_fn.__module__]  # "__main__" under ``python -m``: name it by its file
-    code = run_command(Path(module.__file__).stem, main_fn, argv)
+    argv = sys.argv[1:] if argv is None else argv
+    code = run_command(Path(module.__file__).stem, main_fn, argv, debug="--debug" in argv)
     if code:
         raise SystemExit(code)

@@ -33,6 +33,9 @@ def build_parser():
     p.add_argument("--run", default=None, help="a `vaegap train` run folder (Bernoulli model, FFG guide) to use "
                                                "instead of training")
     p.add_argument("--data-dir", default=None, help="directory holding binarized_mnist.npz")
+    p.add_argument("--download", action="store_true",
+                   help="if binarized_mnist.npz is absent, download MNIST with torchvision and binarize it once "
+                        "(not the standard binarization: see pyro_vaegap.data)")
     p.add_argument("--digits-epochs", type=int, default=100, help="training epochs on digits (1,197 images)")
     p.add_argument("--mnist-epochs", type=int, default=5, help="training epochs on binarized MNIST (50,000 images)")
     p.add_argument("--latent-dim", type=int, default=20, help="latent dimension of the trained VAEs")
@@ -50,6 +53,8 @@ def main(argv=None):
     if args.latent_bits > 20:
         parser.error(f"--latent-bits={args.latent_bits} is not allowed: it must be at most 20")
     out, progress = Path(args.out), Progress(args.quiet)
+    if args.download and args.run is None and "binarized_mnist" in args.datasets:
+        load_dataset("binarized_mnist", "train", data_dir=args.data_dir, download=True)  # fetch once, up front
     jobs = []
     if args.run is not None:
         model, guide, cfg = load_run(args.run)

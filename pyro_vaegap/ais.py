@@ -294,16 +294,14 @@ def tune_step_sizes(model, x: torch.Tensor, num_steps: int = 500, leapfrog_steps
     _check_step_settings(init_step_size, target_accept)
     betas = beta_schedule(num_steps, schedule).to(x.dtype)
     parts = _chunks(x.shape[0], K, data_chunk)
-    bar = progress_bar((len(betas) - 2) * len(parts), "AIS pilot", progress, unit="step")
     out = []
-    with frozen(model):
+    with progress_bar((len(betas) - 2) * len(parts), "AIS pilot", progress, unit="step") as bar, frozen(model):
         for s, e in parts:
             xc = x[s:e]
             latents = prior_latents(model, xc, K)
             target = _Target(model, xc, latents)
             adapter = _Adapter(init_step_size, K, e - s, target_accept, per_chain=False, like=xc)
             out.append(_anneal(target, target.pack(latents).to(x.dtype), betas, L, adapter=adapter, bar=bar)[2])
-    bar.close()
     return torch.cat(out, 1)
 
 
@@ -348,9 +346,9 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
         betas = betas.flip(0)
         fixed = None if fixed is None else fixed.flip(0)  # kernel at β_{T-1} first
     parts = _chunks(N, K, data_chunk)
-    bar = progress_bar((num_steps - 1) * len(parts), "reverse AIS" if reverse else "AIS", progress, unit="step")
     lws, accs, used = [], [], []
-    with frozen(model):
+    with progress_bar((num_steps - 1) * len(parts), "reverse AIS" if reverse else "AIS", progress,
+                      unit="step") as bar, frozen(model):
         for s, e in parts:
             xc = x[s:e]
             if initial is None:
@@ -363,7 +361,6 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
             lw, acc, eps = _anneal(target, target.pack(latents).to(x.dtype), betas, L,
                                    None if fixed is None else fixed[:, s:e], adapter, bar)
             lws.append(lw), accs.append(acc), used.append(eps)
-    bar.close()
     lw = torch.cat(lws, 1)
     lme = torch.logsumexp(lw, 0) - math.log(K)
     ess = torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))

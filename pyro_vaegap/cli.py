@@ -1,38 +1,51 @@
-"""The ``vaegap`` command: ``train``, ``gaps``, ``quickstart`` and ``families``.
+"""vaegap: train VAEs with Pyro and measure their inference gaps (approximation and amortization).
 
-Every option of :class:`~pyro_vaegap.train.TrainConfig` and :class:`~pyro_vaegap.gaps.GapConfig`
-is a flag (``--latent-dim 50``); ``--config FILE.json`` supplies any of them from a file, flags
-override the file. Bad options end with one clear message on stderr and exit status 2.
+Subcommands ``train``, ``gaps``, ``quickstart``, ``bdmc``, ``render`` and ``families``. Every option of
+:class:`~pyro_vaegap.train.TrainConfig` and :class:`~pyro_vaegap.gaps.GapConfig` is a flag
+(``--latent-dim 50``); ``--config FILE.json`` supplies any of them from a file, flags override the file.
+
+Everything a user can cause (a bad option or file, damaged data or checkpoint, a folder in use, a full
+or read-only disk, running out of memory, Ctrl-C) ends with one line ``vaegap: error: ...`` on stderr
+and exit status 2 (:func:`run_command`); ``--debug`` shows the Python traceback instead. Anything else
+is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import torch
+
 from .ais import SCHEDULES, STEP_SIZE_MODES
-from .data import DataError, load_dataset, seeded_subset
+from .data import DATASETS, DataError, load_dataset, seeded_subset
 from .gaps import GapConfig, GapReport, gap_report, paper_for
-from .train import TrainConfig, load_run, train
-from .utils import (THREADS_ENV, ConfigError, FolderLock, check_writable_folder, provenance, set_seed,
-                    set_threads)
+from .train import TrainConfig, load_run, resume_config, train
+from .utils import (THREADS_ENV, ConfigError, ConfigWarning, FileLock, FolderLock, atomic_target, check_folder,
+                    check_positive_int, provenance, set_seed, set_threads)
 
 _HELP = {
     # TrainConfig
-    "dataset": "training data: binarized_mnist, fashion_mnist, digits (embedded in scikit-learn), …",
-    "data_dir": "directory holding the data files (else $PYRO_VAEGAP_DATA, then ~/.cache/pyro_vaegap)",
+    "dataset": f"training data: {', '.join(DATASETS)} (the digits sets are embedded in scikit-learn)",
+    "data_dir": "directory holding the data files (else $PYRO_VAEGAP_DATA, then ~/.cache/pyro_vaegap); stored in "
+                "the run as an absolute path, so the run finds its data from any folder",
     "num_train": "train on a seeded random subset of this many training rows",
-    "model": "likelihood: bernoulli (binary data) or gaussian (continuous data)",
+    "model": "likelihood: bernoulli (binary data), gaussian (continuous data), mse (Gaussian with fixed variance "
+             "1/2: the MSE-loss VAE) or dlogistic (discretized logistic, 8-bit data such as digits_uint8)",
     "latent_dim": "latent dimension d", "hidden": "width of the decoder's hidden layers",
     "decoder_layers": "number of decoder hidden layers (0, 2, 4 in Cremer et al. Table 5)",
     "activation": "elu, tanh or relu",
     "dense": "densely connected decoder (models.DenseMLP); the encoder's is set in --guide-options",
     "variance": "gaussian model: network, diagonal, scalar or fixed",
-    "guide": "posterior family of the amortized guide (see `vaegap families`)",
+    "guide": "posterior family of the amortized guide (list them with: vaegap families)",
     "guide_options": "JSON object of options for the guide class, e.g. '{\"hidden\": 200}'",
     "objective": "elbo (Trace_ELBO), mean_field (TraceMeanField_ELBO) or iwae (RenyiELBO alpha=0)",
     "num_particles": "samples per datapoint (k of IWAE)",
@@ -67,7 +80,9 @@ def _add_dataclass_args(parser, cls, skip=()):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw = {"dest": f.name, "default": None, "help": f"{_HELP.get(f.name, '')} (default: {default})"}
+        shown = ",".join(default) if isinstance(default, tuple) else json.dumps(default) if isinstance(default, dict) \
+            else default
+        kw = {"dest": f.name, "default": None, "help": f"{_HELP.get(f.name, '')} (default: {shown})"}
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, dict):
@@ -94,7 +109,8 @@ def _json_object(name):
     return parse
 
 
-def _config(cls, args, from_file: dict | None = None):
+def _given(cls, args, from_file: dict | None = None) -> dict:
+    """The fields of ``cls`` the user gave: from the ``--config`` file, overridden by flags."""
     values = dict(from_file or {})
     for f in dataclasses.fields(cls):
         v = getattr(args, f.name, None)
@@ -104,7 +120,11 @@ def _config(cls, args, from_file: dict | None = None):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
-    return cls(**values)
+    return values
+
+
+def _config(cls, args, from_file: dict | None = None):
+    return cls(**_given(cls, args, from_file))
 
 
 def _read_config_file(path):
@@ -123,8 +143,12 @@ def _read_config_file(path):
 
 
 def cmd_train(args):
-    cfg = _config(TrainConfig, args, _read_config_file(args.config))
-    res = train(cfg, args.run_dir, resume=args.resume, progress=not args.quiet)
+    """Train, or with ``--resume`` continue the run's own config (only ``--epochs`` may be given anew)."""
+    given = _given(TrainConfig, args, _read_config_file(args.config))
+    cfg = resume_config(args.run_dir, given) if args.resume else TrainConfig(**given)
+    resume = f'"vaegap train --run-dir {shlex.quote(str(args.run_dir))} --resume"'
+    res = train(cfg, args.run_dir, resume=args.resume, progress=not args.quiet, download=args.download,
+                resume_hint=resume)
     last = res.log[-1] if res.log else {}
     print(f"trained {cfg.guide} VAE on {cfg.dataset}: epoch {last.get('epoch')}, train objective "
           f"{last.get('train_objective', float('nan')):.3f}, validation ELBO {last.get('valid_elbo', float('nan')):.3f} nats; "
@@ -132,7 +156,7 @@ def cmd_train(args):
 
 
 def _eval_data(cfg: TrainConfig, args):
-    x = load_dataset(cfg.dataset, args.split, data_dir=args.data_dir or cfg.data_dir)
+    x = load_dataset(cfg.dataset, args.split, data_dir=args.data_dir or cfg.data_dir, download=args.download)
     if not 1 <= args.num_points <= x.shape[0]:
         raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]} "
                           f"(the {args.split} split has {x.shape[0]} rows)")
@@ -147,7 +171,7 @@ def check_output_stem(stem, overwrite: bool = False) -> Path:
     if done and not overwrite:
         raise ConfigError(f"{done[0]} already holds a finished report: pass --overwrite to replace it, or choose "
                           "another --out")
-    check_writable_folder(stem.parent, "output folder")
+    check_folder(stem.parent, "output folder")
     return stem
 
 
@@ -180,8 +204,8 @@ def _paper_diff(tcfg, gcfg, n):
 def cmd_gaps(args):
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
     gcfg.check_families()  # before anything is loaded or computed
-    out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
     model, guide, tcfg = load_run(args.run)
+    out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
     x = _eval_data(tcfg, args)
     run_gaps(model, guide, tcfg, gcfg, x, out, progress=not args.quiet, overwrite=args.overwrite)
 
@@ -190,9 +214,15 @@ def cmd_render(args):
     """Regenerate a gap report's markdown table from its JSON with the current code."""
     from .utils import atomic_write_text
 
-    rep = GapReport.load(args.report)
-    md = rep.to_markdown()
+    path = Path(args.report)
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r}: no such file (give a STEM.json written by vaegap gaps)")
+    try:
+        md = GapReport.load(path).to_markdown()
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ConfigError(f"{str(path)!r} is not a gap report written by vaegap gaps ({type(e).__name__}: {e})") from e
     if args.out:
+        check_folder(Path(args.out).parent, "output folder")
         print(f"wrote {atomic_write_text(args.out, md)}")
     else:
         print(md, end="")
@@ -203,8 +233,14 @@ def cmd_quickstart(args):
     out = Path(args.out)
     cfg = TrainConfig(dataset="digits", latent_dim=8, hidden=64, guide_options={"hidden": 64}, epochs=args.epochs,
                       batch_size=50, anneal="entropy", anneal_epochs=10, seed=args.seed)
+    n_test = load_dataset("digits", "test").shape[0]
+    if not 1 <= args.num_points <= n_test:
+        raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{n_test} (the digits test "
+                          "split)")
+    check_folder(out, "output folder")
     run_dir = out / "run"
-    res = train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=not args.quiet)
+    res = train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=not args.quiet,
+                resume_hint="the same command")
     saved = out / "gaps.json"
     if saved.exists():  # a finished quickstart: show it rather than recompute or overwrite it
         print(GapReport.load(saved).to_markdown())
@@ -220,23 +256,37 @@ def cmd_quickstart(args):
 def cmd_bdmc(args):
     """Sandwich log p(x) of data simulated from a trained model: how tight are these AIS settings?"""
     from .ais import bdmc
-    from .utils import atomic_write_json, provenance
+    from .utils import atomic_write_json
 
+    for name in ("num_points", "ais_chains", "ais_steps", "ais_leapfrog", "ais_pilot_chains"):
+        check_positive_int("--" + name.replace("_", "-"), getattr(args, name))
+    check_positive_int("--seed", args.seed, minimum=0)
+    if not 0 < args.ais_init_step_size < float("inf"):
+        raise ConfigError(f"--ais-init-step-size {args.ais_init_step_size} is not allowed: expected a finite positive "
+                          "number")
     model, _, tcfg = load_run(args.run)
-    like = load_dataset(tcfg.dataset, "test", data_dir=args.data_dir or tcfg.data_dir)[:1]
-    set_seed(args.seed)
-    t = time.time()
-    res = bdmc(model, args.num_points, like, num_chains=args.ais_chains, num_steps=args.ais_steps,
-               leapfrog_steps=args.ais_leapfrog, schedule=args.ais_schedule, step_size=args.ais_step_size,
-               pilot_chains=args.ais_pilot_chains, init_step_size=args.ais_init_step_size, progress=not args.quiet)
-    summary = res.summary()
-    out = {"summary": summary,
-           "per_point": {"lower": res.lower.log_px.tolist(), "upper": res.upper.log_px.tolist(),
-                         "gap": res.gap.tolist(), "lower_se": res.lower.se.tolist(), "upper_se": res.upper.se.tolist(),
-                         "lower_accept": res.lower.accept_rate.tolist(), "upper_accept": res.upper.accept_rate.tolist()},
-           "config": {k: v for k, v in vars(args).items() if k != "func"},
-           "meta": {**provenance(), "seconds": time.time() - t, "train_config": tcfg.to_dict()}}
-    path = atomic_write_json(args.out or Path(args.run) / "bdmc.json", out)
+    target = Path(args.out or Path(args.run) / "bdmc.json")
+    like = load_dataset(tcfg.dataset, "test", data_dir=args.data_dir or tcfg.data_dir, download=args.download)[:1]
+    check_folder(target.parent, "output folder")
+    with FileLock(target, "output"):  # a second bdmc into the same file is refused, not silently overwritten
+        if target.exists() and not args.overwrite:
+            raise ConfigError(f"{target} already holds a BDMC result: pass --overwrite to replace it, or choose "
+                              "another --out")
+        set_seed(args.seed)
+        t = time.time()
+        res = bdmc(model, args.num_points, like, num_chains=args.ais_chains, num_steps=args.ais_steps,
+                   leapfrog_steps=args.ais_leapfrog, schedule=args.ais_schedule, step_size=args.ais_step_size,
+                   pilot_chains=args.ais_pilot_chains, init_step_size=args.ais_init_step_size,
+                   progress=not args.quiet)
+        summary = res.summary()
+        out = {"summary": summary,
+               "per_point": {"lower": res.lower.log_px.tolist(), "upper": res.upper.log_px.tolist(),
+                             "gap": res.gap.tolist(), "lower_se": res.lower.se.tolist(),
+                             "upper_se": res.upper.se.tolist(), "lower_accept": res.lower.accept_rate.tolist(),
+                             "upper_accept": res.upper.accept_rate.tolist()},
+               "config": {k: v for k, v in vars(args).items() if k not in ("func", "debug", "overwrite", "download")},
+               "meta": {**provenance(), "seconds": time.time() - t, "train_config": tcfg.to_dict()}}
+        path = atomic_write_json(target, out)
     verdict = ("the sandwich holds on every point" if summary["sandwich_holds"] else
                f"FAILED: the upper bound fell below the lower bound on {summary['crossings']} of "
                f"{summary['num_points']} points (more chains or steps needed)")
@@ -256,51 +306,87 @@ def cmd_families(args):
         print(f"(left out) {source}: {why}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``NAME: error: MESSAGE (see PROG --help)`` and exit status 2.
+
+    ``error_name`` is ``vaegap`` for every subcommand, so a bad option reads like every other error
+    instead of argparse's usage block followed by ``vaegap train: error: ...``."""
+
+    def __init__(self, *args, error_name: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.error_name = error_name or self.prog
+
+    def error(self, message):
+        self.exit(2, f"{self.error_name}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an unknown option is reported by the subcommand's parser (its ``--help`` is
+        the one that lists the options), not the top-level one."""
+        known, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = getattr(self, "commands", {})
+            commands.get(getattr(known, "command", None), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return known
+
+
 def common_options() -> argparse.ArgumentParser:
-    """Options every command takes (a parent parser): ``--threads``."""
+    """Options every command takes (a parent parser): ``--threads`` and ``--debug``."""
     c = argparse.ArgumentParser(add_help=False)
     c.add_argument("--threads", type=int, default=None,
                    help=f"torch CPU threads (default: ${THREADS_ENV}, else 1; one thread does not oversubscribe a "
                         "shared machine)")
+    c.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an error instead of its one-line message (for bug reports)")
     return c
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="vaegap", description=__doc__.split("\n")[0])
+    p = Parser(prog="vaegap", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     common = common_options()
 
-    t = sub.add_parser("train", parents=[common], help="train a VAE; writes a run folder (config.json, log.csv, checkpoint.pt)")
-    t.add_argument("--run-dir", required=True, help="run folder to create (or resume with --resume)")
+    def command(name, help, func):
+        c = sub.add_parser(name, parents=[common], help=help, description=help, error_name="vaegap")
+        c.set_defaults(func=func)
+        return c
+
+    download = dict(action="store_true", help="download the data set with torchvision when it is not found "
+                                              "(fashion_mnist, cifar10; mnist with a fixed-seed binarization)")
+
+    t = command("train", "train a VAE; writes a run folder (config.json, log.csv, checkpoint.pt)", cmd_train)
+    t.add_argument("--run-dir", required=True, help="run folder to create (or to continue with --resume); locked "
+                                                    "while training")
     t.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
-    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run folder's checkpoint with the run's own config; only --epochs may be given, "
+                        "to extend the run")
+    t.add_argument("--download", **download)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_dataclass_args(t, TrainConfig)
-    t.set_defaults(func=cmd_train)
 
-    g = sub.add_parser("gaps", parents=[common], help="approximation / amortization gap report of a trained run")
-    g.add_argument("--run", required=True, help="a run folder written by `vaegap train`")
+    g = command("gaps", "approximation / amortization gap report of a trained run", cmd_gaps)
+    g.add_argument("--run", required=True, help="a run folder written by vaegap train")
     g.add_argument("--config", help="JSON file of GapConfig fields (flags override it)")
     g.add_argument("--split", default="test", choices=("train", "valid", "test"), help="evaluation split (test)")
     g.add_argument("--num-points", type=int, default=100, help="size of the seeded random evaluation subset (100)")
     g.add_argument("--subset-seed", type=int, default=0, help="seed of the evaluation subset (0)")
     g.add_argument("--data-dir", help="override the run's data directory")
-    g.add_argument("--out", help="output stem; writes STEM.json and STEM.md (default: RUN/gaps)")
+    g.add_argument("--download", **download)
+    g.add_argument("--out", help="output stem; writes STEM.json and STEM.md, keeps finished parts in STEM.partial/ "
+                                 "until then (default: RUN/gaps)")
     g.add_argument("--overwrite", action="store_true", help="replace a finished report at --out")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_dataclass_args(g, GapConfig)
-    g.set_defaults(func=cmd_gaps)
 
-    q = sub.add_parser("quickstart", parents=[common], help="train a small FFG VAE on the embedded digits data and print its gaps")
+    q = command("quickstart", "train a small FFG VAE on the embedded digits data and print its gaps", cmd_quickstart)
     q.add_argument("--out", default="results/quickstart", help="output folder (results/quickstart)")
     q.add_argument("--epochs", type=int, default=100, help="training epochs (100)")
     q.add_argument("--num-points", type=int, default=100, help="test points in the gap table (100)")
     q.add_argument("--seed", type=int, default=0, help="random seed (0)")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
-    q.set_defaults(func=cmd_quickstart)
 
-    b = sub.add_parser("bdmc", parents=[common], help="BDMC sandwich of log p(x) on data simulated from a trained model")
-    b.add_argument("--run", required=True, help="a run folder written by `vaegap train`")
+    b = command("bdmc", "BDMC sandwich of log p(x) on data simulated from a trained model", cmd_bdmc)
+    b.add_argument("--run", required=True, help="a run folder written by vaegap train")
     b.add_argument("--num-points", type=int, default=10, help="simulated datapoints (10)")
     b.add_argument("--ais-chains", type=int, default=100, help="chains per datapoint (100)")
     b.add_argument("--ais-steps", type=int, default=500, help="intermediate distributions (500)")
@@ -313,38 +399,146 @@ def build_parser():
     b.add_argument("--ais-init-step-size", type=float, default=0.1, help="initial HMC step size of the pilot (0.1)")
     b.add_argument("--seed", type=int, default=0, help="random seed (0)")
     b.add_argument("--data-dir", help="override the run's data directory")
-    b.add_argument("--out", help="output JSON (default: RUN/bdmc.json)")
+    b.add_argument("--download", **download)
+    b.add_argument("--out", help="output JSON (default: RUN/bdmc.json); locked while computing")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing result at --out")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
-    b.set_defaults(func=cmd_bdmc)
 
-    r = sub.add_parser("render", parents=[common], help="regenerate a gap report's markdown table from its JSON")
-    r.add_argument("report", help="a STEM.json written by `vaegap gaps`")
+    r = command("render", "regenerate a gap report's markdown table from its JSON", cmd_render)
+    r.add_argument("report", help="a STEM.json written by vaegap gaps")
     r.add_argument("--out", help="write the table here (default: print it)")
-    r.set_defaults(func=cmd_render)
 
-    f = sub.add_parser("families", parents=[common], help="list the registered posterior families")
-    f.set_defaults(func=cmd_families)
+    command("families", "list the registered posterior families", cmd_families)
+    p.commands = sub.choices
     return p
 
 
 #: errors caused by the user's input or data: reported in one line, never as a traceback
 USER_ERRORS = (ConfigError, DataError, FloatingPointError)
 
+#: what an OSError's errno means for the user, and what to do; other errnos are bugs (traceback)
+_OS_ERRORS = {
+    errno.ENOSPC: ("no space left on the device (the disk is full)", "free some space, then run the command again"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space, then run the command again"),
+    errno.EACCES: ("permission denied", "choose a folder you may write to, or change its permissions"),
+    errno.EPERM: ("operation not permitted", "choose a folder you may write to, or change its permissions"),
+    errno.EROFS: ("the file system is read-only", "choose a folder on a writable disk"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
+    errno.ENAMETOOLONG: ("the file name is too long", "choose a shorter path"),
+}
 
-def run_command(prog: str, fn, *args) -> int:
-    """``fn(*args)``; a user error prints ``prog: error: …`` on stderr and returns exit status 2."""
+#: which settings to lower when a command runs out of memory
+OOM_HINTS = {
+    "train": "--batch-size (or --num-particles, --hidden)",
+    "gaps": "--data-chunk, --sample-chunk, --ais-data-chunk or --ais-chains (the finished parts are kept: the "
+            "command resumes)",
+    "bdmc": "--num-points or --ais-chains",
+    "quickstart": "--num-points",
+}
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """Python's MemoryError, torch's OutOfMemoryError (CUDA), or the RuntimeError of torch's CPU allocator."""
+    return isinstance(e, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))) or (
+        isinstance(e, RuntimeError) and any(s in str(e) for s in ("out of memory", "can't allocate memory")))
+
+
+def user_error(e: BaseException, oom_hint: str | None = None) -> str | None:
+    """The one-line message of an exception the user caused, or None for a bug (which keeps its traceback)."""
+    if isinstance(e, USER_ERRORS):
+        return str(e).replace("\n", " ")
+    if isinstance(e, KeyboardInterrupt):
+        return ("interrupted before the command finished; nothing was half-written, and files saved before are "
+                "intact: run the command again to start it afresh")
+    if _is_out_of_memory(e):
+        return f"out of memory: lower {oom_hint or 'the sizes of this run (see --help)'}, then run the command again"
+    if isinstance(e, OSError) and e.errno in _OS_ERRORS:
+        cause, fix = _OS_ERRORS[e.errno]
+        writing = "writing " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        where = f"{writing}{str(atomic_target(e.filename))!r}: " if e.filename else ""
+        return f"{where}{cause}; {fix} (nothing was half-written: files saved before are intact)"
+    return None
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that the error message starts on a clean line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+class _ClosedPipeGuard:
+    """``sys.stdout`` while a command runs: when the reader goes away (``vaegap gaps | head``), the rest of
+    the output goes to ``os.devnull`` (the recipe of Python's documentation) and the command goes on to
+    finish and save its results, instead of dying half way through an evaluation."""
+
+    def __init__(self, stream):
+        self.stream, self.broken = stream, False
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def _closed(self):
+        self.broken = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # the final flush cannot fail again
+        except (OSError, ValueError, AttributeError):  # a stream without a file descriptor
+            self.stream = open(os.devnull, "w")
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def run_command(prog: str, fn, *args, debug: bool = False, oom_hint: str | None = None) -> int:
+    """``fn(*args)``; returns the exit status: 0, or 2 after a user error, printed as one line
+    ``prog: error: ...`` on stderr (:func:`user_error`: bad input, damaged files, a folder in use, a full or
+    read-only disk, out of memory, Ctrl-C). A closed output pipe does not stop the command (its output goes
+    to ``os.devnull``); it ends with status 2 and no message. ``debug`` re-raises every user error with its
+    traceback, and any other exception is a bug and always propagates with its traceback.
+    :class:`~pyro_vaegap.utils.ConfigWarning` prints as one line ``prog: warning: ...``."""
     provenance()  # the code this command starts with is what its results record
-    try:
-        fn(*args)
-    except USER_ERRORS as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ConfigWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    stdout = sys.stdout
+    guard = sys.stdout = _ClosedPipeGuard(stdout)
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+        warnings.showwarning = show
+        warnings.simplefilter("always", ConfigWarning)
+        try:
+            fn(*args)
+            guard.flush()  # a closed pipe shows up here, not at interpreter exit
+        except BaseException as e:  # noqa: BLE001 - sorted into user errors and bugs right here
+            message = None if debug else user_error(e, oom_hint)
+            if message is None:
+                raise
+            _close_progress_bars()
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            return 2
+        finally:
+            sys.stdout = guard.stream if guard.broken else stdout
+    return 2 if guard.broken else 0
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_command("vaegap", _with_threads(args.func), args)
+    return run_command("vaegap", _with_threads(args.func), args, debug=args.debug, oom_hint=OOM_HINTS.get(args.command))
 
 
 def _with_threads(fn):

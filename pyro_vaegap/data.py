@@ -16,7 +16,8 @@ Sources
     2. as the classic text files ``binarized_mnist_{train,valid,test}.amat`` (one image per line,
        784 space-separated 0/1 integers).
 
-    Failing both, ``download=True`` downloads MNIST with torchvision and binarizes it once with a
+    Failing both, ``download=True`` (``--download`` of ``vaegap train``, ``gaps`` and ``bdmc``)
+    downloads MNIST with torchvision and binarizes it once with a
     fixed seed (see below). Note that this is *not* the Larochelle & Murray binarization, so its
     likelihoods are not comparable to published numbers; the result is cached as
     ``binarized_mnist.npz`` in the first writable search directory.
@@ -68,6 +69,7 @@ import os
 import pathlib
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -161,12 +163,13 @@ def _first_writable_dir(dirs: list[pathlib.Path]) -> pathlib.Path:
             continue
         if os.access(d, os.W_OK):
             return d
-    raise DataError(f"none of the data directories is writable: {_format_dirs(dirs)}")
+    raise DataError(f"none of the data directories is writable: {_format_dirs(dirs)}; pass --data-dir (data_dir=) "
+                    "naming a folder you may write to")
 
 
 def _format_dirs(dirs: list[pathlib.Path]) -> str:
-    """One indented line per directory, flagging those that do not exist."""
-    return "".join(f"\n  {d}" + ("" if d.is_dir() else "  (does not exist)") for d in dirs)
+    """The directories on one line (messages are one line), flagging those that do not exist."""
+    return ", ".join(f"{d}" + ("" if d.is_dir() else " (does not exist)") for d in dirs)
 
 
 def _check_split(split: str) -> None:
@@ -266,11 +269,18 @@ def seeded_subset(n_total: int, n: int, seed: int) -> torch.Tensor:
 
 
 def _read_packed_npz(path: pathlib.Path, split: str) -> torch.Tensor:
-    """Read one split of a packbits npz file as a float32 (N, 784) tensor of 0./1."""
+    """Read one split of a packbits npz file as a float32 (N, 784) tensor of 0./1.
+
+    A file that cannot be read as an archive of plain arrays (truncated, random bytes, pickled objects)
+    is reported as damaged, naming the file: never numpy's own ``allow_pickle`` hint, which misleads."""
+    damaged = (f"{path} is damaged or not an .npz archive (truncated, overwritten or another format); replace it "
+               f"with a good copy (keys {', '.join(SPLITS)}, each np.packbits of {_IMAGE_PIXELS} 0/1 pixels per row)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{path}: cannot be read as an .npz file ({error})") from error
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"{damaged} [{type(error).__name__}]") from error
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: holds a single array, not an .npz archive with keys {', '.join(SPLITS)}")
     with archive:
@@ -281,8 +291,8 @@ def _read_packed_npz(path: pathlib.Path, split: str) -> torch.Tensor:
             )
         try:
             packed = archive[split]
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
-            raise DataError(f"{path}: array {split!r} cannot be read ({error})") from error
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            raise DataError(f"{damaged} [array {split!r}: {type(error).__name__}]") from error
     if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != _PACKED_BYTES:
         raise DataError(
             f"{path}: array {split!r} has shape {packed.shape} and dtype {packed.dtype}; expected "
@@ -417,13 +427,12 @@ def load_binarized_mnist(split: str, data_dir=None, download: bool = False) -> t
     if download:
         return _download_and_binarize("MNIST", MNIST_NPZ, dirs, split)
     raise DataError(
-        f"binarized MNIST not found: looked for {MNIST_NPZ} and binarized_mnist_{split}.amat in"
-        f"{_format_dirs(dirs)}\n"
-        f"Fix it in one of three ways: (1) put {MNIST_NPZ} (keys train/valid/test, np.packbits "
-        f"rows) in one of those directories; (2) set the environment variable {DATA_ENV} "
-        f"(or pass --data-dir / data_dir=) to the directory that holds it; (3) pass "
-        f"download=True (or --download) to download MNIST with torchvision and binarize it with "
-        f"a fixed seed (not the standard Larochelle & Murray binarization)."
+        f"binarized MNIST not found: looked for {MNIST_NPZ} and binarized_mnist_{split}.amat in "
+        f"{_format_dirs(dirs)}. Fix it in one of three ways: (1) put {MNIST_NPZ} (keys train/valid/test, "
+        f"np.packbits rows) in one of those directories; (2) set the environment variable {DATA_ENV} "
+        f"(or pass --data-dir, data_dir=) to the directory that holds it; (3) pass --download "
+        f"(download=True) to download MNIST with torchvision and binarize it with a fixed seed (not the "
+        f"standard Larochelle & Murray binarization, so not comparable to published numbers)."
     )
 
 
@@ -458,10 +467,10 @@ def load_fashion_mnist(split: str, data_dir=None, download: bool = False) -> tor
         return _download_and_binarize("FashionMNIST", FASHION_NPZ, dirs, split)
     raise DataError(
         f"Fashion-MNIST not found: looked for {FASHION_NPZ} and torchvision's raw files "
-        f"FashionMNIST/raw/*-ubyte in{_format_dirs(dirs)}\n"
-        f"Fix it in one of three ways: (1) put {FASHION_NPZ} or the FashionMNIST/raw folder in one "
-        f"of those directories; (2) set the environment variable {DATA_ENV} (or pass --data-dir / "
-        f"data_dir=) to the directory that holds it; (3) pass download=True (or --download)."
+        f"FashionMNIST/raw/*-ubyte in {_format_dirs(dirs)}. Fix it in one of three ways: (1) put "
+        f"{FASHION_NPZ} or the FashionMNIST/raw folder in one of those directories; (2) set the environment "
+        f"variable {DATA_ENV} (or pass --data-dir, data_dir=) to the directory that holds it; (3) pass "
+        f"--download (download=True) to download it with torchvision."
     )
 
 
@@ -806,9 +815,9 @@ def load_cifar10(split: str, data_dir=None, download: bool = False) -> torch.Ten
             raise DataError(f"downloading CIFAR-10 with torchvision into {root} failed: {error}") from error
     if dataset is None:
         raise DataError(
-            f"CIFAR-10 not found: looked for torchvision's cifar-10-batches-py/ in{_format_dirs(dirs)}\n"
-            f"Put that folder in one of those directories, set {DATA_ENV} (or pass --data-dir / data_dir=) "
-            f"to the directory holding it, or pass download=True (or --download)."
+            f"CIFAR-10 not found: looked for torchvision's cifar-10-batches-py/ in {_format_dirs(dirs)}. "
+            f"Put that folder in one of those directories, set {DATA_ENV} (or pass --data-dir, data_dir=) "
+            f"to the directory holding it, or pass --download (download=True) to download it with torchvision."
         )
     images = np.asarray(dataset.data)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):

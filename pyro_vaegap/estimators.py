@@ -44,11 +44,12 @@ class ImportanceResult:
 
 def _psis_khat(lw: torch.Tensor) -> torch.Tensor:
     """ArviZ's PSIS k-hat for each column of ``lw`` (shape ``(S, N)``)."""
-    import arviz as az
-
     with warnings.catch_warnings():
-        # ArviZ warns for every datapoint whose k-hat exceeds 0.7; that value *is* the diagnostic
+        # ArviZ announces its refactor on import (a FutureWarning of several lines) and warns for every
+        # datapoint whose k-hat exceeds 0.7; that value *is* the diagnostic, reported by the caller
         warnings.simplefilter("ignore")
+        import arviz as az
+
         _, khat = az.psislw(lw.T.double().cpu().numpy())
     return torch.as_tensor(np.asarray(khat), dtype=lw.dtype)
 
@@ -73,26 +74,25 @@ def importance_sample(model, guide, x: torch.Tensor, num_samples: int = 5000, *,
     out = {k: [] for k in ("elbo", "elbo_se", "iwae", "iwae_se", "ess", "khat")}
     idx = torch.arange(x.shape[0], device=x.device) if idx is None else idx
     n_chunks = math.ceil(x.shape[0] / data_chunk) * math.ceil(S / sample_chunk)
-    bar = progress_bar(n_chunks, desc, progress)
-    for start in range(0, x.shape[0], data_chunk):
-        xb, ib = x[start:start + data_chunk], idx[start:start + data_chunk]
-        parts = []
-        for s0 in range(0, S, sample_chunk):
-            lw = log_weights(model, guide, xb, min(sample_chunk, S - s0), idx=ib)
-            parts.append(check_finite("importance log-weights", lw))
-            bar.update()
-        lw = torch.cat(parts)  # (S, n)
-        lse = torch.logsumexp(lw, 0)
-        lse2 = torch.logsumexp(2 * lw, 0)
-        ess = torch.exp(2 * lse - lse2)
-        out["elbo"].append(lw.mean(0))
-        out["elbo_se"].append(lw.std(0) / math.sqrt(S) if S > 1 else torch.full_like(lse, float("nan")))
-        out["iwae"].append(lse - math.log(S))
-        out["iwae_se"].append(((S / ess - 1).clamp(min=0) / max(S - 1, 1)).sqrt())
-        out["ess"].append(ess)
-        if psis:
-            out["khat"].append(_psis_khat(lw))
-    bar.close()
+    with progress_bar(n_chunks, desc, progress) as bar:
+        for start in range(0, x.shape[0], data_chunk):
+            xb, ib = x[start:start + data_chunk], idx[start:start + data_chunk]
+            parts = []
+            for s0 in range(0, S, sample_chunk):
+                lw = log_weights(model, guide, xb, min(sample_chunk, S - s0), idx=ib)
+                parts.append(check_finite("importance log-weights", lw))
+                bar.update()
+            lw = torch.cat(parts)  # (S, n)
+            lse = torch.logsumexp(lw, 0)
+            lse2 = torch.logsumexp(2 * lw, 0)
+            ess = torch.exp(2 * lse - lse2)
+            out["elbo"].append(lw.mean(0))
+            out["elbo_se"].append(lw.std(0) / math.sqrt(S) if S > 1 else torch.full_like(lse, float("nan")))
+            out["iwae"].append(lse - math.log(S))
+            out["iwae_se"].append(((S / ess - 1).clamp(min=0) / max(S - 1, 1)).sqrt())
+            out["ess"].append(ess)
+            if psis:
+                out["khat"].append(_psis_khat(lw))
     cat = {k: torch.cat(v) if v else None for k, v in out.items()}
     return ImportanceResult(num_samples=S, **cat)
 

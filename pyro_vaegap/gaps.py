@@ -130,6 +130,10 @@ class GapConfig:
                 raise ConfigError(f"{name}={v!r} is not allowed: expected a finite positive number")
         if not isinstance(self.family_options, dict):
             raise ConfigError(f"family_options={self.family_options!r} must be a mapping {{family: {{option: value}}}}")
+        for name, options in self.family_options.items():
+            if not isinstance(options, dict):
+                raise ConfigError(f"family_options: the options of family {name!r} must be a mapping "
+                                  f"{{option: value}}, got {options!r}")
 
     @property
     def log_px_estimator(self) -> str:
@@ -151,7 +155,8 @@ class GapConfig:
 
 
 def _mean_se(v: np.ndarray) -> tuple[float, float]:
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+    with np.errstate(invalid="ignore", over="ignore"):  # an inf entry (k̂ of a few samples) gives inf/NaN, quietly
+        return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
 @dataclass

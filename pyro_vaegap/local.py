@@ -90,10 +90,9 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     # rows of stopped datapoints are restored from here after every step: Adam's momentum would
     # otherwise keep moving them; refreshed for each datapoint at the moment it stops
     snapshot = [p.detach().clone() for p in params]
-    bar = progress_bar(N, f"{desc} (datapoints stopped)", progress)
-    bar.update(int((~running).sum()))
     last_save = time.time()
-    with frozen(model):
+    with progress_bar(N, f"{desc} (datapoints stopped)", progress) as bar, frozen(model):
+        bar.update(int((~running).sum()))
         for step in range(first, max_steps + 1):
             if not running.any():
                 break
@@ -129,7 +128,6 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                                 "running": running, "steps": steps, "best": best, "bad": bad,
                                 "converged": converged, "rng": _get_rng(dev)})
                     last_save = time.time()
-    bar.close()
     return LocalResult(guide=guide, steps=steps, converged=converged, best_avg=best)
 
 

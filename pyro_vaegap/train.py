@@ -22,32 +22,39 @@ is changed in place in the optimizer's parameter groups, so Adam's moments carry
 ``lr_schedule="cosine"``: :math:`\mathrm{lr}\cdot\tfrac12(1 + \cos(\pi e / E))` in 0-based epoch ``e`` of
 ``E = epochs`` (depends on ``epochs``, so extending a finished run by resuming changes its schedule).
 
-A run lives in a folder: ``config.json`` (config, seed, package versions), ``log.csv`` (one row per
-epoch: objective, validation ELBO, learning rate, annealing factor, seconds), ``checkpoint.pt``
-(parameters, optimizer state, epoch, every RNG state, log, config) written atomically after every
-epoch, so an interrupted run resumes to exactly the result of an uninterrupted one.
+A run lives in a folder: ``checkpoint.pt`` (parameters, optimizer state, epoch, every RNG state, log,
+config) written atomically after every epoch, so an interrupted run resumes to exactly the result of
+an uninterrupted one; ``log.csv`` (one row per epoch: objective, validation ELBO, learning rate,
+annealing factor, seconds); and ``config.json`` (config, seed, package versions). The checkpoint is the
+one source of truth: ``config.json`` is a readable copy of its config, rewritten when a resumed run
+extends ``epochs``, never read back; :func:`load_run` says so on stderr when the two disagree or the
+copy is missing or invalid. The folder is locked (:class:`~pyro_vaegap.utils.FolderLock`) while a
+training writes it, so a second training into it is refused instead of overwriting it.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
+import json
 import math
+import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import load_dataset, seeded_subset
+from .data import DataError, load_dataset, seeded_subset
 from .registry import get_family
 from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
 from .objectives import Annealing, make_objective
 from .traces import log_weights
-from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
-                    check_positive_int, progress_bar, provenance, set_seed)
+from .utils import (ConfigError, ConfigWarning, FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text,
+                    check_choice, check_folder, check_positive_int, progress_bar, provenance, set_seed)
 
 OBJECTIVES = ("elbo", "mean_field", "iwae")
 ANNEALING = ("none", "entropy", "kl")
@@ -60,7 +67,10 @@ BURDA_EPOCHS = sum(3 ** i for i in range(8))  # 3280
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved as ``config.json``)."""
+    """Everything that defines a training run (saved in the run's checkpoint; ``config.json`` is a copy).
+
+    ``data_dir`` is stored resolved to an absolute path, so a run evaluated from another folder finds
+    its data."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -87,6 +97,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.data_dir is not None:
+            self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if str(self.data_dir) else None
         check_choice("model", self.model, MODELS)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("anneal", self.anneal, ANNEALING)
@@ -98,8 +110,8 @@ class TrainConfig:
         check_positive_int("seed", self.seed, minimum=0)
         if self.num_train is not None:
             check_positive_int("num_train", self.num_train)
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"lr={self.lr!r} is not allowed: expected a positive number")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r} is not allowed: expected a finite positive number")
         if self.anneal != "none" and self.anneal_epochs == 0:
             raise ConfigError(f"anneal={self.anneal!r} needs anneal_epochs >= 1")
         if not (isinstance(self.free_bits, (int, float)) and math.isfinite(self.free_bits) and self.free_bits >= 0):
@@ -190,8 +202,8 @@ def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: s
     return value
 
 
-def load_split(cfg: TrainConfig, split: str) -> torch.Tensor:
-    return load_dataset(cfg.dataset, split, data_dir=cfg.data_dir)
+def load_split(cfg: TrainConfig, split: str, download: bool = False) -> torch.Tensor:
+    return load_dataset(cfg.dataset, split, data_dir=cfg.data_dir, download=download)
 
 
 def _rng_state(shuffle: torch.Generator) -> dict:
@@ -226,91 +238,248 @@ class TrainResult:
     run_dir: Path
 
 
+class TrainingInterrupted(ConfigError):
+    """Ctrl-C during a training: the message says which epochs are saved and how to resume."""
+
+
+CHECKPOINT = "checkpoint.pt"
+_CHECKPOINT_KEYS = ("model", "guide", "optimizer", "epoch", "rng", "log", "config", "data_dim")
+
+
+def read_checkpoint(run_dir) -> dict:
+    """The checkpoint of the run folder ``run_dir``; :class:`ConfigError` (one line naming the file and
+    what to do) when it is missing, empty, truncated, damaged or not a training checkpoint."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{str(run_dir)!r} is a file, not a run folder (a folder written by vaegap train)")
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a training run: no {CHECKPOINT} there (train with vaegap train)")
+    fix = f"restore it from a backup, or delete the run folder {str(run_dir)!r} and train again"
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path} is empty (damaged, e.g. by a full disk or a copy that stopped): {fix}")
+    try:
+        ckpt = torch.load(path, weights_only=False)
+    except PermissionError:
+        raise  # not damaged but unreadable: reported as such
+    except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises any of several types
+        raise ConfigError(f"{path} is damaged ({type(e).__name__} while reading it; truncated or overwritten): "
+                          f"{fix}") from e
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ConfigError(f"{path} is not a training checkpoint of this package (it lacks {', '.join(missing)}): {fix}")
+    return ckpt
+
+
+def _config_json_problem(run_dir, config: dict) -> str | None:
+    """What is wrong with ``run_dir/config.json`` as a copy of ``config``, or None."""
+    path = Path(run_dir) / "config.json"
+    try:
+        copy = json.loads(path.read_text())["config"]
+        copy.items()
+    except FileNotFoundError:
+        return "is missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"is not a valid copy of the run's config ({type(e).__name__})"
+    config = json.loads(json.dumps(config))
+    differ = sorted(k for k in set(config) | set(copy) if k not in copy or k not in config or copy[k] != config[k])
+    if not differ:
+        return None
+    return "differs from the checkpoint in " + ", ".join(
+        f"{k} ({copy.get(k, '(missing)')!r} there, {config.get(k, '(missing)')!r} in the checkpoint)" for k in differ)
+
+
+def check_config_json(run_dir, config: dict) -> bool:
+    """Whether ``run_dir/config.json`` holds ``config`` (the checkpoint's); if not, a one-line
+    :class:`~pyro_vaegap.utils.ConfigWarning` names the file and says that the checkpoint's config is used.
+
+    ``config.json`` is only a readable copy: an edit there changes nothing, so it must not pass in silence."""
+    problem = _config_json_problem(run_dir, config)
+    if problem:
+        warnings.warn(f"{Path(run_dir) / 'config.json'} {problem}; the config saved in {CHECKPOINT} is used "
+                      "(config.json is only a readable copy of it)", ConfigWarning, stacklevel=3)
+    return problem is None
+
+
+def _write_config_json(run_dir: Path, cfg: TrainConfig) -> None:
+    """``config.json``: the readable copy of ``cfg``, with the seed and the provenance it was first written with."""
+    path = run_dir / "config.json"
+    try:
+        keep = json.loads(path.read_text())
+        keep = keep if isinstance(keep, dict) else {}
+    except (OSError, ValueError):
+        keep = {}
+    extra = {k: v for k, v in keep.items() if k not in ("config", "seed")} or provenance()
+    atomic_write_json(path, {"config": cfg.to_dict(), "seed": cfg.seed, **extra})
+
+
+def _flag(name: str, value) -> str:
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{name.replace('_', '-')}"
+    shown = json.dumps(value) if isinstance(value, dict) else value
+    return f"--{name.replace('_', '-')} {shown}"
+
+
+def resume_config(run_dir, given: dict | None = None) -> TrainConfig:
+    """The config of resuming the run in ``run_dir``: the checkpoint's own, with ``epochs`` from ``given``
+    (options the user passed, field -> value). Any other given option that differs from the run's is an
+    error naming it: a resumed run cannot change what it is."""
+    ckpt = read_checkpoint(run_dir)
+    saved = TrainConfig.from_dict(ckpt["config"])
+    given = dict(given or {})
+    try:
+        wanted = TrainConfig.from_dict({**saved.to_dict(), **given})  # normalizes and validates the values
+    except ConfigError as e:
+        raise ConfigError(f"{e} (resuming {run_dir})") from None
+    differ = [k for k in given if k != "epochs" and getattr(wanted, k) != getattr(saved, k)]
+    if differ:
+        verb = "differs" if len(differ) == 1 else "differ"
+        raise ConfigError(f"{', '.join(_flag(k, given[k]) for k in differ)} {verb} from the run's "
+                          f"{', '.join(f'{k}={getattr(saved, k)!r}' for k in differ)}; only --epochs may change when "
+                          "resuming: leave the other options out (--resume reads the run's own config)")
+    if wanted.epochs < ckpt["epoch"]:
+        raise ConfigError(f"--epochs {wanted.epochs} is fewer than the {ckpt['epoch']} epochs already trained in "
+                          f"{str(run_dir)!r}: give at least {ckpt['epoch']}, or leave --epochs out")
+    return dataclasses.replace(saved, epochs=wanted.epochs)
+
+
+def _check_start(run_dir: Path, resume: bool) -> None:
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{run_dir} already holds a checkpoint: pass --resume (resume=True) to continue it, or "
+                          "choose another run folder")
+    if resume and not ckpt_path.exists():
+        raise ConfigError(f"cannot resume: no {CHECKPOINT} in {run_dir}")
+
+
 def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> TrainResult:
-    """Train ``cfg``'s model and guide, writing the run folder ``run_dir``.
+          progress: bool = True, download: bool = False, resume_hint: str = "train(..., resume=True)") -> TrainResult:
+    """Train ``cfg``'s model and guide, writing the run folder ``run_dir`` (locked meanwhile).
 
     :param resume: continue from ``run_dir/checkpoint.pt``. Its config must equal ``cfg`` except
         for ``epochs`` (so a finished run can be extended). Without ``resume`` an existing
         checkpoint is an error: nothing saved is overwritten.
     :param stop_after: stop after this many epochs *of this call* (as an interruption would).
+    :param download: let the data loader download the data set (torchvision) when it is not found.
+    :param resume_hint: how the caller resumes, for the message of an interruption (Ctrl-C raises
+        :class:`TrainingInterrupted`, saying which epochs are saved).
     """
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise ConfigError(f"{run_dir} already holds a checkpoint; pass resume (--resume) or another run dir")
-    if resume and not ckpt_path.exists():
-        raise ConfigError(f"cannot resume: no checkpoint.pt in {run_dir}")
+    ckpt_path = run_dir / CHECKPOINT
+    _check_start(run_dir, resume)  # fast answers first; checked again under the lock
     get_family(cfg.guide).check_options("amortized", cfg.guide_options)  # before any data is read
-    set_seed(cfg.seed)
-    x_train = load_split(cfg, "train")
-    if cfg.num_train is not None:
-        if cfg.num_train > x_train.shape[0]:
-            raise ConfigError(f"num_train={cfg.num_train} exceeds the {x_train.shape[0]} training rows")
-        x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
-    x_valid = load_split(cfg, "valid")
-    model = build_model(cfg, x_train.shape[1])
-    x_train, x_valid = model.validate_data(x_train), model.validate_data(x_valid)
-    guide = build_guide(cfg, model)
-    params = list(model.parameters()) + list(guide.parameters())
-    opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
-    loss_fn, annealing = make_loss(cfg, model, guide)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    log, start_epoch = [], 0
-    if resume:
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        saved = TrainConfig.from_dict(ckpt["config"])
-        diff = sorted(k for k, v in saved.to_dict().items() if k != "epochs" and cfg.to_dict()[k] != v)
-        if diff:
-            raise ConfigError(f"config differs from the checkpoint's in {diff}; only epochs may change on resume")
-        model.load_state_dict(ckpt["model"])
-        guide.load_state_dict(ckpt["guide"])
-        opt.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"], shuffle)
-        log, start_epoch = ckpt["log"], ckpt["epoch"]
-    else:
-        atomic_write_json(run_dir / "config.json", {"config": cfg.to_dict(), "seed": cfg.seed, **provenance()})
-    N, B = x_train.shape[0], cfg.batch_size
-    batches_per_epoch = -(-N // B)
-    end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
-    bar = progress_bar(cfg.epochs, "training", progress, unit="epoch")
-    bar.update(start_epoch)
-    for epoch in range(start_epoch, end_epoch):
-        t0 = time.time()
-        lr = learning_rate(cfg, epoch)
-        for g in opt.param_groups:  # in place: Adam's moments survive the schedule's steps
-            g["lr"] = lr
-        perm = torch.randperm(N, generator=shuffle)
-        total = 0.0
-        for b in range(batches_per_epoch):
-            idx = perm[b * B:(b + 1) * B]
-            factor = 1.0 if cfg.anneal == "none" else min(1.0, (epoch + b / batches_per_epoch) / cfg.anneal_epochs)
-            annealing.factor = factor
-            loss = training_step(loss_fn, opt, x_train[idx], where=f" at epoch {epoch + 1}, batch {b + 1}")
-            total += loss * idx.numel()
-        row = {"epoch": epoch + 1, "train_objective": -total / N,
-               "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples), "lr": lr,
-               "anneal_factor": factor, "seconds": round(time.time() - t0, 3)}
-        log.append(row)
-        bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}", refresh=False)
-        bar.update()
-        atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
-                                      "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                      "rng": _rng_state(shuffle), "log": log, "config": cfg.to_dict(),
-                                      "data_dim": model.data_dim})
-        atomic_write_text(run_dir / "log.csv", _log_csv(log))
-    bar.close()
+    saved_epoch, epoch = None, None
+    try:
+        set_seed(cfg.seed)
+        x_train = load_split(cfg, "train", download)
+        if cfg.num_train is not None:
+            if cfg.num_train > x_train.shape[0]:
+                raise ConfigError(f"num_train={cfg.num_train} exceeds the {x_train.shape[0]} training rows")
+            x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
+        x_valid = load_split(cfg, "valid")
+        model = build_model(cfg, x_train.shape[1])
+        try:
+            x_train, x_valid = model.validate_data(x_train), model.validate_data(x_valid)
+        except DataError as e:
+            raise DataError(f"dataset {cfg.dataset!r} does not suit model {cfg.model!r}: {e}") from None
+        guide = build_guide(cfg, model)
+        params = list(model.parameters()) + list(guide.parameters())
+        opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
+        loss_fn, annealing = make_loss(cfg, model, guide)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        check_folder(run_dir, "run folder")
+        with FolderLock(run_dir, "run folder"):
+            _check_start(run_dir, resume)
+            log, start_epoch, json_current = [], 0, True
+            if resume:
+                ckpt = read_checkpoint(run_dir)
+                saved = TrainConfig.from_dict(ckpt["config"])
+                diff = [k for k, v in saved.to_dict().items() if k != "epochs" and getattr(cfg, k) != v]
+                if diff:
+                    raise ConfigError(f"{', '.join(f'{k}={getattr(cfg, k)!r}' for k in diff)} "
+                                      f"{'differs' if len(diff) == 1 else 'differ'} from the run's "
+                                      f"{', '.join(f'{k}={getattr(saved, k)!r}' for k in diff)}; only epochs may "
+                                      "change when resuming")
+                if cfg.epochs < ckpt["epoch"]:
+                    raise ConfigError(f"epochs={cfg.epochs} is fewer than the {ckpt['epoch']} epochs already trained "
+                                      f"in {str(run_dir)!r}: give at least {ckpt['epoch']} to resume it")
+                model.load_state_dict(ckpt["model"])
+                guide.load_state_dict(ckpt["guide"])
+                opt.load_state_dict(ckpt["optimizer"])
+                _set_rng_state(ckpt["rng"], shuffle)
+                log, start_epoch = ckpt["log"], ckpt["epoch"]
+                saved_epoch = start_epoch
+                check_config_json(run_dir, ckpt["config"])
+                json_current = _config_json_problem(run_dir, cfg.to_dict()) is None
+                if not json_current and cfg.to_dict() == json.loads(json.dumps(ckpt["config"])):
+                    _write_config_json(run_dir, cfg)  # a copy edited or lost: the checkpoint's config again
+                    json_current = True
+                if not (run_dir / "log.csv").is_file() or (run_dir / "log.csv").read_text() != _log_csv(log):
+                    atomic_write_text(run_dir / "log.csv", _log_csv(log))  # repairs a write cut short
+            else:
+                _write_config_json(run_dir, cfg)
+            N, B = x_train.shape[0], cfg.batch_size
+            batches_per_epoch = -(-N // B)
+            end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
+            bar = progress_bar(cfg.epochs, "training", progress, unit="epoch")
+            try:
+                bar.update(start_epoch)
+                for epoch in range(start_epoch, end_epoch):
+                    t0 = time.time()
+                    lr = learning_rate(cfg, epoch)
+                    for g in opt.param_groups:  # in place: Adam's moments survive the schedule's steps
+                        g["lr"] = lr
+                    perm = torch.randperm(N, generator=shuffle)
+                    total = 0.0
+                    for b in range(batches_per_epoch):
+                        idx = perm[b * B:(b + 1) * B]
+                        factor = (1.0 if cfg.anneal == "none" else
+                                  min(1.0, (epoch + b / batches_per_epoch) / cfg.anneal_epochs))
+                        annealing.factor = factor
+                        loss = training_step(loss_fn, opt, x_train[idx], where=f" at epoch {epoch + 1}, batch {b + 1}")
+                        total += loss * idx.numel()
+                    row = {"epoch": epoch + 1, "train_objective": -total / N,
+                           "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples), "lr": lr,
+                           "anneal_factor": factor, "seconds": round(time.time() - t0, 3)}
+                    log.append(row)
+                    bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}",
+                                    refresh=False)
+                    bar.update()
+                    atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
+                                                  "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                                  "rng": _rng_state(shuffle), "log": log, "config": cfg.to_dict(),
+                                                  "data_dim": model.data_dim})
+                    saved_epoch = epoch + 1
+                    if not json_current:  # the copy follows the checkpoint (e.g. extended epochs)
+                        _write_config_json(run_dir, cfg)
+                        json_current = True
+                    atomic_write_text(run_dir / "log.csv", _log_csv(log))
+            finally:
+                bar.close()  # a message after an error starts on a clean line
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_interrupted(run_dir, cfg, epoch, saved_epoch, resume, resume_hint)) from None
     return TrainResult(model, guide, cfg, log, run_dir)
 
 
+def _interrupted(run_dir: Path, cfg: TrainConfig, epoch, saved_epoch, resume: bool, resume_hint: str) -> str:
+    where = "before training started" if epoch is None else f"during epoch {epoch + 1} of {cfg.epochs}"
+    if saved_epoch:
+        return (f"interrupted {where}; {run_dir / CHECKPOINT} holds epochs 1-{saved_epoch} (nothing is lost): "
+                f"resume with {resume_hint}")
+    if resume:
+        return f"interrupted {where}; {run_dir / CHECKPOINT} is unchanged: resume with {resume_hint}"
+    return f"interrupted {where}, before any epoch was saved: run the same command again to start afresh"
+
+
 def load_run(run_dir):
-    """``(model, guide, config)`` of a trained run folder, in eval mode."""
+    """``(model, guide, config)`` of a trained run folder, in eval mode.
+
+    The config is the checkpoint's; a ``config.json`` that disagrees with it (or is missing or invalid)
+    is reported on stderr (:func:`check_config_json`), never silently used or ignored."""
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / "checkpoint.pt"
-    if not ckpt_path.exists():
-        raise ConfigError(f"{run_dir} is not a training run: no checkpoint.pt there (train with `vaegap train`)")
-    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt = read_checkpoint(run_dir)
     cfg = TrainConfig.from_dict(ckpt["config"])
+    check_config_json(run_dir, ckpt["config"])
     model = build_model(cfg, ckpt["data_dim"])
     guide = build_guide(cfg, model)
     model.load_state_dict(ckpt["model"])

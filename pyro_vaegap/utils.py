@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import random
+import re
 import socket
 import sys
 import tempfile
@@ -20,6 +21,11 @@ import torch
 
 class ConfigError(ValueError):
     """A bad option or configuration value; the message names the value and what is allowed."""
+
+
+class ConfigWarning(UserWarning):
+    """Something the user should know that does not stop the command (e.g. a run's ``config.json``
+    disagrees with its checkpoint); :func:`pyro_vaegap.cli.run_command` prints it as one line."""
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -144,6 +150,15 @@ def provenance() -> dict:
     return {k: dict(v) for k, v in _PROVENANCE.items()}
 
 
+def provenance_line() -> str:
+    """:func:`provenance` in one line, for the first line of a benchmark's printed output."""
+    pv = provenance()
+    v, g = pv["versions"], pv["git"]
+    dirty = " (dirty)" if g["dirty"] else ""
+    return (f"# git {g['commit'] or 'none'}{dirty}; pyro_vaegap {v['pyro_vaegap']}, torch {v['torch']}, "
+            f"pyro-ppl {v['pyro-ppl']}, python {v['python']}, {v['platform']}")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Create ``path`` through ``write(tmp)`` so that readers see the old file or the whole new one.
 
@@ -166,6 +181,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_target(path: str | os.PathLike) -> Path:
+    """The file an :func:`atomic_write` temporary file (``.NAME.XXXXXXXX.tmpSUFFIX``) stands in for, or
+    ``path`` itself: an error while writing the temporary file is reported with the name the user knows."""
+    path = Path(path)
+    m = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}\.tmp.*", path.name)
+    return path.with_name(m.group(1)) if m else path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -200,10 +223,17 @@ def _json_default(obj):
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-def check_writable_folder(folder, what: str = "folder") -> Path:
+def check_folder(folder, what: str = "folder") -> Path:
     """Create ``folder`` if needed and prove it writable with a temporary file, or raise
-    :class:`ConfigError` saying why (a file in the way, no permission, a full disk)."""
+    :class:`ConfigError` saying why: a file where the folder or one of its parents should be (``mkdir``
+    would only say "File exists" or "Not a directory"), no permission, a full disk."""
     folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            break
+        if p.exists():
+            where = "is a file" if p == folder else f"sits under {str(p)!r}, which is a file"
+            raise ConfigError(f"the {what} {str(folder)!r} {where}, not a folder: choose another path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder) as f:
@@ -218,28 +248,32 @@ def check_writable_folder(folder, what: str = "folder") -> Path:
 class FolderLock:
     """An advisory lock on a folder (``fcntl.flock`` on ``FOLDER/.lock``) for the life of a ``with`` block.
 
+    ``name`` picks another lock file in the folder (``.OUT.json.lock``: one lock per output file, so
+    commands writing different files of one folder do not exclude each other).
+
     A second process asking for the same folder gets a :class:`ConfigError` naming the holder (pid,
     host, command, start time). The kernel drops the lock when its process ends, however it ends, so a
     killed run never leaves a stale lock behind (the file itself stays, harmless).
     """
 
-    def __init__(self, folder, what: str = "folder"):
-        self.folder, self.what, self._fd = Path(folder), what, None
+    def __init__(self, folder, what: str = "folder", name: str = ".lock"):
+        self.folder, self.what, self.name, self._fd = Path(folder), what, name, None
+        self.subject = self.folder  # what the messages name
 
     def __enter__(self):
         import fcntl
 
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.folder / self.name, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise ConfigError(f"cannot use {self.what} {str(self.folder)!r}: {e.strerror or e}") from e
+            raise ConfigError(f"cannot use {self.what} {str(self.subject)!r}: {e.strerror or e}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ConfigError(f"{self.what} {str(self.folder)!r} is in use by {holder}; wait for it to finish "
+            raise ConfigError(f"{self.what} {str(self.subject)!r} is in use by {holder}; wait for it to finish "
                               "or choose another folder") from None
         os.ftruncate(fd, 0)
         os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])[:200]}, "
@@ -251,3 +285,13 @@ class FolderLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the lock
             self._fd = None
+
+
+class FileLock(FolderLock):
+    """A :class:`FolderLock` on one output file ``path`` (``.NAME.lock`` beside it): a second command
+    writing the same file is refused, commands writing other files of that folder are not."""
+
+    def __init__(self, path, what: str = "output"):
+        path = Path(path)
+        super().__init__(path.parent, what, name=f".{path.name}.lock")
+        self.subject = path

@@ -1,11 +1,20 @@
-"""The ``vaegap`` command and the experiment module: real runs on tiny settings, and bad input."""
+"""The ``vaegap`` command and the experiment module: real runs on tiny settings, help texts, and bad input
+(the full table of bad inputs is ``tests/test_bad_inputs.py``).
+
+``python tests/test_cli.py --write-docs`` pastes the real ``--help`` of every command into ``docs/cli.rst``;
+:func:`test_cli_docs_show_the_real_help` fails when they differ.
+"""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pyro_vaegap.cli import main
+from pyro_vaegap.cli import build_parser, main
+
+CLI_DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.rst"
 
 
 def test_quickstart_writes_gap_table(tmp_path, capsys):
@@ -125,3 +134,129 @@ def test_single_point_report_saves_undefined_errors_as_null(tmp_path):
                  "--out", str(tmp_path / "one")]) == 0
     rep = json.loads((tmp_path / "one.json").read_text())
     assert rep["summary"]["inference"]["se"] is None and rep["summary"]["inference"]["mean"] is not None
+
+
+def test_train_download_option(tmp_path, monkeypatch, capsys):
+    """--download reaches torchvision (faked here: no network in tests); without it the message
+    suggests it, and the option it suggests exists."""
+    import numpy as np
+    import torch
+    import torchvision.datasets
+
+    class FakeFashionMNIST:
+        def __init__(self, root, train=True, download=False):
+            if not download and not (Path(root) / "FashionMNIST").exists():
+                raise RuntimeError("Dataset not found. You can use download=True to download it")
+            (Path(root) / "FashionMNIST").mkdir(exist_ok=True)
+            rng = np.random.default_rng(int(train))
+            self.data = torch.from_numpy(rng.integers(0, 256, size=(12 if train else 6, 28, 28), dtype=np.uint8))
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PYRO_VAEGAP_DATA", raising=False)
+    argv = ["train", "--run-dir", str(tmp_path / "run"), "--dataset", "fashion_mnist", "--data-dir",
+            str(tmp_path / "data"), "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--quiet"]
+    assert main(argv) == 2
+    assert "pass --download" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert main(argv + ["--download"]) == 0
+    assert (tmp_path / "data" / "fashion_mnist_binarized.npz").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# Help texts and docs/cli.rst
+# ------------------------------------------------------------------------------------------------
+
+
+def help_texts() -> dict:
+    """``{"vaegap": ..., "vaegap train": ..., ...}``: the ``--help`` of every command at 100 columns."""
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"
+    try:
+        parser = build_parser()
+        out = {"vaegap": parser.format_help()}
+        out.update({f"vaegap {name}": sub.format_help() for name, sub in parser.commands.items()})
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+    return out
+
+
+def render_cli_docs(text: str) -> str:
+    """``docs/cli.rst`` with every ``.. BEGIN HELP vaegap X`` / ``.. END HELP vaegap X`` block holding the
+    real ``vaegap X --help``."""
+    helps = help_texts()
+
+    def block(m):
+        body = "\n".join(("   " + line).rstrip() for line in helps[m.group(1)].rstrip("\n").splitlines())
+        return f".. BEGIN HELP {m.group(1)}\n\n.. code-block:: text\n\n{body}\n\n.. END HELP {m.group(1)}\n"
+    return re.sub(r"\.\. BEGIN HELP (vaegap(?: \w+)?)\n.*?\.\. END HELP \1\n", block, text, flags=re.S)
+
+
+def test_cli_docs_show_the_real_help():
+    """Every command's --help is in docs/cli.rst exactly (argparse's layout changes between Python versions:
+    compared on the version noted in the file)."""
+    text = CLI_DOCS.read_text()
+    noted = re.search(r"--write-docs`` with Python (\d+\.\d+)", text)
+    assert set(re.findall(r"\.\. BEGIN HELP (vaegap(?: \w+)?)\n", text)) == set(help_texts())
+    if noted and noted.group(1) != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        pytest.skip(f"docs/cli.rst was generated with Python {noted.group(1)}")
+    assert text == render_cli_docs(text), "docs/cli.rst is stale: run python tests/test_cli.py --write-docs"
+
+
+def test_help_lists_every_command_and_choice_without_markup():
+    helps = help_texts()
+    top = helps["vaegap"]
+    for name in ("train", "gaps", "quickstart", "bdmc", "render", "families"):
+        assert re.search(rf"^    {name} +\S", top, flags=re.M), f"{name} missing from vaegap --help"
+    from pyro_vaegap.train import ANNEALING, LR_SCHEDULES, MODELS, OBJECTIVES
+
+    train_help = " ".join(helps["vaegap train"].split())
+    for choice in (*MODELS, *OBJECTIVES, *ANNEALING, *LR_SCHEDULES):
+        assert choice in train_help, choice
+    assert "(default: ffg)" in " ".join(helps["vaegap gaps"].split())  # not ('ffg',)
+    for name, text in helps.items():
+        assert "`" not in text and "('" not in text, f"raw markup or a Python tuple in {name} --help"
+        assert "--debug" in text or name == "vaegap", name
+
+
+def test_debug_keeps_the_traceback_and_bugs_are_never_hidden(tmp_path, monkeypatch, capsys):
+    """--debug re-raises a user error; an exception that is not a user error propagates without it."""
+    from pyro_vaegap.utils import ConfigError
+
+    with pytest.raises(ConfigError, match="lr=inf"):
+        main(["train", "--run-dir", str(tmp_path / "r"), "--lr", "inf", "--debug"])
+    import pyro_vaegap.train
+
+    monkeypatch.setattr(pyro_vaegap.train, "training_step", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["train", "--run-dir", str(tmp_path / "r"), "--epochs", "1", "--latent-dim", "2", "--hidden", "8",
+              "--quiet"])
+    assert "error" not in capsys.readouterr().err
+
+
+def test_experiment_debug_flag(capsys):
+    from pyro_vaegap.experiments import cremer_gaps, tutorial_mse
+    from pyro_vaegap.experiments.tutorial_common import run_main
+    from pyro_vaegap.data import DataError
+
+    with pytest.raises(DataError):
+        cremer_gaps.main(["--data-dir", "/nonexistent/nodata", "--debug"])
+    assert cremer_gaps.main(["--data-dir", "/nonexistent/nodata"]) == 2
+    assert capsys.readouterr().err.startswith("cremer_gaps: error: binarized MNIST not found")
+    with pytest.raises(SystemExit) as e:  # a bad option is still a one-line parser error with --debug
+        run_main(tutorial_mse.main, ["--toy-epochs", "-1", "--debug"])
+    assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write-docs"]:
+        sys.exit("usage: python tests/test_cli.py --write-docs")
+    text = CLI_DOCS.read_text()
+    text = re.sub(r"(pasted by\n``python tests/test_cli.py --write-docs``)(?: with Python \d+\.\d+)?",
+                  rf"\1 with Python {sys.version_info[0]}.{sys.version_info[1]}", text)
+    CLI_DOCS.write_text(render_cli_docs(text))
+    print(f"wrote {CLI_DOCS}")

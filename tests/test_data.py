@@ -149,6 +149,7 @@ def test_missing_mnist_names_directories_and_fixes(tmp_path, monkeypatch):
     for d in data.candidate_dirs(tmp_path / "explicit"):
         assert str(d) in message
     assert DATA_ENV in message and "download=True" in message and data.MNIST_NPZ in message
+    assert "--download" in message and "\n" not in message  # one line; vaegap train/gaps/bdmc have --download
 
 
 def test_mnist_download_is_binarized_once_and_cached_atomically(tmp_path, monkeypatch):
@@ -277,8 +278,23 @@ def test_npz_with_wrong_shape(tmp_path):
 
 def test_npz_that_is_not_an_archive(tmp_path):
     (tmp_path / data.MNIST_NPZ).write_bytes(b"not a zip file")
-    with pytest.raises(DataError, match="cannot be read"):
+    with pytest.raises(DataError, match="binarized_mnist.npz is damaged or not an .npz archive") as info:
         load_binarized_mnist("train", data_dir=tmp_path)
+    assert "allow_pickle" not in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_npz_is_reported_as_damaged(tmp_path, keep):
+    """A download or copy cut short: one line naming the file (numpy and zipfile raise BadZipFile, EOFError,
+    zlib errors or a ValueError with a misleading allow_pickle hint, depending on where the cut falls)."""
+    bits = np.random.default_rng(0).integers(0, 2, size=(40, 784), dtype=np.uint8)
+    path = tmp_path / data.MNIST_NPZ
+    data._write_packed_npz(path, {split: bits for split in data.SPLITS})
+    whole = path.read_bytes()
+    path.write_bytes(whole[: int(len(whole) * keep)])
+    with pytest.raises(DataError, match=r"binarized_mnist.npz is damaged or not an .npz archive") as info:
+        load_binarized_mnist("test", data_dir=tmp_path)
+    assert str(path) in str(info.value) and "allow_pickle" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import random_linear_gaussian
-from pyro_vaegap.ais import ais, bdmc, tune_step_sizes
+from pyro_vaegap.ais import ais, bdmc
+from test_linear_gaussian import mean_weight_ratio
 from pyro_vaegap.gaps import GapConfig, gap_report
 from pyro_vaegap.guides.ffg import FFGEncoder
 from pyro_vaegap.traces import simulate
@@ -49,15 +50,7 @@ def test_paper_settings_bdmc_brackets_exact_in_dimension_10():
 def test_unbiased_for_p_over_many_repetitions_in_dimension_10():
     """The default run's unbiasedness check with 10× the repetitions (100 runs × 20 chains × 8 points):
     the mean of w / p(x) is 1 within 4 standard errors (SE ≈ 0.007)."""
-    m = random_linear_gaussian(20, 10, scale=0.3, psi=0.5, seed=0)
-    torch.manual_seed(1)
-    x, _ = simulate(m, 8, torch.zeros(1, 20, dtype=torch.float64))
-    exact = m.exact_log_marginal(x)
-    torch.manual_seed(2)
-    eps = tune_step_sizes(m, x, num_steps=200, leapfrog_steps=5, pilot_chains=10)
-    ratios = torch.cat([(ais(m, x, num_chains=20, num_steps=200, leapfrog_steps=5, step_size=eps).log_weights
-                         - exact).exp() for _ in range(100)])
-    mean, se = ratios.mean(), ratios.std() / math.sqrt(ratios.numel())
+    mean, se = mean_weight_ratio(100)
     assert abs(mean - 1) < Z * se, (mean, se)
 
 

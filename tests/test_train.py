@@ -1,12 +1,14 @@
 """Training: objectives, annealing, the Burda schedule, checkpoints and exact resume."""
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from pyro_vaegap.train import BURDA_EPOCHS, TrainConfig, learning_rate, load_run, train, training_step
-from pyro_vaegap.utils import ConfigError
+from pyro_vaegap.utils import ConfigError, ConfigWarning
 
 SMALL = dict(dataset="digits", latent_dim=4, hidden=32, guide_options={"hidden": 32}, batch_size=100,
              num_train=400)
@@ -94,3 +96,109 @@ def test_unknown_guide_and_options(tmp_path):
     with pytest.raises(ConfigError, match=r"\[.widht.\].*allowed: \[.activation."):
         train(TrainConfig(epochs=1, **{**SMALL, "guide_options": {"widht": 3}}), tmp_path / "b", progress=False)
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Run folders: one source of truth, resume without repeating the options, Ctrl-C
+# ------------------------------------------------------------------------------------------------
+
+TINY_ARGS = ["--latent-dim", "2", "--hidden", "8", "--guide-options", '{"hidden": 8}', "--num-train", "200",
+             "--batch-size", "50", "--quiet"]
+
+
+def test_data_dir_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(data_dir="data")
+    assert cfg.data_dir == str(tmp_path / "data")
+    assert TrainConfig(data_dir="~/d").data_dir == str(Path.home() / "d") and TrainConfig(data_dir="").data_dir is None
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_bare_resume_uses_the_runs_config_and_extending_rewrites_config_json(tmp_path, capsys):
+    from pyro_vaegap.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--epochs", "1", *TINY_ARGS]) == 0
+    assert main(["train", "--run-dir", str(run), "--resume", "--quiet"]) == 0  # nothing to do, nothing asked
+    assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "2", "--quiet"]) == 0
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    copy = json.loads((run / "config.json").read_text())
+    assert ckpt["epoch"] == 2 and ckpt["config"]["epochs"] == 2 and copy["config"] == ckpt["config"]
+    assert copy["seed"] == 0 and "versions" in copy and copy["config"]["hidden"] == 8
+    assert "warning" not in capsys.readouterr().err
+    # an edited copy is reported (and repaired by the next resume), never read
+    copy["config"]["hidden"] = 16
+    (run / "config.json").write_text(json.dumps(copy))
+    with pytest.warns(ConfigWarning, match=r"config.json differs from the checkpoint in hidden \(16 there, 8 in"):
+        _, _, cfg = load_run(run)
+    assert cfg.hidden == 8
+    assert main(["train", "--run-dir", str(run), "--resume", "--quiet"]) == 0
+    assert "config.json differs from the checkpoint in hidden" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["config"] == ckpt["config"]
+
+
+def test_ctrl_c_then_the_printed_command_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+    """The message names the saved epochs and the exact command; that command finishes the run with the
+    parameters of an uninterrupted one."""
+    import shlex
+
+    import pyro_vaegap.train as train_mod
+    from pyro_vaegap.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--run-dir", "full", "--epochs", "3", *TINY_ARGS]) == 0
+    original, calls = train_mod.training_step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 10:  # epoch 3, batch 2 (4 batches per epoch)
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "training_step", interrupted)
+    assert main(["train", "--run-dir", "cut", "--epochs", "3", *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("vaegap: error: interrupted during epoch 3 of 3; ")
+    assert "cut/checkpoint.pt holds epochs 1-2" in err
+    command = shlex.split(re.search(r'resume with "(.*)"$', err).group(1))
+    assert command[0] == "vaegap"
+    monkeypatch.setattr(train_mod, "training_step", original)
+    assert main(command[1:] + ["--quiet"]) == 0
+    a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=False) for r in ("full", "cut"))
+    assert a["epoch"] == b["epoch"] == 3 and a["config"] == b["config"]
+    for part in ("model", "guide"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    logs = [(tmp_path / r / "log.csv").read_text().splitlines() for r in ("full", "cut")]
+    assert len(logs[0]) == len(logs[1]) == 4
+
+
+def test_damaged_checkpoints_name_the_file_and_the_fix(tmp_path):
+    cfg = TrainConfig(epochs=1, **SMALL)
+    train(cfg, tmp_path, progress=False)
+    whole = (tmp_path / "checkpoint.pt").read_bytes()
+    for content, what in ((b"", "is empty"), (whole[: len(whole) // 3], "is damaged"), (b"\x80\x04junk", "is damaged"),
+                          (torch.zeros(1).numpy().tobytes(), "is damaged")):
+        (tmp_path / "checkpoint.pt").write_bytes(content)
+        for call in (lambda: load_run(tmp_path), lambda: train(cfg, tmp_path, resume=True, progress=False)):
+            with pytest.raises(ConfigError, match=f"checkpoint.pt {what}.*restore it from a backup, or delete the run "
+                                                  "folder"):
+                call()
+        assert (tmp_path / "checkpoint.pt").read_bytes() == content  # left as it was
+    torch.save({"model": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="not a training checkpoint of this package"):
+        load_run(tmp_path)
+
+
+def test_a_locked_run_folder_is_refused(tmp_path):
+    from pyro_vaegap.utils import FolderLock
+
+    with FolderLock(tmp_path / "run", "run folder"):
+        with pytest.raises(ConfigError, match=r"run folder .* is in use by pid \d+"):
+            train(TrainConfig(epochs=1, **SMALL), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0, -1.0])
+def test_learning_rate_must_be_finite_and_positive(lr):
+    with pytest.raises(ConfigError, match="expected a finite positive number"):
+        TrainConfig(lr=lr)
