@@ -10,6 +10,7 @@ idle) and say which::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,8 @@ def main(argv=None):
     counts = [int(t) for t in args.threads.split(",")]
     print(provenance_line())
     print(f"vaegap quickstart --epochs {args.epochs}, {args.rounds} rounds, thread counts {counts}")
+    # how busy the machine was is part of the result: the thread count that wins depends on it
+    print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) at start: {os.getloadavg()}", flush=True)
     times = {c: [] for c in counts}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -43,6 +46,7 @@ def main(argv=None):
             for c in order:
                 times[c].append(run_once(c, args.epochs, Path(tmp) / f"r{r}_t{c}"))
                 print(f"round {r + 1}, {c} thread(s): {times[c][-1]:.1f} s", flush=True)
+    print(f"load average at end: {os.getloadavg()}")
     base = counts[0]
     print("\n| threads | wall time per run (s) | median (s) | median ratio to {} thread(s) |".format(base))
     print("|---|---|---|---|")
