@@ -313,6 +313,8 @@ class Pieces:
 
     def __init__(self, folder, fingerprint: dict):
         self.folder = None if folder is None else Path(folder)
+        #: compute seconds per stage, summed over its pieces whichever process computed them
+        self.seconds: dict[str, float] = {}
         if self.folder is None:
             return
         manifest = self.folder / "manifest.json"
@@ -353,16 +355,19 @@ class Pieces:
 
     def chunked(self, stage: str, seed: int, n: int, chunk: int, compute) -> dict:
         """``compute(start, end)`` (a dict of tensors ``(end - start,)``) for every chunk of ``range(n)``,
-        each seeded from ``(seed, stage, chunk index)`` and kept as a piece; concatenated."""
+        each seeded from ``(seed, stage, chunk index)`` and kept as a piece with its compute time; concatenated."""
         parts = []
         for c, start in enumerate(range(0, n, chunk)):
             key = f"{stage}-{c}"
             piece = self.get(key)
             if piece is None:
                 torch.manual_seed(stable_seed(seed, stage, c))
-                piece = compute(start, min(start + chunk, n))
+                t = time.perf_counter()
+                values = compute(start, min(start + chunk, n))
+                piece = {"values": values, "seconds": time.perf_counter() - t}
                 self.put(key, piece)
-            parts.append(piece)
+            parts.append(piece["values"])
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + piece["seconds"]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -401,11 +406,10 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     log = log or (lambda *a: None)
     N = x.shape[0]
     pieces = Pieces(checkpoint, fingerprint(model, guide, x, cfg, family))
-    per, timings = {}, {}
+    per = {}
     is_kw = dict(sample_chunk=cfg.sample_chunk, progress=progress)
     where = "[1/4] L[q] and IWAE"
     try:
-        t = time.time()
         log(f"{where}-{cfg.iwae_samples} with the amortized guide on {N} datapoints")
 
         def importance(s, e):
@@ -415,10 +419,8 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
                     "iwae_ess": r.ess, "psis_khat": r.khat}
 
         per.update(pieces.chunked("importance", cfg.seed, N, cfg.data_chunk, importance))
-        timings["importance"] = time.time() - t
 
         if cfg.ais:
-            t = time.time()
             where = "[2/4] AIS"
             log(f"{where}: {cfg.ais_chains} chains × {cfg.ais_steps} steps × {cfg.ais_leapfrog} leapfrog "
                 f"({cfg.ais_schedule} schedule, {cfg.ais_step_size} step sizes), {cfg.ais_data_chunk} datapoints at a time")
@@ -433,13 +435,11 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
 
             per.update(pieces.chunked("ais", cfg.seed, N, cfg.ais_data_chunk, anneal))
             per["ais_minus_iwae"] = per["ais"] - per["iwae"]
-            timings["ais"] = time.time() - t
         estimator = cfg.log_px_estimator
         per["log_px"] = (per["iwae"] if estimator == "iwae" else per["ais"] if estimator == "ais"
                          else torch.maximum(per["ais"], per["iwae"]))
 
         for i, fam_name in enumerate(cfg.families):
-            t = time.time()
             where = f"[3/4] local optimization of family {fam_name!r}"
             log(f"{where} ({i + 1}/{len(cfg.families)})")
             torch.manual_seed(stable_seed(cfg.seed, "local", fam_name))  # the initialization is random for some families
@@ -449,12 +449,18 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
                 local.init_from_amortized(guide, x)
             done = pieces.get(f"local-{fam_name}-done")
             if done is None:
+                state = pieces.get(f"local-{fam_name}-state")
+                t0, before = time.perf_counter(), state["seconds"] if state else 0.0
+
+                def save_state(st, f=fam_name, t0=t0, before=before):
+                    pieces.put(f"local-{f}-state", {**st, "seconds": before + time.perf_counter() - t0})
+
                 res = optimize_local(model, local, x, num_samples=cfg.local_samples, lr=cfg.local_lr,
                                      max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
                                      patience=cfg.local_patience, progress=progress, desc=f"local {fam_name}",
-                                     state=pieces.get(f"local-{fam_name}-state"),
-                                     save_state=lambda st, f=fam_name: pieces.put(f"local-{f}-state", st))
-                done = {"guide": local.state_dict(), "steps": res.steps, "converged": res.converged}
+                                     state=state, save_state=save_state)
+                done = {"guide": local.state_dict(), "steps": res.steps, "converged": res.converged,
+                        "seconds": before + time.perf_counter() - t0}
                 pieces.put(f"local-{fam_name}-done", done)
                 pieces.drop(f"local-{fam_name}-state")
             local.load_state_dict(done["guide"])
@@ -467,7 +473,7 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
 
             per.update(pieces.chunked(f"score-{fam_name}", cfg.seed, N, cfg.data_chunk, score))
             per.update({f"steps:{fam_name}": done["steps"], f"converged:{fam_name}": done["converged"]})
-            timings[f"local:{fam_name}"] = time.time() - t
+            pieces.seconds[f"local-{fam_name}"] = done["seconds"]
     except KeyboardInterrupt:
         kept = (f"the finished parts are kept in {str(pieces.folder)!r}: rerun the same command to resume"
                 if pieces.folder is not None else "nothing was kept (no checkpoint folder)")
@@ -480,5 +486,7 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     per["inference"] = per["log_px"] - per["amortized"]
     per = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)) for k, v in per.items()}
     approx_fam = family if family in cfg.families else cfg.families[0]
-    meta = {**provenance(), "seconds": timings, "num_points": N, "log_px_estimator": estimator}
+    # compute time per stage, summed over the processes that computed its pieces (a resumed evaluation
+    # reports what the whole evaluation cost, not what its last process did)
+    meta = {**provenance(), "seconds": pieces.seconds, "num_points": N, "log_px_estimator": estimator}
     return GapReport(family=family, approx_family=approx_fam, per_point=per, config=cfg.to_dict(), meta=meta)

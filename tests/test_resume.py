@@ -76,10 +76,17 @@ def test_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path, monkeypatc
         with pytest.raises(Interrupted, match=r"interrupted during \[\d/4\].*rerun the same command to resume"):
             gap_report(model, guide, x, GapConfig(**CFG), progress=False, log=None, checkpoint=folder)
     assert any(folder.glob("*.pt"))
+    spent = {p.stem: torch.load(p, weights_only=False)["seconds"] for p in folder.glob("*.pt")}
     resumed = gap_report(model, guide, x, GapConfig(**CFG), progress=False, log=None, checkpoint=folder)
     assert resumed.per_point.keys() == reference.per_point.keys()
     for k, v in reference.per_point.items():
         assert np.array_equal(v, resumed.per_point[k], equal_nan=True), k
+    # the recorded compute time includes what the interrupted process spent, not only the resumed one's
+    seconds = resumed.meta["seconds"]
+    assert seconds.keys() == reference.meta["seconds"].keys()
+    assert seconds["importance"] == pytest.approx(spent["importance-0"] + spent["importance-1"] + spent["importance-2"])
+    if where == "local":
+        assert seconds["local-ffg"] > spent["local-ffg-state"] > 0
 
 
 def test_a_checkpoint_of_other_inputs_is_refused(tmp_path):
