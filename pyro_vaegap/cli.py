@@ -18,7 +18,9 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -503,7 +505,7 @@ class _ClosedPipeGuard:
 def run_command(prog: str, fn, *args, debug: bool = False, oom_hint: str | None = None) -> int:
     """``fn(*args)``; returns the exit status: 0, or 2 after a user error, printed as one line
     ``prog: error: ...`` on stderr (:func:`user_error`: bad input, damaged files, a folder in use, a full or
-    read-only disk, out of memory, Ctrl-C). A closed output pipe does not stop the command (its output goes
+    read-only disk, out of memory, Ctrl-C or SIGTERM). A closed output pipe does not stop the command (its output goes
     to ``os.devnull``); it ends with status 2 and no message. ``debug`` re-raises every user error with its
     traceback, and any other exception is a bug and always propagates with its traceback.
     :class:`~pyro_vaegap.utils.ConfigWarning` prints as one line ``prog: warning: ...``."""
@@ -517,6 +519,10 @@ def run_command(prog: str, fn, *args, debug: bool = False, oom_hint: str | None 
 
     stdout = sys.stdout
     guard = sys.stdout = _ClosedPipeGuard(stdout)
+    # SIGTERM (``kill``, a batch scheduler's time limit) stops a command as Ctrl-C does: finished work
+    # kept, one line saying where it stopped and how to resume, instead of a silent death
+    terminate = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if terminate else None
     with warnings.catch_warnings():
         default_show = warnings.showwarning
         warnings.showwarning = show
@@ -533,7 +539,13 @@ def run_command(prog: str, fn, *args, debug: bool = False, oom_hint: str | None 
             return 2
         finally:
             sys.stdout = guard.stream if guard.broken else stdout
+            if terminate:
+                signal.signal(signal.SIGTERM, previous)
     return 2 if guard.broken else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None):

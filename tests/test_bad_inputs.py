@@ -618,10 +618,11 @@ def test_case(case, tmp_path):
     run_and_check(case, tmp_path)
 
 
-def test_real_second_training_and_real_ctrl_c(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_real_second_training_and_real_ctrl_c(tmp_path, monkeypatch, capsys, signame):
     """Real processes, no simulation: a training runs in a subprocess; a second training into its folder
-    is refused naming that process; SIGINT (Ctrl-C) then stops it with one line naming the saved epochs,
-    and the run resumes from them."""
+    is refused naming that process; SIGINT (Ctrl-C) or SIGTERM (``kill``, a scheduler's time limit) then
+    stops it with one line naming the saved epochs, and the run resumes from them."""
     import signal
     import time
 
@@ -637,7 +638,7 @@ def test_real_second_training_and_real_ctrl_c(tmp_path, monkeypatch, capsys):
         assert cli.main(["train", "--run-dir", "run", "--resume", "--quiet"]) == 2
         err = capsys.readouterr().err
         assert f"run folder 'run' is in use by pid {proc.pid} on " in err and err.count("\n") == 1
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
