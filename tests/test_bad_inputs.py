@@ -627,8 +627,11 @@ def test_real_second_training_and_real_ctrl_c(tmp_path, monkeypatch, capsys, sig
     import time
 
     monkeypatch.chdir(tmp_path)
+    # a shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored: give
+    # the child the default disposition, as a terminal's foreground process has
     proc = subprocess.Popen([sys.executable, "-m", "pyro_vaegap.cli", "train", "--run-dir", "run", *TINY[:-3],
-                             "--epochs", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--epochs", "1000", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
         while not (tmp_path / "run" / "checkpoint.pt").exists():
