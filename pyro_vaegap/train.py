@@ -54,7 +54,8 @@ from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussi
 from .objectives import Annealing, make_objective
 from .traces import log_weights
 from .utils import (ConfigError, ConfigWarning, FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text,
-                    check_choice, check_folder, check_positive_int, progress_bar, provenance, set_seed)
+                    check_choice, check_folder, check_positive_int, progress_bar, provenance, set_seed,
+                    signals_held)
 
 OBJECTIVES = ("elbo", "mean_field", "iwae")
 ANNEALING = ("none", "entropy", "kl")
@@ -445,15 +446,16 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                     bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}",
                                     refresh=False)
                     bar.update()
-                    atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
-                                                  "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                                  "rng": _rng_state(shuffle), "log": log, "config": cfg.to_dict(),
-                                                  "data_dim": model.data_dim})
-                    saved_epoch = epoch + 1
-                    if not json_current:  # the copy follows the checkpoint (e.g. extended epochs)
-                        _write_config_json(run_dir, cfg)
-                        json_current = True
-                    atomic_write_text(run_dir / "log.csv", _log_csv(log))
+                    with signals_held():  # the interruption message names the epochs the file holds
+                        atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
+                                                      "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                                      "rng": _rng_state(shuffle), "log": log,
+                                                      "config": cfg.to_dict(), "data_dim": model.data_dim})
+                        saved_epoch = epoch + 1
+                        if not json_current:  # the copy follows the checkpoint (e.g. extended epochs)
+                            _write_config_json(run_dir, cfg)
+                            json_current = True
+                        atomic_write_text(run_dir / "log.csv", _log_csv(log))
             finally:
                 bar.close()  # a message after an error starts on a clean line
     except KeyboardInterrupt:

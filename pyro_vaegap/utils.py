@@ -7,10 +7,13 @@ import os
 import platform
 import random
 import re
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -181,6 +184,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextmanager
+def signals_held():
+    """Hold SIGINT and SIGTERM during the block and deliver them, to their own handlers, when it ends.
+
+    A save and the record that it happened (``saved_epoch = ...``) must not be torn apart: a Ctrl-C landing
+    between ``os.replace`` and the next line would otherwise report the previous epoch as the last one saved.
+    An ignored signal stays ignored; outside the main thread (where handlers cannot be set) nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    held = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    held = {s: h for s, h in held.items() if h is not signal.SIG_IGN}
+    for s in held:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in held.items():
+            signal.signal(s, h)
+    for s in dict.fromkeys(caught):
+        signal.raise_signal(s)
 
 
 def atomic_target(path: str | os.PathLike) -> Path:

@@ -660,6 +660,28 @@ def test_real_second_training_and_real_ctrl_c(tmp_path, monkeypatch, capsys, sig
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == saved + 1
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_right_after_the_checkpoint_is_renamed(tmp_path, monkeypatch, capsys, signame):
+    """The narrowest window, hit on purpose: the signal arrives the instant epoch 2's checkpoint has replaced
+    epoch 1's. The message must name the epochs the file holds (2), not the last save it had recorded (1)."""
+    import signal
+
+    monkeypatch.chdir(tmp_path)
+    real_replace = os.replace
+
+    def replace_then_signal(src, dst):
+        real_replace(src, dst)
+        if Path(dst).name == "checkpoint.pt" and torch.load(dst, weights_only=False)["epoch"] == 2:
+            signal.raise_signal(getattr(signal, signame))
+
+    monkeypatch.setattr(os, "replace", replace_then_signal)
+    assert cli.main(["train", "--run-dir", "run", *TINY[:-3], "--epochs", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("run/checkpoint.pt holds epochs 1-2 (nothing is lost): resume with "
+                        '"vaegap train --run-dir run --resume"\n'), err
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 2
+
+
 # ------------------------------------------------------------------------------------------------
 # The docs table
 # ------------------------------------------------------------------------------------------------
