@@ -14,7 +14,8 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate, mlp
+from pyro_vaegap.models import data_plate
+from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.utils import ConfigError
 
 MIN_SCALE = 1e-5  # keeps log q finite when an encoder's softplus underflows
@@ -22,17 +23,17 @@ MIN_SCALE = 1e-5  # keeps log q finite when an encoder's softplus underflows
 
 class FFGEncoder(Guide):
     """Amortized FFG. ``hidden``: width of each of ``layers`` hidden layers; ``activation``:
-    elu/tanh/relu; ``dense``: densely connected layers (:class:`~pyro_vaegap.models.DenseMLP`).
+    elu/tanh/relu; ``dense``: densely connected layers (:class:`~pyro_vaegap.networks.DenseMLP`);
+    ``arch``: ``"mlp"`` or ``"conv"`` (convolutions first; :func:`~pyro_vaegap.networks.encoder_body`).
 
     :meth:`encode` returns ``(loc, scale)`` of shape ``(B, d)``; ``scale = softplus(raw) + 1e-5``
     (softplus rather than ``exp(log σ)`` keeps early training from overflowing).
     """
 
     def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
-                 dense: bool = False):
+                 dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
-        width = hidden if layers > 0 else model.data_dim
+        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * model.latent_dim)
 
     def encode(self, x):

@@ -171,17 +171,17 @@ def head_gaussian(net, d, *extra):
 class FlowEncoder(Guide):
     """Amortized auxiliary flow: :class:`~pyro_vaegap.guides.ffg.FFGEncoder` base plus shared flow networks.
 
-    :param hidden, layers, activation: the base encoder (as ``ffg``).
+    :param hidden, layers, activation, arch: the base encoder (as ``ffg``).
     :param flow_hidden: width ``h`` of the flow, ``q(v0|z0)`` and reverse networks (paper: 100).
     :param num_steps: coupling steps (paper: 2).
     """
 
     def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
-                 flow_hidden: int = 100, num_steps: int = 2):
+                 flow_hidden: int = 100, num_steps: int = 2, arch: str = "mlp"):
         super().__init__(model)
         d, h = self.latent_dim, flow_hidden
         check_positive_int("num_steps", num_steps)
-        self.base = FFGEncoder(model, hidden, layers, activation)
+        self.base = FFGEncoder(model, hidden, layers, activation, arch=arch)
 
         def net():
             return mlp([d, h, h, 2 * d], "elu")

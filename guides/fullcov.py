@@ -22,22 +22,22 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate, mlp
+from pyro_vaegap.models import data_plate
+from pyro_vaegap.networks import encoder_body
 from ._batched import MIN_SCALE
 
 
 class FullCovEncoder(Guide):
-    """Amortized full-covariance Gaussian; ``hidden``, ``layers``, ``activation`` as for ``ffg``.
+    """Amortized full-covariance Gaussian; ``hidden``, ``layers``, ``activation``, ``dense``, ``arch`` as for ``ffg``.
 
     :meth:`encode` returns ``(loc (B, d), scale_tril (B, d, d))``.
     """
 
     def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
-                 dense: bool = False):
+                 dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
         d = self.latent_dim
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
-        width = hidden if layers > 0 else model.data_dim
+        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * d + d * (d - 1) // 2)
         self.register_buffer("tril_rows", torch.tril_indices(d, d, -1)[0], persistent=False)
         self.register_buffer("tril_cols", torch.tril_indices(d, d, -1)[1], persistent=False)

@@ -30,7 +30,8 @@ from pyro.distributions.transforms.householder import ConditionedHouseholder
 from torch import nn
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import data_plate, mlp
+from pyro_vaegap.models import data_plate
+from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.utils import check_positive_int
 from .ffg import LocalFFG
 from ._batched import gaussian_head
@@ -53,15 +54,14 @@ class HouseholderVectors(nn.Module):
 
 
 class HouseholderEncoder(Guide):
-    """Amortized Householder flow; ``hidden``, ``layers``, ``activation`` as for ``ffg``."""
+    """Amortized Householder flow; ``hidden``, ``layers``, ``activation``, ``dense``, ``arch`` as for ``ffg``."""
 
     def __init__(self, model, num_transforms: int = 2, hidden: int = 200, layers: int = 2,
-                 activation: str = "elu", dense: bool = False):
+                 activation: str = "elu", dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
         K = check_positive_int("num_transforms", num_transforms)
         d = self.latent_dim
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
-        width = hidden if layers > 0 else model.data_dim
+        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * d)
         self.flow = ConditionalHouseholder(d, HouseholderVectors(width, d, K), count_transforms=K)
 

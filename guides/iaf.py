@@ -33,7 +33,8 @@ from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import ACTIVATIONS, data_plate, mlp
+from pyro_vaegap.models import ACTIVATIONS, data_plate
+from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.utils import check_positive_int
 from .ffg import LocalFFG
 from ._batched import BatchedMADE, gaussian_head
@@ -46,18 +47,19 @@ def orders(dim: int, count: int):
 
 
 class IAFEncoder(Guide):
-    """Amortized IAF: an MLP ``x → h → (μ, σ)`` plus ``num_transforms`` MADEs conditioned on ``h``.
+    """Amortized IAF: an encoder ``x → h → (μ, σ)`` plus ``num_transforms`` MADEs conditioned on ``h``.
 
+    :param hidden, layers, activation, dense, arch: the encoder (as ``ffg``).
     :param made_hidden: width of each MADE's hidden layer (default ``max(2d, 16)``; must be ≥ d).
     """
 
     def __init__(self, model, num_transforms: int = 2, hidden: int = 200, layers: int = 2,
-                 activation: str = "elu", dense: bool = False, made_hidden: int | None = None):
+                 activation: str = "elu", dense: bool = False, arch: str = "mlp",
+                 made_hidden: int | None = None):
         super().__init__(model)
         d = self.latent_dim
         K = check_positive_int("num_transforms", num_transforms)
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
-        width = hidden if layers > 0 else model.data_dim
+        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * d)
         made_hidden = made_hidden or max(2 * d, 16)
         self.flows = nn.ModuleList(

@@ -44,7 +44,8 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate, mlp
+from pyro_vaegap.models import data_plate
+from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.traces import log_weights
 from pyro_vaegap.utils import check_positive_int
 from ._batched import MIN_SCALE
@@ -129,17 +130,16 @@ class _Stratified:
 
 
 class MixtureEncoder(_Stratified, Guide):
-    """Amortized ME(M); ``hidden``, ``layers``, ``activation`` as for ``ffg``.
+    """Amortized ME(M); ``hidden``, ``layers``, ``activation``, ``dense``, ``arch`` as for ``ffg``.
 
     :meth:`mixture` returns ``(locs (B, M, d), scales (B, M, d), logits (B, M))``.
     """
 
     def __init__(self, model, num_components: int = 2, hidden: int = 200, layers: int = 2,
-                 activation: str = "elu", dense: bool = False):
+                 activation: str = "elu", dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
         self.num_components = M = check_positive_int("num_components", num_components)
-        self.body = mlp([model.data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
-        width = hidden if layers > 0 else model.data_dim
+        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, M * (2 * self.latent_dim + 1))
 
     def mixture(self, x, idx=None):

@@ -53,21 +53,21 @@ class SemiAmortized(Guide):
     """SA(K): :class:`~pyro_vaegap.guides.ffg.FFGEncoder` output refined by ``num_steps`` ELBO gradient steps.
 
     :param num_steps: ``K`` (1, 2, 4, 8 in the issue); ``step_size``: ``η``; ``inner_samples``: ``J``.
-    :param hidden, layers, activation: the encoder (as ``ffg``).
+    :param hidden, layers, activation, arch: the encoder (as ``ffg``).
 
     The model is held as a plain reference, not a submodule: its parameters belong to the model
     (no duplicate in the optimizer or in the guide's checkpoint).
     """
 
     def __init__(self, model, num_steps: int = 1, step_size: float = 1e-3, inner_samples: int = 1,
-                 hidden: int = 200, layers: int = 2, activation: str = "elu"):
+                 hidden: int = 200, layers: int = 2, activation: str = "elu", arch: str = "mlp"):
         super().__init__(model)
         self.num_steps = check_positive_int("num_steps", num_steps, minimum=0)
         self.inner_samples = check_positive_int("inner_samples", inner_samples)
         if not step_size > 0:
             raise ConfigError(f"step_size={step_size!r} is not allowed: expected a positive number")
         self.step_size = float(step_size)
-        self.encoder = FFGEncoder(model, hidden, layers, activation)
+        self.encoder = FFGEncoder(model, hidden, layers, activation, arch=arch)
         self._model = (model,)
 
     def encode(self, x):

@@ -45,8 +45,12 @@ _HELP = {
     "latent_dim": "latent dimension d", "hidden": "width of the decoder's hidden layers",
     "decoder_layers": "number of decoder hidden layers (0, 2, 4 in Cremer et al. Table 5)",
     "activation": "elu, tanh or relu",
-    "dense": "densely connected decoder (models.DenseMLP); the encoder's is set in --guide-options",
-    "variance": "gaussian model: network, diagonal, scalar or fixed",
+    "dense": "densely connected decoder (networks.DenseMLP); the encoder's is set in --guide-options",
+    "arch": "mlp, or conv (3 convolutions with 4x4 kernels, then fully connected layers: networks.encoder_body); "
+            "sets the decoder and, unless --guide-options gives its own, the encoder",
+    "variance": "gaussian model: network, diagonal, scalar or fixed (homoscedastic, not learned: GPVAE's decoder "
+                "on grey-level images)",
+    "sigma2": "gaussian model: the variance when --variance fixed, else the learned variance's initial value",
     "guide": "posterior family of the amortized guide (list them with: vaegap families)",
     "guide_options": "JSON object of options for the guide class, e.g. '{\"hidden\": 200}'",
     "objective": "elbo (Trace_ELBO), mean_field (TraceMeanField_ELBO) or iwae (RenyiELBO alpha=0)",

@@ -152,6 +152,12 @@ class Family:
             raise ConfigError(f"family {self.name!r} has no per-datum guide to optimize locally")
         return _construct(self.local, self.name, options, model, num_data)
 
+    def takes_option(self, kind: str, name: str) -> bool:
+        """Whether the ``kind`` (``"amortized"`` or ``"local"``) guide's constructor takes option ``name``."""
+        cls = self.amortized if kind == "amortized" else self.local
+        allowed = _keywords(cls) if cls is not None else set()
+        return allowed is None or name in allowed
+
     def check_options(self, kind: str, options: dict) -> None:
         """Raise :class:`ConfigError` unless every key of ``options`` is a keyword of the ``kind``
         (``"amortized"`` or ``"local"``) guide's constructor (checked before any computation)."""

@@ -31,9 +31,9 @@ from torch import nn
 from torch.distributions import constraints
 
 from .data import DataError, validate_binary, validate_continuous
+from .networks import ACTIVATIONS, DenseMLP, decoder_net, mlp  # noqa: F401 - mlp, DenseMLP re-exported
 from .utils import ConfigError, check_choice, check_positive_int
 
-ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def data_plate(x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None):
@@ -51,49 +51,6 @@ def data_plate(x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int |
     if idx is None:
         raise ConfigError("num_data was given without idx: subsampling needs the batch's global indices")
     return pyro.plate("data", num_data, subsample=idx, dim=-1)
-
-
-def mlp(sizes, activation: str = "elu", final_activation: bool = False, dense: bool = False) -> nn.Module:
-    """``Linear → act → … → Linear`` over the widths in ``sizes`` (``len(sizes) - 1`` layers).
-
-    :param dense: densely connected instead (:class:`DenseMLP`), with the same layer widths.
-    """
-    act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
-    if dense and len(sizes) > 1:
-        return DenseMLP(sizes, act, final_activation)
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2 or final_activation:
-            layers.append(act())
-    return nn.Sequential(*layers)
-
-
-class DenseMLP(nn.Module):
-    r"""A densely connected MLP (DenseNet's connectivity; R. Yu's tutorial builds its encoder and decoder
-    from such "dense blocks").
-
-    Hidden layer :math:`i` reads the concatenation of the input and every earlier hidden output,
-    :math:`h_i = \mathrm{act}(W_i[x, h_1, \dots, h_{i-1}] + b_i)` with ``sizes[i]`` units, and the output
-    layer reads all of them, :math:`y = W[x, h_1, \dots, h_L] + b`. Each layer sees the raw input, so
-    a deep narrow network keeps fine detail of a 2-d input (sharp density edges) that a plain MLP of
-    the same widths tends to blur. Shapes: ``(..., sizes[0]) → (..., sizes[-1])``.
-    """
-
-    def __init__(self, sizes, act=nn.ReLU, final_activation: bool = False):
-        super().__init__()
-        self.hidden = nn.ModuleList()
-        width = sizes[0]
-        for h in sizes[1:-1]:
-            self.hidden.append(nn.Sequential(nn.Linear(width, h), act()))
-            width += h
-        self.out = nn.Linear(width, sizes[-1])
-        self.final = act() if final_activation else nn.Identity()
-
-    def forward(self, x):
-        for layer in self.hidden:
-            x = torch.cat([x, layer(x)], dim=-1)
-        return self.final(self.out(x))
 
 
 class VAEModel(PyroModule):
@@ -154,16 +111,18 @@ class BernoulliVAE(VAEModel):
     :param decoder_layers: number of hidden layers, 0, 2 or 4 (Cremer et al. Table 5 uses all three;
         0 is a linear decoder ``z → logits``).
     :param activation: ``"elu"`` (the paper), ``"tanh"`` or ``"relu"``.
-    :param dense: a densely connected decoder (:class:`DenseMLP`) of the same widths.
+    :param dense: a densely connected decoder (:class:`~pyro_vaegap.networks.DenseMLP`) of the same widths.
+    :param arch: ``"mlp"`` or ``"conv"`` (:func:`~pyro_vaegap.networks.decoder_net`: fully connected
+        layers, then transposed convolutions).
     """
 
     def __init__(self, data_dim: int = 784, latent_dim: int = 50, hidden: int = 200,
-                 decoder_layers: int = 2, activation: str = "elu", dense: bool = False):
+                 decoder_layers: int = 2, activation: str = "elu", dense: bool = False, arch: str = "mlp"):
         super().__init__(latent_dim, data_dim)
         self.hidden = check_positive_int("hidden", hidden)
         self.decoder_layers = check_positive_int("decoder_layers", decoder_layers, minimum=0)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
-        self.decoder = mlp([latent_dim] + [hidden] * decoder_layers + [data_dim], activation, dense=dense)
+        self.decoder = decoder_net(latent_dim, data_dim, 1, hidden, decoder_layers, activation, dense, arch)
 
     def likelihood(self, z):
         return BernoulliLogits(logits=self.decoder(z), validate_args=False).to_event(1)
@@ -186,19 +145,20 @@ class GaussianVAE(VAEModel):
         by all dimensions (its optimum is the reconstruction MSE); ``"fixed"``: ``sigma2`` is not
         learned (the "MSE loss" VAE: MSE / (2 σ²) up to constants).
     :param sigma2: initial (or fixed) variance.
-    :param dense: a densely connected decoder (:class:`DenseMLP`) of the same widths.
+    :param dense: a densely connected decoder (:class:`~pyro_vaegap.networks.DenseMLP`) of the same widths.
+    :param arch: ``"mlp"`` or ``"conv"`` (:func:`~pyro_vaegap.networks.decoder_net`).
     """
 
     def __init__(self, data_dim: int, latent_dim: int = 2, hidden: int = 100, decoder_layers: int = 2,
                  activation: str = "elu", variance: str = "network", sigma2: float = 1.0,
-                 min_variance: float = 1e-6, dense: bool = False):
+                 min_variance: float = 1e-6, dense: bool = False, arch: str = "mlp"):
         super().__init__(latent_dim, data_dim)
         self.variance = check_choice("variance", variance, GAUSSIAN_VARIANCES)
         if not (sigma2 > 0 and math.isfinite(sigma2)):
             raise ConfigError(f"sigma2={sigma2!r} is not allowed: expected a finite positive variance")
         self.min_variance = float(min_variance)
-        out = 2 * data_dim if variance == "network" else data_dim
-        self.decoder = mlp([latent_dim] + [hidden] * decoder_layers + [out], activation, dense=dense)
+        outputs = 2 if variance == "network" else 1
+        self.decoder = decoder_net(latent_dim, data_dim, outputs, hidden, decoder_layers, activation, dense, arch)
         if variance == "diagonal":
             self.sigma2 = PyroParam(torch.full((data_dim,), float(sigma2)), constraint=constraints.positive)
         elif variance == "scalar":
@@ -316,9 +276,9 @@ class MSEGaussianVAE(GaussianVAE):
     MSE_SIGMA2 = 0.5
 
     def __init__(self, data_dim: int, latent_dim: int = 2, hidden: int = 100, decoder_layers: int = 2,
-                 activation: str = "elu", dense: bool = False):
+                 activation: str = "elu", dense: bool = False, arch: str = "mlp"):
         super().__init__(data_dim, latent_dim, hidden, decoder_layers, activation,
-                         variance="fixed", sigma2=self.MSE_SIGMA2, dense=dense)
+                         variance="fixed", sigma2=self.MSE_SIGMA2, dense=dense, arch=arch)
 
 
 #: Number of values of an 8-bit pixel.
@@ -415,10 +375,10 @@ class DiscretizedLogisticVAE(VAEModel):
     """
 
     def __init__(self, data_dim: int, latent_dim: int = 10, hidden: int = 200, decoder_layers: int = 2,
-                 activation: str = "elu", min_log_scale: float = -7.0, dense: bool = False):
+                 activation: str = "elu", min_log_scale: float = -7.0, dense: bool = False, arch: str = "mlp"):
         super().__init__(latent_dim, data_dim)
         self.min_log_scale = float(min_log_scale)
-        self.decoder = mlp([latent_dim] + [hidden] * decoder_layers + [2 * data_dim], activation, dense=dense)
+        self.decoder = decoder_net(latent_dim, data_dim, 2, hidden, decoder_layers, activation, dense, arch)
 
     def likelihood(self, z):
         loc, log_scale = self.decoder(z).split(self.data_dim, dim=-1)

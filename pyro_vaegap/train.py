@@ -49,8 +49,9 @@ import numpy as np
 import torch
 
 from .data import DataError, load_dataset, seeded_subset
-from .registry import get_family
 from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
+from .networks import ARCHITECTURES
+from .registry import get_family
 from .objectives import Annealing, make_objective
 from .traces import log_weights
 from .utils import (ConfigError, ConfigWarning, FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text,
@@ -81,8 +82,10 @@ class TrainConfig:
     hidden: int = 200
     decoder_layers: int = 2
     activation: str = "elu"
-    dense: bool = False               #: densely connected decoder (models.DenseMLP)
+    dense: bool = False               #: densely connected decoder (networks.DenseMLP)
+    arch: str = "mlp"                 #: decoder and encoder architecture: mlp or conv (networks.ARCHITECTURES)
     variance: str = "network"         #: Gaussian models only (see GaussianVAE)
+    sigma2: float = 1.0               #: gaussian model: the fixed variance, or the learned one's start
     guide: str = "ffg"
     guide_options: dict = field(default_factory=dict)
     objective: str = "elbo"
@@ -101,6 +104,9 @@ class TrainConfig:
         if self.data_dir is not None:
             self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if str(self.data_dir) else None
         check_choice("model", self.model, MODELS)
+        check_choice("arch", self.arch, ARCHITECTURES)
+        if self.arch == "conv" and self.dense:
+            raise ConfigError("dense=True is an MLP option; it cannot be combined with arch='conv'")
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("anneal", self.anneal, ANNEALING)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -111,6 +117,8 @@ class TrainConfig:
         check_positive_int("seed", self.seed, minimum=0)
         if self.num_train is not None:
             check_positive_int("num_train", self.num_train)
+        if not (isinstance(self.sigma2, (int, float)) and math.isfinite(self.sigma2) and self.sigma2 > 0):
+            raise ConfigError(f"sigma2={self.sigma2!r} is not allowed: expected a finite positive variance")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr={self.lr!r} is not allowed: expected a finite positive number")
         if self.anneal != "none" and self.anneal_epochs == 0:
@@ -140,19 +148,31 @@ class TrainConfig:
 def build_model(cfg: TrainConfig, data_dim: int):
     """The model described by ``cfg`` for data of width ``data_dim``."""
     net = dict(latent_dim=cfg.latent_dim, hidden=cfg.hidden, decoder_layers=cfg.decoder_layers,
-               activation=cfg.activation, dense=cfg.dense)
+               activation=cfg.activation, dense=cfg.dense, arch=cfg.arch)
     if cfg.model == "bernoulli":
         return BernoulliVAE(data_dim, **net)
     if cfg.model == "mse":
         return MSEGaussianVAE(data_dim, **net)
     if cfg.model == "dlogistic":
         return DiscretizedLogisticVAE(data_dim, **net)
-    return GaussianVAE(data_dim, variance=cfg.variance, **net)
+    return GaussianVAE(data_dim, variance=cfg.variance, sigma2=cfg.sigma2, **net)
+
+
+def guide_options(cfg: TrainConfig) -> dict:
+    """The amortized guide's options: ``cfg.guide_options``, plus ``arch`` when the run's architecture is
+    not the default and the options do not set the encoder's own (so ``--arch conv`` means a
+    convolutional encoder and decoder)."""
+    if cfg.arch == "mlp" or "arch" in cfg.guide_options:
+        return dict(cfg.guide_options)
+    if not get_family(cfg.guide).takes_option("amortized", "arch"):
+        raise ConfigError(f"arch={cfg.arch!r}: the encoder of family {cfg.guide!r} has no 'arch' option; "
+                          "use arch='mlp', or a family whose encoder takes one")
+    return {**cfg.guide_options, "arch": cfg.arch}
 
 
 def build_guide(cfg: TrainConfig, model):
     """The amortized guide of family ``cfg.guide`` for ``model``."""
-    return get_family(cfg.guide).make_amortized(model, **cfg.guide_options)
+    return get_family(cfg.guide).make_amortized(model, **guide_options(cfg))
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -368,7 +388,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
     _check_start(run_dir, resume)  # fast answers first; checked again under the lock
-    get_family(cfg.guide).check_options("amortized", cfg.guide_options)  # before any data is read
+    get_family(cfg.guide).check_options("amortized", guide_options(cfg))  # before any data is read
     saved_epoch, epoch = None, None
     try:
         set_seed(cfg.seed)

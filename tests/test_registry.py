@@ -52,7 +52,7 @@ def test_family_declaration_is_validated():
         Family("has space", amortized=FFGEncoder)
     fam = Family("f", amortized=FFGEncoder, local=LocalFFG)
     fam.check_options("amortized", {"hidden": 3})
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['widht'\].*allowed: \['activation', 'dense'"):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['widht'\].*allowed: \['activation', 'arch', 'dense'"):
         fam.check_options("amortized", {"widht": 3})
 
 
