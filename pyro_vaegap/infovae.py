@@ -80,9 +80,10 @@ OPTIONS = ("alpha", "lambda_", "divergence") + MMD_OPTIONS + DISC_OPTIONS
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r""":math:`\Vert x_i - y_j\Vert^2`, shape ``(n, m)`` for ``x`` ``(n, d)`` and ``y`` ``(m, d)``.
 
-    Computed from differences, not from :math:`\Vert x\Vert^2 + \Vert y\Vert^2 - 2x\cdot y`: the
-    expansion loses the small distances to cancellation, which the kernels are most sensitive to."""
-    return (x.unsqueeze(-2) - y.unsqueeze(-3)).pow(2).sum(-1)
+    Computed from differences (``cdist``'s direct mode), not from :math:`\Vert x\Vert^2 + \Vert y\Vert^2 -
+    2x\cdot y`: the expansion loses the small distances to cancellation, which the kernels are most
+    sensitive to."""
+    return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
 
 
 class MMDKernel:
