@@ -125,7 +125,8 @@ def check_scales(scales) -> tuple:
     except (TypeError, ValueError):
         out = ()
     if not out or not all(math.isfinite(s) and s > 0 for s in out):
-        raise ConfigError(f"mmd_scales={scales!r} is not allowed: expected one or more positive finite bandwidth "
+        shown = ",".join(map(str, scales)) if isinstance(scales, (list, tuple)) else repr(scales)
+        raise ConfigError(f"mmd_scales={shown} is not allowed: expected one or more positive finite bandwidth "
                           "multipliers, e.g. 1 or 0.5,1,2")
     return out
 
