@@ -423,8 +423,11 @@ class InfoVAE(Trace_ELBO):
         r"""``[(weight, context)]``: how the guide's draws are made. One stratum of weight 1 for every
         guide trained by Pyro's ELBOs; a guide with its own estimator (``custom_elbo``, the mixture)
         draws each component :math:`m` under ``guide.stratum(m)`` with weight :math:`\alpha_m(x)`
-        ``(B,)``, differentiable (:meth:`pyro_vaegap.guide.Guide.elbo`'s stratification), so every
-        term, the divergence included, has gradients for the mixture weights too."""
+        ``(B,)``, differentiable (:meth:`pyro_vaegap.guide.Guide.elbo`'s stratification), so the
+        per-datapoint terms, the MMD and the adversarial term have gradients for the mixture weights
+        too. The Stein surrogate only moves the draws: it gives the mixture weights no gradient (a
+        surrogate's value has no meaning to differentiate), so with a mixture guide its divergence
+        term acts on the components' locations and scales alone."""
         if not getattr(guide, "custom_elbo", False):
             return [(None, nullcontext())]
         if not (hasattr(guide, "stratum") and hasattr(guide, "mixture")):
