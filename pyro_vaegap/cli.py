@@ -53,11 +53,27 @@ _HELP = {
     "sigma2": "gaussian model: the variance when --variance fixed, else the learned variance's initial value",
     "guide": "posterior family of the amortized guide (list them with: vaegap families)",
     "guide_options": "JSON object of options for the guide class, e.g. '{\"hidden\": 200}'",
-    "objective": "elbo (Trace_ELBO), mean_field (TraceMeanField_ELBO) or iwae (RenyiELBO alpha=0)",
+    "objective": "elbo (Trace_ELBO), mean_field (TraceMeanField_ELBO), iwae (RenyiELBO alpha=0) or infovae "
+                 "(Zhao et al.: E log p(x|z) - (1-alpha) KL(q(z|x)||p(z)) - (alpha+lambda-1) D(q(z)||p(z)); needs "
+                 "--alpha and --lambda)",
     "num_particles": "samples per datapoint (k of IWAE)",
     "anneal": "none, entropy (Cremer et al.) or kl", "anneal_epochs": "epochs of linear annealing 0→1",
     "free_bits": "free bits per latent dimension and datapoint (R. Yu's tutorial: 0.05); ELBO objectives, "
                  "no annealing",
+    "alpha": "InfoVAE's alpha: the per-datapoint KL weighs 1 - alpha (<= 1 unless --divergence kl); objective "
+             "infovae only (no default: required there)",
+    "lambda_": "InfoVAE's lambda: D(q(z)||p(z)) weighs alpha + lambda - 1 (>= 0 unless --divergence kl, where the "
+               "objective is the beta-VAE with beta = lambda); objective infovae only (no default: required there)",
+    "divergence": "InfoVAE's D: mmd (unbiased MMD of the aggregate posterior), stein (SVGD gradient of "
+                  "KL(q(z)||p(z))), adversarial (a critic on z, JS/GAN loss as in the AAE) or kl (the per-datapoint KL: "
+                  "beta-VAE) (default with --objective infovae: mmd)",
+    "mmd_kernel": "MMD kernel: rbf, exp(-|z-z'|^2/(s d)), or imq, C/(C+|z-z'|^2) with C = 2 s d (divergence mmd; "
+                  "default there: rbf)",
+    "mmd_scales": "comma-separated bandwidth multipliers s, the kernel summed over them (multi-scale), e.g. "
+                  "0.5,1,2 (divergence mmd; default there: 1)",
+    "disc_lr": "the critic's Adam learning rate (divergence adversarial; default there: 0.001)",
+    "disc_steps": "critic steps per generator step (divergence adversarial; default there: 1)",
+    "disc_hidden": "width of the critic's two hidden layers (divergence adversarial; default there: 256)",
     "epochs": "training epochs (Burda schedule: 3280)", "batch_size": "minibatch size",
     "lr": "Adam learning rate (initial, for the Burda schedule)", "lr_schedule": "constant, burda or cosine",
     "valid_samples": "samples of the per-epoch validation ELBO", "seed": "random seed (fixes the run)",
@@ -84,20 +100,24 @@ def _add_dataclass_args(parser, cls, skip=()):
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + f.name.rstrip("_").replace("_", "-")  # lambda_ (a Python keyword) is --lambda
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = ",".join(default) if isinstance(default, tuple) else json.dumps(default) if isinstance(default, dict) \
             else default
-        kw = {"dest": f.name, "default": None, "help": f"{_HELP.get(f.name, '')} (default: {shown})"}
+        text = _HELP.get(f.name, "")
+        kw = {"dest": f.name, "default": None, "help": text if "default" in text else f"{text} (default: {shown})"}
+        if f.name.endswith("_"):
+            kw["metavar"] = f.name.rstrip("_").upper()
+        annotation = str(f.type)  # "float | None": options that are None when not given
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, dict):
             parser.add_argument(flag, type=_json_object(f.name), **kw)
-        elif isinstance(default, tuple):
+        elif isinstance(default, tuple) or annotation.startswith("tuple"):
             parser.add_argument(flag, type=lambda s: tuple(p for p in s.split(",") if p), **kw)
-        elif isinstance(default, float):
+        elif isinstance(default, float) or annotation.startswith("float"):
             parser.add_argument(flag, type=float, **kw)
-        elif isinstance(default, int) or f.name == "num_train":
+        elif isinstance(default, int) or annotation.startswith("int"):
             parser.add_argument(flag, type=int, **kw)
         else:
             parser.add_argument(flag, type=str, **kw)

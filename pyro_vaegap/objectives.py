@@ -19,7 +19,10 @@ Objectives (``TrainConfig.objective``):
   KL where available) made correct under entropy annealing;
 * ``"iwae"`` — :class:`IWAE`, Pyro's :class:`~pyro.infer.RenyiELBO` with :math:`\alpha = 0` and
   ``num_particles = k``, i.e. the IWAE bound :math:`\mathcal L_k` (Burda et al. 2016), with a
-  ``differentiable_loss``.
+  ``differentiable_loss``;
+* ``"infovae"`` — :class:`pyro_vaegap.infovae.InfoVAE`, the InfoVAE family of Zhao et al.
+  (:math:`\alpha`, :math:`\lambda`, a divergence of the aggregate posterior from the prior: MMD, Stein,
+  adversarial or the per-datapoint KL), with the ELBO, the :math:`\beta`-VAE and the AAE as special cases.
 
 Annealing (``TrainConfig.anneal``, a factor rising linearly from 0 to 1; :class:`Annealing`):
 
@@ -332,6 +335,9 @@ class CustomELBO(_LossFromDifferentiable, Trace_ELBO):
 
 def make_objective(cfg, guide):
     """The :class:`pyro.infer.ELBO` for a ``TrainConfig`` and its ``guide`` (validated here)."""
+    if cfg.objective == "infovae":  # handles guides with their own estimator itself (their strata)
+        from .infovae import InfoVAE
+        return InfoVAE.from_config(cfg, guide)
     if guide.custom_elbo:
         return CustomELBO(cfg, guide)
     if cfg.free_bits:

@@ -1,9 +1,11 @@
 r"""Training a VAE (model + amortized guide) with Pyro's ELBOs, in Pyro's module-local idiom.
 
-Objectives (``objective``: ``"elbo"``, ``"mean_field"``, ``"iwae"``), annealing (``anneal``: ``"entropy"``
+Objectives (``objective``: ``"elbo"``, ``"mean_field"``, ``"iwae"``, ``"infovae"``), annealing (``anneal``: ``"entropy"``
 or ``"kl"``, the factor rising linearly from 0 to 1 over the first ``anneal_epochs`` epochs, per
 minibatch) and free bits (``free_bits``) are the :class:`pyro.infer.ELBO` subclasses of
-:mod:`pyro_vaegap.objectives`.
+:mod:`pyro_vaegap.objectives` (InfoVAE: :mod:`pyro_vaegap.infovae`, with ``alpha``, ``lambda_``, ``divergence``
+and the divergence's options, all ``None`` = not given unless ``objective="infovae"``; an adversarial
+InfoVAE's critic is trained before each step by :func:`training_step` and saved in the checkpoint).
 
 A step is Pyro's :class:`~pyro.infer.elbo.ELBOModule` idiom (:func:`make_loss`, :func:`training_step`):
 ``loss_fn = objective(model, guide)``, then ``loss = loss_fn(x) / B`` (the per-datapoint mean, so
@@ -25,7 +27,8 @@ is changed in place in the optimizer's parameter groups, so Adam's moments carry
 A run lives in a folder: ``checkpoint.pt`` (parameters, optimizer state, epoch, every RNG state, log,
 config) written atomically after every epoch, so an interrupted run resumes to exactly the result of
 an uninterrupted one; ``log.csv`` (one row per epoch: objective, validation ELBO, learning rate,
-annealing factor, seconds); and ``config.json`` (config, seed, package versions). The checkpoint is the
+annealing factor, seconds; an InfoVAE run adds its divergence estimate, see
+:data:`pyro_vaegap.infovae.LOG_COLUMN`); and ``config.json`` (config, seed, package versions). The checkpoint is the
 one source of truth: ``config.json`` is a readable copy of its config, rewritten when a resumed run
 extends ``epochs``, never read back; :func:`load_run` says so on stderr when the two disagree or the
 copy is missing or invalid. The folder is locked (:class:`~pyro_vaegap.utils.FolderLock`) while a
@@ -48,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import infovae
 from .data import DataError, load_dataset, seeded_subset
 from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
 from .networks import ARCHITECTURES
@@ -58,7 +62,7 @@ from .utils import (ConfigError, ConfigWarning, FolderLock, atomic_torch_save, a
                     check_choice, check_folder, check_positive_int, progress_bar, provenance, set_seed,
                     signals_held)
 
-OBJECTIVES = ("elbo", "mean_field", "iwae")
+OBJECTIVES = ("elbo", "mean_field", "iwae", "infovae")
 ANNEALING = ("none", "entropy", "kl")
 LR_SCHEDULES = ("constant", "burda", "cosine")
 #: "mse": Gaussian with fixed σ² = 1/2 (the MSE-loss VAE; ignores ``variance``); "dlogistic": discretized
@@ -93,6 +97,15 @@ class TrainConfig:
     anneal: str = "none"
     anneal_epochs: int = 0
     free_bits: float = 0.0            #: bits per latent dimension (FreeBitsELBO); 0: off
+    # InfoVAE (objective="infovae", pyro_vaegap.infovae); None: not given (filled in where they apply)
+    alpha: float | None = None        #: InfoVAE's α: weight 1 − α on the per-datapoint KL
+    lambda_: float | None = None      #: InfoVAE's λ (``--lambda``): D(q(z) ‖ p(z)) weighs α + λ − 1
+    divergence: str | None = None     #: mmd, stein, adversarial or kl (default mmd)
+    mmd_kernel: str | None = None     #: rbf or imq (divergence="mmd"; default rbf)
+    mmd_scales: tuple | None = None   #: bandwidth multipliers summed over (divergence="mmd"; default (1.0,))
+    disc_lr: float | None = None      #: the critic's Adam learning rate (divergence="adversarial"; default 1e-3)
+    disc_steps: int | None = None     #: critic steps per generator step (divergence="adversarial"; default 1)
+    disc_hidden: int | None = None    #: width of the critic's two hidden layers (divergence="adversarial"; 256)
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
@@ -132,6 +145,7 @@ class TrainConfig:
             raise ConfigError("anneal='entropy' applies to the ELBO objectives, not to objective='iwae'")
         if not isinstance(self.guide_options, dict):
             raise ConfigError(f"guide_options={self.guide_options!r} must be a JSON object")
+        infovae.check_config(self)  # fills in the InfoVAE defaults that apply
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -213,6 +227,9 @@ def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: s
 
     :raises FloatingPointError: on a non-finite loss, before the parameters are touched.
     """
+    critic_step = getattr(getattr(loss_fn, "elbo", None), "critic_step", None)
+    if critic_step is not None:  # an adversarial objective trains its critic first, with its own optimizer
+        critic_step(loss_fn.model, loss_fn.guide, x)
     opt.zero_grad(set_to_none=True)
     loss = loss_fn(x) / x.shape[0]
     value = float(loss.detach())
@@ -244,7 +261,8 @@ LOG_FIELDS = ("epoch", "train_objective", "valid_elbo", "lr", "anneal_factor", "
 
 def _log_csv(rows) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    extra = [k for k in (rows[0] if rows else {}) if k not in LOG_FIELDS]  # e.g. an InfoVAE's divergence
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS + tuple(extra))
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
@@ -336,9 +354,10 @@ def _write_config_json(run_dir: Path, cfg: TrainConfig) -> None:
 
 def _flag(name: str, value) -> str:
     if isinstance(value, bool):
-        return f"--{'' if value else 'no-'}{name.replace('_', '-')}"
-    shown = json.dumps(value) if isinstance(value, dict) else value
-    return f"--{name.replace('_', '-')} {shown}"
+        return f"--{'' if value else 'no-'}{name.rstrip('_').replace('_', '-')}"
+    shown = json.dumps(value) if isinstance(value, dict) else ",".join(map(str, value)) if isinstance(value, tuple) \
+        else value
+    return f"--{name.rstrip('_').replace('_', '-')} {shown}"
 
 
 def resume_config(run_dir, given: dict | None = None) -> TrainConfig:
@@ -397,6 +416,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             if cfg.num_train > x_train.shape[0]:
                 raise ConfigError(f"num_train={cfg.num_train} exceeds the {x_train.shape[0]} training rows")
             x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
+        infovae.check_batches(cfg, x_train.shape[0])
         x_valid = load_split(cfg, "valid")
         model = build_model(cfg, x_train.shape[1])
         try:
@@ -427,6 +447,8 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                 model.load_state_dict(ckpt["model"])
                 guide.load_state_dict(ckpt["guide"])
                 opt.load_state_dict(ckpt["optimizer"])
+                if hasattr(loss_fn.elbo, "load_state_dict"):  # an adversarial InfoVAE's critic
+                    loss_fn.elbo.load_state_dict(ckpt.get("objective", {}))
                 _set_rng_state(ckpt["rng"], shuffle)
                 log, start_epoch = ckpt["log"], ckpt["epoch"]
                 saved_epoch = start_epoch
@@ -451,7 +473,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                     for g in opt.param_groups:  # in place: Adam's moments survive the schedule's steps
                         g["lr"] = lr
                     perm = torch.randperm(N, generator=shuffle)
-                    total = 0.0
+                    total, extra = 0.0, {}
                     for b in range(batches_per_epoch):
                         idx = perm[b * B:(b + 1) * B]
                         factor = (1.0 if cfg.anneal == "none" else
@@ -459,9 +481,12 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                         annealing.factor = factor
                         loss = training_step(loss_fn, opt, x_train[idx], where=f" at epoch {epoch + 1}, batch {b + 1}")
                         total += loss * idx.numel()
+                        for k, v in getattr(loss_fn.elbo, "last_log", {}).items():
+                            extra[k] = extra.get(k, 0.0) + v * idx.numel()
                     row = {"epoch": epoch + 1, "train_objective": -total / N,
                            "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples), "lr": lr,
-                           "anneal_factor": factor, "seconds": round(time.time() - t0, 3)}
+                           "anneal_factor": factor, "seconds": round(time.time() - t0, 3),
+                           **{k: v / N for k, v in extra.items()}}
                     log.append(row)
                     bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}",
                                     refresh=False)
@@ -470,7 +495,8 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                         atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
                                                       "optimizer": opt.state_dict(), "epoch": epoch + 1,
                                                       "rng": _rng_state(shuffle), "log": log,
-                                                      "config": cfg.to_dict(), "data_dim": model.data_dim})
+                                                      "config": cfg.to_dict(), "data_dim": model.data_dim,
+                                                      "objective": _objective_state(loss_fn)})
                         saved_epoch = epoch + 1
                         if not json_current:  # the copy follows the checkpoint (e.g. extended epochs)
                             _write_config_json(run_dir, cfg)
@@ -481,6 +507,12 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     except KeyboardInterrupt:
         raise TrainingInterrupted(_interrupted(run_dir, cfg, epoch, saved_epoch, resume, resume_hint)) from None
     return TrainResult(model, guide, cfg, log, run_dir)
+
+
+def _objective_state(loss_fn) -> dict:
+    """What the objective must keep across a resume (an adversarial InfoVAE's critic and its optimizer)."""
+    state = getattr(loss_fn.elbo, "state_dict", None)
+    return state() if state is not None else {}
 
 
 def _interrupted(run_dir: Path, cfg: TrainConfig, epoch, saved_epoch, resume: bool, resume_hint: str) -> str:
