@@ -273,5 +273,4 @@ class GPVAEEncoder(Guide):
 
 
 FAMILY = Family("gpvae", amortized=GPVAEEncoder, local=LocalFFG,
-                description="GP encoder (Kim & Pavlovic 2021): FFG encoder plus linear-kernel GP noise on its mean "
-                            "and scale, moment-matched; per datum: FFG")
+                description="GP encoder (Kim & Pavlovic 2021): FFG encoder with linear-kernel GP noise, moment-matched")
