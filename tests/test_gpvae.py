@@ -70,7 +70,8 @@ def test_moment_matching_equals_the_moments_of_eq9_draws():
     and uncertainty(x) is the summed variance of f = Wψ and h = Uψ: 200,000 draws, each within 4
     standard errors of its estimator (mean: sqrt(v/S); sample variance: sqrt((μ4 − v²)/S) with the
     sample fourth central moment; summed variance: the std of the per-draw sum of squared deviations
-    over sqrt(S)). 24 comparisons at 4 s.e. fail by chance with probability < 0.2 %."""
+    over sqrt(S)). The 14 comparisons at 4 s.e. (a two-sided normal tail of 6e-5 each) fail by chance
+    with probability < 0.1 %."""
     model = tiny_model()
     x = binary(2, 6)
     g = noisy_guide(model)
