@@ -191,6 +191,7 @@ class GPVAEEncoder(Guide):
         return FFGEncoder(model, **options)
 
     def set_training_size(self, num_data: int) -> None:
+        """Keep :math:`N`, the weight :math:`1/N` of the weights' KL in :meth:`elbo`."""
         self.training_size = check_positive_int("num_data", num_data)
 
     def scale_tril_stacked(self) -> torch.Tensor:
