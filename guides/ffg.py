@@ -27,18 +27,29 @@ class FFGEncoder(Guide):
     ``arch``: ``"mlp"`` or ``"conv"`` (convolutions first; :func:`~pyro_vaegap.networks.encoder_body`).
 
     :meth:`encode` returns ``(loc, scale)`` of shape ``(B, d)``; ``scale = softplus(raw) + 1e-5``
-    (softplus rather than ``exp(log σ)`` keeps early training from overflowing).
+    (softplus rather than ``exp(log σ)`` keeps early training from overflowing). It is
+    :meth:`encode_features` (the last layer) of :meth:`features` (everything before it), so a guide
+    built on the encoder's features (``gpvae``) reuses both.
     """
 
     def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
                  dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
         self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.feature_dim = width  #: p, the width of the features the last layer reads
         self.head = nn.Linear(width, 2 * model.latent_dim)
 
-    def encode(self, x):
-        loc, raw = self.head(self.body(x)).split(self.latent_dim, dim=-1)
+    def features(self, x):
+        """The encoder's features before its last layer, shape ``(B, p)``."""
+        return self.body(x)
+
+    def encode_features(self, h):
+        """``(loc, scale)``, each ``(B, d)``, from the features ``h = features(x)`` (the last layer)."""
+        loc, raw = self.head(h).split(self.latent_dim, dim=-1)
         return loc, nn.functional.softplus(raw) + MIN_SCALE
+
+    def encode(self, x):
+        return self.encode_features(self.features(x))
 
     def forward(self, x, idx=None, num_data=None):
         loc, scale = self.encode(x)

@@ -25,6 +25,8 @@ only to reproduce the paper's protocol. Both estimates are kept per datapoint in
 :func:`gap_report` returns a :class:`GapReport`: per-datapoint arrays, means with standard errors,
 JSON (config, seed, package versions, git commit) and a markdown table laid out like the paper's
 Table 2, which :meth:`GapReport.from_dict` re-creates from the JSON alone.
+A guide with an ``uncertainty(x)`` method (``gpvae``) also has that value kept per datapoint, under
+``"uncertainty"``.
 """
 from __future__ import annotations
 
@@ -269,7 +271,7 @@ class GapReport:
         out = []
         for key, label in (("psis_khat", "PSIS k̂ of q's weights"), ("iwae_ess", f"IS ESS of q (of {c['iwae_samples']})"),
                            ("ais_ess", f"AIS ESS (of {c['ais_chains']} chains)"), ("ais_accept", "AIS acceptance rate"),
-                           ("ais_minus_iwae", "AIS − IWAE")):
+                           ("ais_minus_iwae", "AIS − IWAE"), ("uncertainty", "encoder uncertainty (guide.uncertainty)")):
             if key in s:
                 out.append(f"- {label}: mean {s[key][0]:.3g} ± {s[key][1]:.2g}")
         if "psis_khat" in p:
@@ -415,8 +417,12 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
         def importance(s, e):
             r = importance_sample(model, guide, x[s:e], max(cfg.iwae_samples, cfg.elbo_samples), desc="L[q], IWAE",
                                   data_chunk=e - s, **is_kw)
-            return {"amortized": r.elbo, "amortized_se": r.elbo_se, "iwae": r.iwae, "iwae_se": r.iwae_se,
-                    "iwae_ess": r.ess, "psis_khat": r.khat}
+            out = {"amortized": r.elbo, "amortized_se": r.elbo_se, "iwae": r.iwae, "iwae_se": r.iwae_se,
+                   "iwae_ess": r.ess, "psis_khat": r.khat}
+            if hasattr(guide, "uncertainty"):  # a family's own per-point measure of its encoder's uncertainty
+                with torch.no_grad():
+                    out["uncertainty"] = guide.uncertainty(x[s:e])
+            return out
 
         per.update(pieces.chunked("importance", cfg.seed, N, cfg.data_chunk, importance))
 

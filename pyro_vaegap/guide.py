@@ -24,6 +24,10 @@ What a guide must provide, in one place
     then :math:`\log q(z,v\mid x) - \log r(v\mid x,z)`, every Pyro ELBO optimizes the auxiliary bound,
     and importance weights built from it stay valid lower bounds of :math:`\log p(x)`.
 
+    A family whose training objective is not the ELBO of the trace's :math:`q(z\mid x)` (e.g. one
+    with global latent variables of its own, such as the GP weights of ``gpvae``) trains through the
+    :meth:`Guide.elbo` hook; estimators still score the trace's :math:`q(z\mid x)`.
+
 (c) **Local optimization.** A :class:`LocalGuide` owns parameters whose leading dimension is
     ``num_data`` (row ``n`` belongs to datapoint ``n``; ``idx`` selects rows) and lists them in
     :meth:`LocalGuide.local_parameters`. Because row ``n`` influences only datapoint ``n``'s bound, all
@@ -83,10 +87,24 @@ class Guide(PyroModule):
         ``custom_elbo = True``. The override must be an unbiased estimate of
         :math:`\mathbb E_q[\log p(x,z) - \log q(z\mid x)]` with ``log q`` the trace's log-density, so
         the scoring contract (b) and every estimator stay unchanged.
+
+        A family whose *training objective* is defined otherwise — one with global latent variables of
+        its own, such as the GP weights of ``gpvae``, whose objective adds their KL divergence weighted
+        by :math:`1/N` (:meth:`set_training_size`) — returns that objective per datapoint here instead.
+        Estimators never call this method: they score the trace's :math:`q(z\mid x)`, so the bounds
+        and gaps they report are those of the guide's :math:`q(z\mid x)` whatever it was trained on.
         """
         from .traces import log_weights
 
         return log_weights(model, self, x, num_samples, idx).mean(0)
+
+    def set_training_size(self, num_data: int) -> None:
+        """Told the size ``N`` of the training set by :func:`pyro_vaegap.train.train` before the first step.
+
+        Nothing by default. A family with global latent variables of its own (shared by all datapoints)
+        needs it for its per-datapoint objective (:meth:`elbo`): their KL divergence enters the
+        objective of the whole set once, i.e. weighted by ``1/N`` per datapoint.
+        """
 
 
 class LocalGuide(Guide):

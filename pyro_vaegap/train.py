@@ -424,6 +424,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         except DataError as e:
             raise DataError(f"dataset {cfg.dataset!r} does not suit model {cfg.model!r}: {e}") from None
         guide = build_guide(cfg, model)
+        guide.set_training_size(x_train.shape[0])  # a family with global latents weights their KL by 1/N
         params = list(model.parameters()) + list(guide.parameters())
         opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
         loss_fn, annealing = make_loss(cfg, model, guide)

@@ -35,6 +35,7 @@ FAMILIES = {
     "householder": ({"hidden": 16, "num_transforms": 2}, {"num_transforms": 2}),
     "mixture": ({"hidden": 16, "num_components": 3}, {"num_components": 3}),
     "sa": ({"hidden": 16, "num_steps": 2, "step_size": 1e-2}, {}),
+    "gpvae": ({"hidden": 16}, {}),
 }
 
 

@@ -1,0 +1,148 @@
+r"""Seconds per encoder pass producing :math:`q(z\mid x)`: GPVAE's moment-matched marginal vs the plain FFG encoder.
+
+MNIST-sized input (784), the library's MNIST encoder (Cremer et al. 2018: 784-200-200-(50+50), ELU;
+``--hidden`` changes the width), :math:`d = 50`, a batch of 128, under ``torch.no_grad()`` (inference).
+Timed in one process, in interleaved rounds (every round runs each variant ``--repeats`` times, the
+order rotating from round to round, all on the same batch), so a load change on a shared machine hits
+all alike; the figure is the median over all timed calls of each.
+
+(a) :meth:`pyro_vaegap.guides.ffg.FFGEncoder.encode`: :math:`(\mu(x), \sigma(x))`;
+(b) :meth:`pyro_vaegap.guides.gpvae.GPVAEEncoder.encode`, the same encoder weights: :math:`b, c, \psi`,
+    then eq. 13 with the :math:`2d` quadratic forms :math:`\|L_j^\top\psi\|^2, \|G_j^\top\psi\|^2` from
+    the Cholesky factors — what training, scoring and the gap report run;
+(c) not library code, a reference for what (b) could become at test time: eq. 13 with the
+    parameter-only matrices :math:`A_j = \Sigma_j + \Gamma_j` formed once beforehand (not timed), so a
+    call computes :math:`d` quadratic forms :math:`\psi^\top A_j\psi` instead of :math:`2d`; checked to
+    agree with (b).
+
+Multiply-adds per row: (a) :math:`784p + p^2 + 2dp`; (b) adds :math:`2dp^2 + 2dp`; (c) adds
+:math:`dp^2 + 2dp` (:math:`p` = the hidden width). The quadratic forms dominate (b) and (c) for any
+:math:`p` near the input width, whatever the implementation: every entry of every :math:`\Sigma_j`
+enters every row's variance.
+
+    python -m benchmarks.bench_gpvae_inference --threads 1 [--data-dir DIR] [--hidden 200]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import pyro
+import torch
+
+import pyro_vaegap  # noqa: F401  (module-local Pyro params, as the package runs)
+from pyro_vaegap.data import load_dataset
+from pyro_vaegap.models import BernoulliVAE
+from pyro_vaegap.registry import get_family
+from pyro_vaegap.utils import provenance_line
+
+BATCH, LATENT, DATA_DIM = 128, 50, 784
+LABELS = {"a": "(a) FFG encoder", "b": "(b) GPVAE marginal (eq. 13), as the library computes it",
+          "c": "(c) GPVAE marginal with Σ_j + Γ_j formed beforehand (reference, not library code)"}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build(hidden: int, seed: int):
+    """The FFG encoder and a GPVAE guide carrying the same encoder weights."""
+    torch.manual_seed(seed)
+    model = BernoulliVAE(DATA_DIM, latent_dim=LATENT, hidden=hidden, decoder_layers=2, activation="elu")
+    ffg = get_family("ffg").make_amortized(model, hidden=hidden, layers=2, activation="elu")
+    gp = get_family("gpvae").make_amortized(model, hidden=hidden, layers=2, activation="elu")
+    gp.base.load_state_dict(ffg.state_dict())
+    return ffg.eval(), gp.eval()
+
+
+def precomputed_encode(gp):
+    """(c): ``x ↦ (m, sqrt v)`` with :math:`A_j = \\Sigma_j + \\Gamma_j` formed here, once."""
+    d, p = gp.latent_dim, gp.base.feature_dim
+    with torch.no_grad():
+        tril = gp.scale_tril_stacked().permute(1, 2, 0, 3)             # (2, d, p, p)
+        A = (tril @ tril.transpose(-1, -2)).sum(0)                     # (d, p, p), symmetric
+        A_cols = A.permute(1, 0, 2).reshape(p, d * p).contiguous()     # ψ @ A_cols = (A_j ψ)_j
+        means = gp.loc.reshape(2 * d, p).T.contiguous()                # ψ @ means = (μψ, ηψ)
+
+    def encode(x):
+        psi = gp.base.features(x)
+        b, c = gp.base.encode_features(psi)
+        shift = psi @ means
+        quad = ((psi @ A_cols).view(*psi.shape[:-1], d, p) * psi.unsqueeze(-2)).sum(-1)
+        return b + shift[..., :d], ((c + shift[..., d:]).square() + quad).sqrt()
+    return encode
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    p.add_argument("--data-dir", help="directory of binarized_mnist.npz (default: random binary data)")
+    p.add_argument("--hidden", type=int, default=200, help="encoder width p (200, the library's MNIST default)")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds (20)")
+    p.add_argument("--repeats", type=int, default=25, help="calls per variant and round (25)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls per variant first (10)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.data_dir:
+        x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+        x = x[torch.randperm(x.shape[0], generator=gen)[:BATCH]]
+        source = "binarized MNIST test (128 random images)"
+    else:
+        x = torch.bernoulli(torch.full((BATCH, DATA_DIM), 0.3), generator=gen)
+        source = "random binary 128 x 784"
+    ffg, gp = build(args.hidden, args.seed)
+    variants = {"a": ffg.encode, "b": gp.encode, "c": precomputed_encode(gp)}
+    with torch.no_grad():
+        (m_b, s_b), (m_c, s_c) = gp.encode(x), variants["c"](x)
+        assert torch.allclose(m_b, m_c, rtol=1e-5, atol=1e-6) and torch.allclose(s_b, s_c, rtol=1e-4, atol=1e-6)
+        times = {k: [] for k in variants}
+        for f in variants.values():
+            for _ in range(args.warmup):
+                f(x)
+        keys = list(variants)
+        for r in range(args.rounds):
+            for k in keys[r % 3:] + keys[:r % 3]:
+                f = variants[k]
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    f(x)
+                    times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    h, d = args.hidden, LATENT
+    macs = {"a": DATA_DIM * h + h * h + 2 * d * h}
+    macs["b"] = macs["a"] + 2 * d * h * h + 2 * d * h
+    macs["c"] = macs["a"] + d * h * h + 2 * d * h
+
+    print(provenance_line())
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}, {platform.machine()} ({cpu_name()}), "
+          f"threads={args.threads}; load average (1, 5, 15 min) at start {tuple(round(v, 2) for v in load_start)}, "
+          f"at end {tuple(round(v, 2) for v in os.getloadavg())}")
+    print(f"data: {source}; batch {BATCH}; encoder {DATA_DIM}-{h}-{h}-({d}+{d}), ELU; GPVAE p = {h}, "
+          f"full {h}x{h} covariances for each of the {2 * d} rows of W and U; torch.no_grad()")
+    print(f"{args.rounds} interleaved rounds x {args.repeats} calls per variant (after {args.warmup} warm-up calls); "
+          f"median over the {args.rounds * args.repeats} timed calls of each")
+    print()
+    print("| variant | median ms / pass | multiply-adds / row | ratio to (a) |")
+    print("|---|---|---|---|")
+    for k in keys:
+        print(f"| {LABELS[k]} | {1e3 * med[k]:.3f} | {macs[k]:,} | **{med[k] / med['a']:.2f}x** |")
+    print()
+    print(f"(b)/(a) = {med['b'] / med['a']:.2f}   (c)/(a) = {med['c'] / med['a']:.2f}   "
+          f"(goal: (b)/(a) <= 2; Kim & Pavlovic report 2.75)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+r"""GPVAE: the FFG encoder plus Gaussian-process noise on its mean and scale (Kim & Pavlovic 2021,
+"Reducing the amortization gap in variational autoencoders: a Bayesian random function approach";
+equation numbers are the paper's).
+
+The encoder's error is modelled as a random function of :math:`x`. With the plain VAE encoder's mean
+and scale :math:`b(x), c(x)\in\mathbb R^d` and its features before the last layer
+:math:`\psi(x)\in\mathbb R^p` (the mean and scale heads read the same features, so
+:math:`\psi^m = \psi^s = \psi`), the noise functions are GPs with the linear deep kernel
+:math:`k(x, x') = \psi(x)^\top\psi(x')`, written in weight space as :math:`f(x) = W\psi(x)`,
+:math:`h(x) = U\psi(x)` with :math:`W, U\in\mathbb R^{d\times p}`, rows
+:math:`w_j, u_j\sim\mathcal N(0, I_p)` a priori, and
+
+.. math::
+
+    q(z\mid x, W, U) = \mathcal N\big(b(x) + W\psi(x),\ \mathrm{diag}\,(c(x) + U\psi(x))^2\big)
+    \quad\text{(eq. 9)}, \qquad
+    q(W, U) = \prod_{j=1}^d \mathcal N(w_j;\mu_j,\Sigma_j)\,\mathcal N(u_j;\eta_j,\Gamma_j)
+    \quad\text{(eq. 11)},
+
+with full covariances :math:`\Sigma_j = L_jL_j^\top`, :math:`\Gamma_j = G_jG_j^\top` (lower-triangular
+Cholesky factors, diagonal ``softplus`` of a free parameter).
+
+**The marginal encoder** (eq. 13) matches the first two moments of :math:`\int q(z\mid x,W,U)\,q(W,U)`:
+:math:`q(z\mid x) = \mathcal N(m(x), \mathrm{diag}\,v(x))` with
+
+.. math::
+
+    m_j = b_j + \mu_j^\top\psi, \qquad
+    v_j = \underbrace{\psi^\top\Sigma_j\psi}_{\mathrm{Var} f_j}
+        + \underbrace{(c_j + \eta_j^\top\psi)^2}_{\bar s_j^2}
+        + \underbrace{\psi^\top\Gamma_j\psi}_{\mathrm{Var} h_j}
+
+(:math:`\mathrm{Var}[z_j] = \mathbb E\,\mathrm{Var}[z_j\mid W,U] + \mathrm{Var}\,\mathbb E[z_j\mid W,U]
+= \mathbb E(c_j + u_j^\top\psi)^2 + \mathrm{Var}(w_j^\top\psi)`). The :math:`2d` quadratic forms are
+:math:`\|L_j^\top\psi\|^2` and :math:`\|G_j^\top\psi\|^2`, all computed by one matrix product of
+:math:`\psi` with the stacked factors. This Gaussian is what the Pyro guide samples at site ``"z"``,
+so estimators (IWAE, AIS, the gap report) see it as the amortized :math:`q(z\mid x)`; its per-datum
+counterpart is the per-datum FFG (``pyro_vaegap.guides.ffg.LocalFFG``), so its amortization gap is
+measured against the same :math:`q^*` as the plain VAE's.
+
+**Training objective** (eq. 15), per datapoint,
+
+.. math::
+
+    \mathcal J(x) = \mathbb E_{q(z\mid x)}[\log p(x\mid z)]
+        - \mathbb E_{q(W,U)}\,\mathrm{KL}\big(q(z\mid x,W,U)\,\Vert\,p(z)\big)
+        - \tfrac1N\,\mathrm{KL}\big(q(W,U)\,\Vert\,\mathcal N(0, I)\big),
+
+the reconstruction term with :math:`z` from the moment-matched marginal, :math:`N` the training-set
+size. The expected KL is eq. 16 per dimension, with
+:math:`\mathbb E(b_j + w_j^\top\psi)^2 = m_j^2 + \mathrm{Var}f_j` and
+:math:`\mathbb E(c_j + u_j^\top\psi)^2 = \bar s_j^2 + \mathrm{Var}h_j`:
+
+.. math::
+
+    \mathbb E\,\mathrm{KL}_j = \tfrac12\big(m_j^2 + v_j - 1 - \mathbb E\log(c_j + u_j^\top\psi)^2\big),
+    \qquad \mathbb E\log(c_j + u_j^\top\psi)^2 \approx \frac1S\sum_{s=1}^S
+    \log\big(\bar s_j + \sqrt{\mathrm{Var}h_j}\,\epsilon_{sj}\big)^2,
+
+reparameterized Monte Carlo over :math:`U` (``S = num_particles``): :math:`u_j^\top\psi` is exactly
+:math:`\mathcal N(\bar s_j - c_j, \mathrm{Var}h_j)` under :math:`q(U)`, so it is drawn as a scalar per
+datapoint and dimension instead of through a :math:`d\times p` matrix. By Jensen,
+:math:`\mathbb E\log(\cdot)^2 \le \log v_j`, so this term is at least the marginal's own KL. The
+weights' KL is closed form,
+:math:`\tfrac12\sum_j[\mathrm{tr}\,\Sigma_j + \|\mu_j\|^2 - p - \log\det\Sigma_j]` plus the same for
+:math:`U`, with :math:`\mathrm{tr}\,\Sigma_j = \|L_j\|_F^2` and
+:math:`\log\det\Sigma_j = 2\sum_i\log (L_j)_{ii}`.
+
+With the exact mixture :math:`\int q(z\mid x,W,U)\,q(W,U)` in the reconstruction term, :math:`N`
+times the mean of :math:`\mathcal J` over the training set would be
+:math:`\mathbb E_{q(W,U)}[\sum_n\mathcal L_n(W,U)] - \mathrm{KL}(q(W,U)\Vert p(W,U)) \le
+\log\mathbb E_{p(W,U)}e^{\sum_n\mathcal L_n(W,U)} \le \sum_n\log p(x_n)`, as every
+:math:`\mathcal L_n(W,U)` is an ELBO; the moment-matched reconstruction term makes eq. 15 an
+approximation of that bound. Reported bounds and gaps are those of the marginal
+:math:`q(z\mid x)` itself, scored like any guide.
+
+**How eq. 15 reaches training.** It is not the ELBO of the trace's :math:`q(z\mid x)` (its KL term is
+the expected KL of the conditional Gaussians, and it adds the weights' KL), and :math:`W, U` are
+global: sampling them as Pyro sites would draw outside the data plate, which the scoring contract
+(:mod:`pyro_vaegap.guide`) forbids — estimators would then score :math:`q(z, W, U\mid x)` with one
+:math:`W` shared by a whole batch. So the trace holds only the marginal ``"z"``, and eq. 15 is the
+:meth:`~pyro_vaegap.guide.Guide.elbo` hook (``custom_elbo = True``), which ``vaegap train`` optimizes
+(:class:`pyro_vaegap.objectives.CustomELBO`: ``objective="elbo"``, no annealing, no free bits);
+:math:`N` arrives through :meth:`~pyro_vaegap.guide.Guide.set_training_size`, which
+:func:`pyro_vaegap.train.train` calls.
+
+**Uncertainty** of the posterior noise at :math:`x` (:meth:`GPVAEEncoder.uncertainty`):
+:math:`\mathrm{Tr}\,\mathbb V(f(x)\mid D) + \mathrm{Tr}\,\mathbb V(h(x)\mid D)
+= \psi^\top\big(\sum_j\Sigma_j\big)\psi + \psi^\top\big(\sum_j\Gamma_j\big)\psi`; the gap report
+keeps it per datapoint.
+
+**Initialization**: :math:`\mu = \eta = 0` and :math:`\Sigma_j = \Gamma_j = \sigma_0^2 I`
+(``init_std`` :math:`\sigma_0`, 0.01), so training starts near the plain VAE. With ``noise=False`` the
+weights are fixed at :math:`W = U = 0` (:math:`\mu = \eta = 0`, :math:`\Sigma = \Gamma = 0`): no
+random weights and no weight KL, and the guide is exactly the FFG encoder with the same weights, its
+objective the FFG ELBO with the KL in closed form.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from pyro_vaegap.guide import Family, Guide
+from pyro_vaegap.models import data_plate
+from pyro_vaegap.traces import log_joint_parts
+from pyro_vaegap.utils import ConfigError, check_positive_int
+from .ffg import FFGEncoder, LocalFFG
+
+
+def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
+    """``sqrt(v)`` for ``v >= 0`` with a zero (not NaN) gradient where ``v == 0`` (e.g. ReLU features
+    that are all zero, or ``noise=False``), where the plain square root's derivative is infinite."""
+    positive = v > 0
+    return torch.where(positive, v.clamp_min(torch.finfo(v.dtype).tiny).sqrt(), torch.zeros_like(v))
+
+
+@dataclass
+class GPMoments:
+    r"""The quantities of eq. 13 for a batch; every tensor has shape ``(B, d)`` except ``psi``
+    ``(B, p)``.
+
+    ``base_loc``, ``base_scale``: :math:`b, c`; ``loc``: :math:`m = b + \mu\psi`; ``scale_mean``:
+    :math:`\bar s = c + \eta\psi`; ``var_f``, ``var_h``: :math:`\psi^\top\Sigma_j\psi`,
+    :math:`\psi^\top\Gamma_j\psi`; ``var``: :math:`v = \mathrm{Var}f + \bar s^2 + \mathrm{Var}h`;
+    ``scale``: :math:`\sqrt v`.
+    """
+
+    psi: torch.Tensor
+    base_loc: torch.Tensor
+    base_scale: torch.Tensor
+    loc: torch.Tensor
+    scale_mean: torch.Tensor
+    var_f: torch.Tensor
+    var_h: torch.Tensor
+    var: torch.Tensor
+    scale: torch.Tensor
+
+
+class GPVAEEncoder(Guide):
+    r"""Amortized GPVAE: :math:`q(z\mid x) = \mathcal N(m(x), \mathrm{diag}\,v(x))` of eq. 13, trained on eq. 15.
+
+    :param hidden, layers, activation, dense: the base encoder (as ``ffg``); :math:`p` is the width of
+        its features (``hidden``, or the data width when ``layers = 0``).
+    :param init_std: :math:`\sigma_0`, the initial standard deviation of every entry of :math:`W` and
+        :math:`U` (their means start at 0).
+    :param noise: ``False`` fixes :math:`W = U = 0` (:math:`\Lambda = 0`): the plain VAE encoder.
+
+    Parameters: ``base`` (the FFG encoder, see :meth:`make_base`); ``loc`` ``(2, d, p)``, the means
+    :math:`\mu_j` (``loc[0]``) and :math:`\eta_j` (``loc[1]``); ``tril_raw`` ``(p, 2, d, p)``, entry
+    ``[r, k, j, c]`` the unconstrained entry :math:`(r, c)` of :math:`L_j` (``k = 0``) or :math:`G_j`
+    (``k = 1``) — kept where :math:`r > c`, ``softplus`` of it on the diagonal, ignored above. The row
+    index comes first so that :math:`\psi^\top` times all :math:`2d` factors is one matrix product
+    ``(B, p) @ (p, 2dp)`` on the parameter's own memory (the product dominates the cost of
+    :meth:`moments`).
+
+    The base encoder is used only through ``features(x)`` (:math:`\psi`, the features before its last
+    layer), ``encode_features(ψ)`` (:math:`b, c`) and ``feature_dim`` (:math:`p`), so an encoder with
+    another trunk works unchanged by overriding :meth:`make_base`; ``arch="conv"`` gives the paper's
+    convolutional encoder, whose features before the last layer are then :math:`\psi`.
+    """
+
+    custom_elbo = True
+
+    def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu", dense: bool = False,
+                 init_std: float = 0.01, noise: bool = True, arch: str = "mlp"):
+        super().__init__(model)
+        if not (isinstance(init_std, (int, float)) and math.isfinite(init_std) and init_std > 0):
+            raise ConfigError(f"init_std={init_std!r} is not allowed: expected a finite positive number")
+        self.noise = bool(noise)
+        self.base = self.make_base(model, hidden=hidden, layers=layers, activation=activation, dense=dense, arch=arch)
+        d, p = self.latent_dim, self.base.feature_dim
+        self.training_size: int | None = None
+        loc = torch.zeros(2, d, p)
+        tril_raw = torch.zeros(p, 2, d, p)
+        if self.noise:
+            tril_raw.diagonal(dim1=0, dim2=3).fill_(math.log(math.expm1(init_std)))  # softplus⁻¹(σ0)
+            self.loc = nn.Parameter(loc)
+            self.tril_raw = nn.Parameter(tril_raw)
+        else:  # Λ = 0 held fixed: zero means and zero Cholesky factors, not trained
+            self.register_buffer("loc", loc)
+            self.register_buffer("tril_raw", tril_raw)
+        self.register_buffer("_strict_lower", torch.ones(p, p).tril(-1)[:, None, None, :], persistent=False)
+
+    def make_base(self, model, **options) -> Guide:
+        """The base encoder giving :math:`b, c` and :math:`\\psi`: an :class:`~pyro_vaegap.guides.ffg.FFGEncoder`."""
+        return FFGEncoder(model, **options)
+
+    def set_training_size(self, num_data: int) -> None:
+        """Keep :math:`N`, the weight :math:`1/N` of the weights' KL in :meth:`elbo`."""
+        self.training_size = check_positive_int("num_data", num_data)
+
+    def scale_tril_stacked(self) -> torch.Tensor:
+        """All :math:`2d` Cholesky factors in the layout of ``tril_raw``, ``(p, 2, d, p)``."""
+        if not self.noise:
+            return self.tril_raw  # zeros: Σ = Γ = 0
+        raw = self.tril_raw
+        tril = raw * self._strict_lower
+        # a fresh tensor: writing its diagonal in place is recorded by autograd like any copy
+        tril.diagonal(dim1=0, dim2=3).copy_(softplus(raw.diagonal(dim1=0, dim2=3)))
+        return tril
+
+    def weight_distribution(self) -> dist.MultivariateNormal:
+        r""":math:`q(W, U)` (eq. 11) as a batch ``(2, d)`` of :math:`p`-variate normals: ``[0, j]`` is
+        :math:`\mathcal N(\mu_j, \Sigma_j)`, ``[1, j]`` is :math:`\mathcal N(\eta_j, \Gamma_j)`."""
+        if not self.noise:
+            raise ConfigError("with noise=False the weights are fixed at W = U = 0: there is no q(W, U)")
+        return dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril_stacked().permute(1, 2, 0, 3))
+
+    def moments(self, x: torch.Tensor, tril: torch.Tensor | None = None) -> GPMoments:
+        """Eq. 13 for the rows of ``x``; ``tril``: :meth:`scale_tril_stacked`, if already computed."""
+        d, p = self.latent_dim, self.base.feature_dim
+        tril = self.scale_tril_stacked() if tril is None else tril
+        psi = self.base.features(x)
+        b, c = self.base.encode_features(psi)
+        shift = (psi @ self.loc.reshape(2 * d, p).T).unflatten(-1, (2, d))           # (B, 2, d): μψ, ηψ
+        quad = (psi @ tril.reshape(p, 2 * d * p)).unflatten(-1, (2, d, p)).square().sum(-1)  # ‖L_jᵀψ‖², ‖G_jᵀψ‖²
+        loc, scale_mean = b + shift[..., 0, :], c + shift[..., 1, :]
+        var_f, var_h = quad[..., 0, :], quad[..., 1, :]
+        # hypot(s̄, 0) is exactly |s̄|: with no noise the scale is the base encoder's c, bit for bit
+        scale = torch.hypot(scale_mean, _safe_sqrt(var_f + var_h))
+        return GPMoments(psi=psi, base_loc=b, base_scale=c, loc=loc, scale_mean=scale_mean, var_f=var_f,
+                         var_h=var_h, var=var_f + scale_mean.square() + var_h, scale=scale)
+
+    def encode(self, x):
+        """The marginal's ``(m, sqrt v)``, each ``(B, d)`` (per-datum FFG guides start from it)."""
+        mo = self.moments(x)
+        return mo.loc, mo.scale
+
+    def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathrm{Tr}\,\mathbb V(f(x)\mid D) + \mathrm{Tr}\,\mathbb V(h(x)\mid D)
+        = \sum_j\psi^\top(\Sigma_j + \Gamma_j)\psi` for each row of ``x``: shape ``(B,)``."""
+        mo = self.moments(x)
+        return (mo.var_f + mo.var_h).sum(-1)
+
+    def expected_kl(self, mo: GPMoments, num_samples: int) -> torch.Tensor:
+        r""":math:`\sum_j\mathbb E_{q(W,U)}\mathrm{KL}(q(z_j\mid x,W,U)\Vert\mathcal N(0,1))` (eq. 16),
+        the log-scale term by ``num_samples`` reparameterized draws of :math:`u_j^\top\psi`: shape ``(B,)``."""
+        eps = torch.randn((num_samples,) + mo.scale_mean.shape, dtype=mo.scale_mean.dtype,
+                          device=mo.scale_mean.device)
+        s = mo.scale_mean + _safe_sqrt(mo.var_h) * eps
+        e_log_s2 = s.square().log().mean(0)
+        return 0.5 * (mo.loc.square() + mo.var - 1.0 - e_log_s2).sum(-1)
+
+    def weight_kl(self, tril: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`\mathrm{KL}(q(W,U)\,\Vert\,\mathcal N(0, I))`, a scalar (0 with ``noise=False``)."""
+        if not self.noise:
+            return self.loc.new_zeros(())
+        tril = self.scale_tril_stacked() if tril is None else tril
+        log_diag = tril.diagonal(dim1=0, dim2=3).log()
+        return 0.5 * (tril.square().sum() + self.loc.square().sum() - self.loc.numel()) - log_diag.sum()
+
+    def elbo(self, model, x, num_samples, idx=None):
+        r"""Eq. 15 for each row of ``x``, shape ``(B,)``: the reconstruction term with ``num_samples``
+        draws of :math:`z` from the marginal, minus eq. 16, minus the weights' KL over :math:`N`."""
+        if self.noise and self.training_size is None:
+            raise ConfigError("the gpvae objective weights KL(q(W,U) || p(W,U)) by 1/N: call "
+                              "guide.set_training_size(N) first (pyro_vaegap.train.train does)")
+        tril = self.scale_tril_stacked()
+        mo = self.moments(x, tril)
+        z = mo.loc + mo.scale * torch.randn((num_samples,) + mo.loc.shape, dtype=mo.loc.dtype, device=mo.loc.device)
+        _, log_lik = log_joint_parts(model, x, {"z": z}, idx)
+        weight_kl = self.weight_kl(tril) / self.training_size if self.noise else 0.0
+        return log_lik.mean(0) - self.expected_kl(mo, num_samples) - weight_kl
+
+    def forward(self, x, idx=None, num_data=None):
+        loc, scale = self.encode(x)
+        with data_plate(x, idx, num_data):
+            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+
+FAMILY = Family("gpvae", amortized=GPVAEEncoder, local=LocalFFG,
+                description="GP encoder (Kim & Pavlovic 2021): FFG encoder with linear-kernel GP noise, moment-matched")
