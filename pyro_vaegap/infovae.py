@@ -330,6 +330,13 @@ def check_weights(alpha: float, lambda_: float, divergence: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # The objective
 # ------------------------------------------------------------------------------------------------
+def _check_strata(guide) -> None:
+    """A guide with its own training objective (``custom_elbo``) must expose its strata to be reweighted."""
+    if getattr(guide, "custom_elbo", False) and not (hasattr(guide, "stratum") and hasattr(guide, "mixture")):
+        raise ConfigError(f"guide {type(guide).__name__} trains with its own ELBO estimator and exposes no strata "
+                          "(stratum(m), mixture(x, idx)): objective='infovae' cannot weight its terms")
+
+
 class InfoVAE(Trace_ELBO):
     r"""The InfoVAE objective :math:`\mathcal L_{\alpha,\lambda}` (module docstring) as a Pyro ELBO.
 
@@ -396,6 +403,7 @@ class InfoVAE(Trace_ELBO):
     def from_config(cls, cfg, guide) -> "InfoVAE":
         """The objective of a validated :class:`~pyro_vaegap.train.TrainConfig` for ``guide``."""
         opts = {k: getattr(cfg, k) for k in MMD_OPTIONS + DISC_OPTIONS if getattr(cfg, k) is not None}
+        _check_strata(guide)  # before a run folder is made, not at the first step
         return cls(cfg.alpha, cfg.lambda_, cfg.divergence, cfg.num_particles, latent_dim=guide.latent_dim, **opts)
 
     # --- state (the critic) -----------------------------------------------------------------------
@@ -430,9 +438,7 @@ class InfoVAE(Trace_ELBO):
         term acts on the components' locations and scales alone."""
         if not getattr(guide, "custom_elbo", False):
             return [(None, nullcontext())]
-        if not (hasattr(guide, "stratum") and hasattr(guide, "mixture")):
-            raise ConfigError(f"guide {type(guide).__name__} trains with its own ELBO estimator and exposes no strata "
-                              "(stratum(m), mixture(x, idx)): objective='infovae' cannot weight its terms")
+        _check_strata(guide)
         _, _, logits = guide.mixture(x, idx)
         weights = torch.softmax(logits, -1)
         return [(weights[:, m], guide.stratum(m)) for m in range(guide.num_components)]

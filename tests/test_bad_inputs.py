@@ -299,6 +299,10 @@ CASES = [
          r"dataset 'digits_continuous' does not suit model 'bernoulli': data: \d+ entries are not 0 or 1 \(first at "
          r"row \d+, column \d+, value .*\); a Bernoulli likelihood needs binary data"),
     # --- InfoVAE options of vaegap train
+    Case("train-infovae-gpvae", "InfoVAE with a family that trains with its own objective (gpvae)",
+         ["train", "--run-dir", "new", "--guide", "gpvae", "--objective", "infovae", "--alpha", "0", "--lambda", "1"],
+         r"guide GPVAEEncoder trains with its own ELBO estimator and exposes no strata .*objective='infovae' cannot "
+         r"weight its terms"),
     Case("train-infovae-alpha-nan", "an InfoVAE alpha that is not a number",
          ["train", "--run-dir", "new", "--objective", "infovae", "--alpha", "nan", "--lambda", "1"],
          r"alpha=nan is not allowed: expected a finite number"),
