@@ -102,6 +102,7 @@ class _Stratified:
     """Mixin: the stratified ELBO hook, for guides with ``mixture(x, idx)`` and ``num_components``."""
 
     custom_elbo = True
+    stratified_elbo = True  #: the training objective is the stratified ELBO (objectives may reuse the strata)
     _component: int | None = None
 
     @contextmanager

@@ -331,10 +331,12 @@ def check_weights(alpha: float, lambda_: float, divergence: str) -> None:
 # The objective
 # ------------------------------------------------------------------------------------------------
 def _check_strata(guide) -> None:
-    """A guide with its own training objective (``custom_elbo``) must expose its strata to be reweighted."""
-    if getattr(guide, "custom_elbo", False) and not (hasattr(guide, "stratum") and hasattr(guide, "mixture")):
-        raise ConfigError(f"guide {type(guide).__name__} trains with its own ELBO estimator and exposes no strata "
-                          "(stratum(m), mixture(x, idx)): objective='infovae' cannot weight its terms")
+    """A guide with its own ELBO estimator (``custom_elbo``) can be reweighted only if that estimator is the
+    stratified ELBO of a mixture (``stratified_elbo``: ME(M)), whose strata InfoVAE then uses."""
+    if getattr(guide, "custom_elbo", False) and not getattr(guide, "stratified_elbo", False):
+        raise ConfigError(f"guide {type(guide).__name__} trains with an objective of its own, not a mixture's "
+                          "stratified ELBO (stratified_elbo, stratum(m), mixture(x, idx)): objective='infovae' "
+                          "cannot weight its terms")
 
 
 class InfoVAE(Trace_ELBO):

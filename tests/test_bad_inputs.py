@@ -269,6 +269,9 @@ CASES = [
          r"unknown guide family 'nope'"),
     Case("train-guide-option-typo", "a misspelled guide option",
          ["train", "--run-dir", "new", "--guide-options", '{"widht": 3}'], r"\['widht'\].*allowed: \["),
+    Case("train-rme-diversity-one", "an RME mixture whose components would have no entropy term",
+         ["train", "--run-dir", "new", "--guide", "rme", "--guide-options", '{"diversity": 1}'],
+         r"diversity=1 is not allowed: expected a number in \[0, 1\)"),
     Case("train-guide-options-not-json", "guide options that are not JSON",
          ["train", "--run-dir", "new", "--guide-options", "{hidden: 3}"], r"--guide-options must be a JSON object"),
     Case("train-unknown-arch", "an unknown network architecture", ["train", "--run-dir", "new", "--arch", "resnet"],
@@ -301,7 +304,8 @@ CASES = [
     # --- InfoVAE options of vaegap train
     Case("train-infovae-gpvae", "InfoVAE with a family that trains with its own objective (gpvae)",
          ["train", "--run-dir", "new", "--guide", "gpvae", "--objective", "infovae", "--alpha", "0", "--lambda", "1"],
-         r"guide GPVAEEncoder trains with its own ELBO estimator and exposes no strata .*objective='infovae' cannot "
+         r"guide GPVAEEncoder trains with an objective of its own, not a mixture's stratified ELBO .*"
+         r"objective='infovae' cannot "
          r"weight its terms"),
     Case("train-infovae-alpha-nan", "an InfoVAE alpha that is not a number",
          ["train", "--run-dir", "new", "--objective", "infovae", "--alpha", "nan", "--lambda", "1"],

@@ -36,6 +36,7 @@ FAMILIES = {
     "mixture": ({"hidden": 16, "num_components": 3}, {"num_components": 3}),
     "sa": ({"hidden": 16, "num_steps": 2, "step_size": 1e-2}, {}),
     "gpvae": ({"hidden": 16}, {}),
+    "rme": ({"hidden": 16, "num_components": 3}, {"num_components": 3}),
 }
 
 
@@ -68,6 +69,7 @@ def test_check_guide_every_family(name):
     ("householder", "num_transforms", (1, 2, 4, 8)),
     ("sa", "num_steps", (1, 2, 4, 8)),
     ("mixture", "num_components", (2, 3, 4, 5)),
+    ("rme", "num_components", (2, 3, 4, 5)),
 ])
 def test_check_guide_every_size(name, option, values):
     model = tiny_model(latent_dim=8, data_dim=10)  # d >= K: no over-parameterized Householder
