@@ -23,12 +23,14 @@ import sys
 import threading
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from .ais import SCHEDULES, STEP_SIZE_MODES
 from .data import DATASETS, DataError, load_dataset, seeded_subset
+from .distributed import barrier, process_group, rank_name, world_from_env
 from .gaps import GapConfig, GapReport, gap_report, paper_for
 from .train import TrainConfig, load_run, resume_config, train
 from .utils import (THREADS_ENV, ConfigError, ConfigWarning, FileLock, FolderLock, atomic_target, check_folder,
@@ -93,7 +95,9 @@ _HELP = {
     "local_samples": "samples per step of the local optimization (paper 100)",
     "local_lr": "Adam lr of the local optimization (paper 1e-3)", "local_max_steps": "cap on local steps",
     "local_check_every": "stopping rule: window length (100)", "local_patience": "stopping rule: checks without improvement (10)",
-    "local_init": "prior (paper) or encoder", }
+    "local_init": "prior (paper) or encoder",
+    "local_data_chunk": "datapoints per local-optimization piece (default: all in one problem); set it to spread "
+                        "that stage over torchrun ranks", }
 
 
 def _add_dataclass_args(parser, cls, skip=()):
@@ -207,11 +211,21 @@ def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=
     stem = check_output_stem(out, overwrite)
     partial = stem.with_name(stem.name + ".partial")
     t = time.time()
-    with FolderLock(partial, "evaluation checkpoint folder"):
-        rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress, checkpoint=partial)
+    rank, world = world_from_env()  # launched by torchrun: this process computes its share of the pieces
+    with process_group(world), (FolderLock(partial, "evaluation checkpoint folder") if rank == 0 else nullcontext()):
+        if world > 1:
+            barrier()  # rank 0 holds the folder before any rank writes into it
+            gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress and rank == 0,
+                       log=print if rank == 0 else None, checkpoint=partial, shard=(rank, world))
+            barrier()  # every piece is on disk
+            if rank != 0:
+                return None
+        rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress, checkpoint=partial,
+                         log=print if world == 1 else None)
         paper = paper_for(tcfg.to_dict())
         rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
-                         "paper_settings": _paper_diff(tcfg, gcfg, x.shape[0]) if paper else None})
+                         "paper_settings": _paper_diff(tcfg, gcfg, x.shape[0]) if paper else None,
+                         "ranks": world})
         paths = rep.save(stem)
     shutil.rmtree(partial, ignore_errors=True)
     print(rep.to_markdown())
@@ -391,7 +405,8 @@ def build_parser():
     _add_dataclass_args(t, TrainConfig)
 
     g = command("gaps", "approximation / amortization gap report of a trained run", cmd_gaps)
-    g.add_argument("--run", required=True, help="a run folder written by vaegap train")
+    g.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="a run folder written by vaegap train (--run-dir: the spelling torchrun passes through)")
     g.add_argument("--config", help="JSON file of GapConfig fields (flags override it)")
     g.add_argument("--split", default="test", choices=("train", "valid", "test"), help="evaluation split (test)")
     g.add_argument("--num-points", type=int, default=100, help="size of the seeded random evaluation subset (100)")
@@ -574,7 +589,8 @@ def _interrupt(signum, frame):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_command("vaegap", _with_threads(args.func), args, debug=args.debug, oom_hint=OOM_HINTS.get(args.command))
+    return run_command("vaegap" + rank_name(), _with_threads(args.func), args, debug=args.debug,
+                       oom_hint=OOM_HINTS.get(args.command))
 
 
 def _with_threads(fn):

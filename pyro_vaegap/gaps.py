@@ -109,6 +109,7 @@ class GapConfig:
     local_check_every: int = 100
     local_patience: int = 10
     local_init: str = "prior"
+    local_data_chunk: int | None = None  #: datapoints per local-optimization piece (None: all, one problem)
     seed: int = 0
 
     def __post_init__(self):
@@ -120,6 +121,8 @@ class GapConfig:
                      "local_patience"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("seed", self.seed, minimum=0)
+        if self.local_data_chunk is not None:
+            check_positive_int("local_data_chunk", self.local_data_chunk)
         check_choice("ais_schedule", self.ais_schedule, SCHEDULES)
         check_choice("ais_step_size", self.ais_step_size, STEP_SIZE_MODES)
         check_choice("local_init", self.local_init, LOCAL_INITS)
@@ -313,10 +316,14 @@ class Pieces:
     inputs is refused, never mixed in. ``folder=None`` keeps nothing (every piece is computed).
     """
 
-    def __init__(self, folder, fingerprint: dict):
+    def __init__(self, folder, fingerprint: dict, shard: tuple[int, int] = (0, 1)):
         self.folder = None if folder is None else Path(folder)
         #: compute seconds per stage, summed over its pieces whichever process computed them
         self.seconds: dict[str, float] = {}
+        #: ``(rank, world)``: this process computes only the chunks ``c`` with ``c % world == rank``
+        self.rank, self.world = shard
+        #: stages of which some chunk belongs to another rank and is not on disk yet
+        self.missing: set[str] = set()
         if self.folder is None:
             return
         manifest = self.folder / "manifest.json"
@@ -339,13 +346,16 @@ class Pieces:
 
     def get(self, key):
         """The saved piece ``key``, or None."""
-        if self.folder is None or not self._path(key).exists():
+        if not self.has(key):
             return None
         try:
             return torch.load(self._path(key), weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable file: say which and what to do
             raise ConfigError(f"the checkpoint piece {str(self._path(key))!r} is damaged ({type(e).__name__}); "
                               "delete that file to recompute it") from e
+
+    def has(self, key) -> bool:
+        return self.folder is not None and self._path(key).exists()
 
     def put(self, key, value) -> None:
         if self.folder is not None:
@@ -356,20 +366,28 @@ class Pieces:
             self._path(key).unlink(missing_ok=True)
 
     def chunked(self, stage: str, seed: int, n: int, chunk: int, compute) -> dict:
-        """``compute(start, end)`` (a dict of tensors ``(end - start,)``) for every chunk of ``range(n)``,
-        each seeded from ``(seed, stage, chunk index)`` and kept as a piece with its compute time; concatenated."""
+        """``compute(c, start, end)`` (a dict of tensors ``(end - start,)``, or ``(dict, seconds)`` with the
+        compute time of earlier processes) for every chunk ``c`` of ``range(n)``, each seeded from
+        ``(seed, stage, c)`` and kept as a piece with its compute time; concatenated. Chunks of other ranks
+        are left to them: the stage is then :attr:`missing` and ``{}`` is returned."""
         parts = []
         for c, start in enumerate(range(0, n, chunk)):
             key = f"{stage}-{c}"
+            if c % self.world != self.rank:  # another rank's: assembled after the barrier, not read now
+                self.missing.add(stage)
+                continue
             piece = self.get(key)
             if piece is None:
                 torch.manual_seed(stable_seed(seed, stage, c))
                 t = time.perf_counter()
-                values = compute(start, min(start + chunk, n))
-                piece = {"values": values, "seconds": time.perf_counter() - t}
+                values = compute(c, start, min(start + chunk, n))
+                values, before = values if isinstance(values, tuple) else (values, 0.0)
+                piece = {"values": values, "seconds": before + time.perf_counter() - t}
                 self.put(key, piece)
             parts.append(piece["values"])
             self.seconds[stage] = self.seconds.get(stage, 0.0) + piece["seconds"]
+        if stage in self.missing:
+            return {}
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -390,7 +408,7 @@ def fingerprint(model, guide, x, cfg: GapConfig, family: str) -> dict:
 
 
 def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *, family: str = "ffg",
-               progress: bool = True, log=print, checkpoint=None) -> GapReport:
+               progress: bool = True, log=print, checkpoint=None, shard: tuple[int, int] = (0, 1)) -> GapReport | None:
     r"""Estimate :math:`\log\hat p(x)`, :math:`\mathcal L[q]`, :math:`\mathcal L[q^*]` for each family, and the gaps.
 
     :param model: a trained model (decoder); it is frozen throughout.
@@ -401,20 +419,26 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     :param checkpoint: a folder that keeps every finished piece (:class:`Pieces`): an interrupted call
         with the same arguments resumes there and returns exactly what an uninterrupted call returns.
         The caller deletes it once the report is saved.
+    :param shard: ``(rank, world)``: compute only the pieces of chunks ``c`` with ``c % world == rank`` into
+        ``checkpoint`` (shared by the ranks) and return None unless every piece is there — the first pass of
+        a sharded evaluation (:mod:`pyro_vaegap.distributed`). A piece is seeded by its chunk alone, so the
+        report assembled from the ranks' pieces is the one a single process computes.
     """
     cfg = config or GapConfig()
     cfg.check_families()
     x = model.validate_data(x)
     log = log or (lambda *a: None)
     N = x.shape[0]
-    pieces = Pieces(checkpoint, fingerprint(model, guide, x, cfg, family))
+    if shard[1] > 1 and checkpoint is None:
+        raise ConfigError("a sharded evaluation needs a checkpoint folder shared by its ranks")
+    pieces = Pieces(checkpoint, fingerprint(model, guide, x, cfg, family), shard)
     per = {}
     is_kw = dict(sample_chunk=cfg.sample_chunk, progress=progress)
     where = "[1/4] L[q] and IWAE"
     try:
         log(f"{where}-{cfg.iwae_samples} with the amortized guide on {N} datapoints")
 
-        def importance(s, e):
+        def importance(c, s, e):
             r = importance_sample(model, guide, x[s:e], max(cfg.iwae_samples, cfg.elbo_samples), desc="L[q], IWAE",
                                   data_chunk=e - s, **is_kw)
             out = {"amortized": r.elbo, "amortized_se": r.elbo_se, "iwae": r.iwae, "iwae_se": r.iwae_se,
@@ -431,7 +455,7 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
             log(f"{where}: {cfg.ais_chains} chains × {cfg.ais_steps} steps × {cfg.ais_leapfrog} leapfrog "
                 f"({cfg.ais_schedule} schedule, {cfg.ais_step_size} step sizes), {cfg.ais_data_chunk} datapoints at a time")
 
-            def anneal(s, e):
+            def anneal(c, s, e):
                 a = ais(model, x[s:e], num_chains=cfg.ais_chains, num_steps=cfg.ais_steps,
                         leapfrog_steps=cfg.ais_leapfrog, schedule=cfg.ais_schedule, step_size=cfg.ais_step_size,
                         pilot_chains=cfg.ais_pilot_chains, init_step_size=cfg.ais_init_step_size,
@@ -440,52 +464,57 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
                         "ais_step_size": a.step_sizes.mean(0) if a.step_sizes.numel() else torch.zeros_like(a.log_px)}
 
             per.update(pieces.chunked("ais", cfg.seed, N, cfg.ais_data_chunk, anneal))
-            per["ais_minus_iwae"] = per["ais"] - per["iwae"]
-        estimator = cfg.log_px_estimator
-        per["log_px"] = (per["iwae"] if estimator == "iwae" else per["ais"] if estimator == "ais"
-                         else torch.maximum(per["ais"], per["iwae"]))
 
+        lchunk = cfg.local_data_chunk or N
         for i, fam_name in enumerate(cfg.families):
             where = f"[3/4] local optimization of family {fam_name!r}"
-            log(f"{where} ({i + 1}/{len(cfg.families)})")
-            torch.manual_seed(stable_seed(cfg.seed, "local", fam_name))  # the initialization is random for some families
-            local = get_family(fam_name).make_local(model, N, **cfg.family_options.get(fam_name, {}))
-            local = local.to(dtype=x.dtype, device=x.device)
-            if cfg.local_init == "encoder":
-                local.init_from_amortized(guide, x)
-            done = pieces.get(f"local-{fam_name}-done")
-            if done is None:
-                state = pieces.get(f"local-{fam_name}-state")
+            log(f"{where} ({i + 1}/{len(cfg.families)}), {lchunk} datapoints at a time")
+
+            def optimize_and_score(c, s, e, fam_name=fam_name):
+                # the initialization is random for some families: seeded by the piece (Pieces.chunked)
+                local = get_family(fam_name).make_local(model, e - s, **cfg.family_options.get(fam_name, {}))
+                local = local.to(dtype=x.dtype, device=x.device)
+                if cfg.local_init == "encoder":
+                    local.init_from_amortized(guide, x[s:e])
+                key = f"local-{fam_name}-{c}-state"
+                state = pieces.get(key)
                 t0, before = time.perf_counter(), state["seconds"] if state else 0.0
+                if state is None or not state.get("done"):
+                    def save_state(st):
+                        pieces.put(key, {**st, "seconds": before + time.perf_counter() - t0})
 
-                def save_state(st, f=fam_name, t0=t0, before=before):
-                    pieces.put(f"local-{f}-state", {**st, "seconds": before + time.perf_counter() - t0})
-
-                res = optimize_local(model, local, x, num_samples=cfg.local_samples, lr=cfg.local_lr,
-                                     max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
-                                     patience=cfg.local_patience, progress=progress, desc=f"local {fam_name}",
-                                     state=state, save_state=save_state)
-                done = {"guide": local.state_dict(), "steps": res.steps, "converged": res.converged,
-                        "seconds": before + time.perf_counter() - t0}
-                pieces.put(f"local-{fam_name}-done", done)
-                pieces.drop(f"local-{fam_name}-state")
-            local.load_state_dict(done["guide"])
-            where = f"[3/4] scoring L[q*] of family {fam_name!r}"
-
-            def score(s, e, local=local, fam_name=fam_name):
+                    res = optimize_local(model, local, x[s:e], num_samples=cfg.local_samples, lr=cfg.local_lr,
+                                         max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
+                                         patience=cfg.local_patience, progress=progress, desc=f"local {fam_name}",
+                                         state=state, save_state=save_state)
+                    state = {"guide": local.state_dict(), "steps": res.steps, "converged": res.converged,
+                             "done": True, "seconds": before + time.perf_counter() - t0}
+                    pieces.put(key, state)  # scoring may be interrupted: the optimum is kept
+                local.load_state_dict(state["guide"])
+                torch.manual_seed(stable_seed(cfg.seed, f"score-{fam_name}", c))  # whether or not it resumed
                 r = importance_sample(model, local, x[s:e], cfg.elbo_samples, psis=False, desc=f"L[q*_{fam_name}]",
-                                      data_chunk=e - s, idx=torch.arange(s, e, device=x.device), **is_kw)
-                return {f"local:{fam_name}": r.elbo, f"local_se:{fam_name}": r.elbo_se}
+                                      data_chunk=e - s, **is_kw)
+                return ({f"local:{fam_name}": r.elbo, f"local_se:{fam_name}": r.elbo_se,
+                         f"steps:{fam_name}": state["steps"], f"converged:{fam_name}": state["converged"]},
+                        before)
 
-            per.update(pieces.chunked(f"score-{fam_name}", cfg.seed, N, cfg.data_chunk, score))
-            per.update({f"steps:{fam_name}": done["steps"], f"converged:{fam_name}": done["converged"]})
-            pieces.seconds[f"local-{fam_name}"] = done["seconds"]
+            per.update(pieces.chunked(f"local-{fam_name}", cfg.seed, N, lchunk, optimize_and_score))
+            for c in range(-(-N // lchunk)):  # a chunk's optimizer state goes once its piece is saved
+                if pieces.has(f"local-{fam_name}-{c}"):
+                    pieces.drop(f"local-{fam_name}-{c}-state")
     except KeyboardInterrupt:
         kept = (f"the finished parts are kept in {str(pieces.folder)!r}: rerun the same command to resume"
                 if pieces.folder is not None else "nothing was kept (no checkpoint folder)")
         raise Interrupted(f"interrupted during {where}; {kept}") from None
 
+    if pieces.missing:  # the first pass of a sharded evaluation: other ranks' pieces are still coming
+        return None
     log("[4/4] gaps")
+    if cfg.ais:
+        per["ais_minus_iwae"] = per["ais"] - per["iwae"]
+    estimator = cfg.log_px_estimator
+    per["log_px"] = (per["iwae"] if estimator == "iwae" else per["ais"] if estimator == "ais"
+                     else torch.maximum(per["ais"], per["iwae"]))
     for f in cfg.families:
         per[f"approximation:{f}"] = per["log_px"] - per[f"local:{f}"]
         per[f"amortization:{f}"] = per[f"local:{f}"] - per["amortized"]

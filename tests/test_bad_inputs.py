@@ -417,6 +417,8 @@ CASES = [
          r"downloading FashionMNIST with torchvision into .*data failed: .*Temporary failure in name resolution",
          setup=both(write("data/README", ""), failing_download)),
     # --- vaegap gaps
+    Case("gaps-local-data-chunk-zero", "local optimization in pieces of zero datapoints",
+         ["gaps", "--run", "run", "--local-data-chunk", "0"], r"local_data_chunk=0 is not allowed: expected an integer >= 1"),
     Case("gaps-no-run", "a run folder that does not exist", ["gaps", "--run", "nothing"],
          r"nothing is not a training run: no checkpoint.pt there \(train with vaegap train\)"),
     Case("gaps-run-is-file", "a run folder that is a file", ["gaps", "--run", "afile"],
