@@ -47,9 +47,9 @@ NAME = "gpvae_uncertainty"
 #: profile → settings (single options override them)
 PROFILES = {
     "cpu": dict(num_train=10_000, epochs=100, lr=3e-4, arch="mlp", num_points=300, eval_samples=5000, local_samples=10,
-                local_max_steps=3000, local_init="encoder", grid_lim=6.0, grid_n=1201),
+                local_max_steps=3000, local_init="encoder", grid_lim=12.0, grid_n=1201),
     "paper": dict(num_train=None, epochs=200, lr=3e-4, arch="conv", num_points=1000, eval_samples=5000, local_samples=100,
-                  local_max_steps=50_000, local_init="prior", grid_lim=6.0, grid_n=1201),
+                  local_max_steps=50_000, local_init="prior", grid_lim=12.0, grid_n=1201),
     "quick": dict(num_train=500, epochs=2, lr=1e-3, arch="mlp", num_points=12, eval_samples=50, local_samples=3,
                   local_max_steps=40, local_init="encoder", grid_lim=5.0, grid_n=61),
 }
