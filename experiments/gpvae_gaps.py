@@ -14,13 +14,14 @@ optimum all three encoders are measured against: each of them outputs a diagonal
 :math:`\mathcal L[q]` of the model's own amortized :math:`q` — so per model the approximation gap
 :math:`\log\hat p - \mathcal L[q^*]`, the amortization gap :math:`\mathcal L[q^*] - \mathcal L[q]` and the
 inference gap, with standard errors over the points, beside the training cost (median seconds per
-epoch, from each run's ``log.csv``). The three models have different decoders (each trained with its
+epoch, from each run's ``log.csv``), and :math:`\mathcal L[q_0]` of the FFG encoder inside SA (before
+its steps) and inside GPVAE (its base encoder, without the GP noise). The three models have different decoders (each trained with its
 encoder), so their :math:`\log\hat p` differ; the gaps are per model. Differences of the gaps between
 models are also given paired over the same points.
 
 Profiles: ``cpu`` (default; 10,000 training images, dim z 20, 100 epochs at lr 3e-4, 50 test points,
-AIS 20 chains × 300 steps × 5 leapfrog, IWAE and bounds with 5000 samples, local FFG optimization with
-20 samples per step from the encoder's output under the paper's stopping rule, at most 4000 steps),
+AIS 20 chains × 200 steps × 5 leapfrog, IWAE and bounds with 5000 samples, local FFG optimization with
+10 samples per step from the encoder's output under the paper's stopping rule, at most 4000 steps),
 ``paper`` (paper scale: all 50,000 images, dim z 50, 250 epochs, 1000 test points, and Cremer et al.'s
 evaluation — AIS 100 × 500 × 10, 5000 samples, local optimization with 100 samples per step from the
 prior, at most 50,000 steps) and ``--quick`` (a smoke run whose numbers mean nothing). Single options
@@ -39,16 +40,17 @@ import numpy as np
 import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
+from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
 from pyro_vaegap.train import TrainConfig
-from pyro_vaegap.utils import FolderLock
+from pyro_vaegap.utils import FolderLock, set_seed
 
 from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
 
 NAME = "gpvae_gaps"
 PROFILES = {
     "cpu": dict(num_train=10_000, latent_dim=20, epochs=100, lr=3e-4, num_points=50, eval_samples=5000,
-                ais_chains=20, ais_steps=300, ais_leapfrog=5, local_samples=20, local_max_steps=4000,
+                ais_chains=20, ais_steps=200, ais_leapfrog=5, local_samples=10, local_max_steps=4000,
                 local_init="encoder"),
     "paper": dict(num_train=None, latent_dim=50, epochs=250, lr=3e-4, num_points=1000, eval_samples=5000,
                   ais_chains=100, ais_steps=500, ais_leapfrog=10, local_samples=100, local_max_steps=50_000,
@@ -113,6 +115,12 @@ def noise_crossing(guide, x) -> float | None:
     return float((mo.scale_mean.abs() < 2 * mo.var_h.sqrt()).double().mean())
 
 
+def inner_encoder(guide):
+    """The FFG encoder inside an SA guide (its output before the refinement steps) or a GPVAE guide (its base
+    encoder N(b(x), c(x)²), without the GP noise); None for the plain VAE."""
+    return getattr(guide, "encoder", None) or getattr(guide, "base", None)
+
+
 def evaluate(name, model, guide, family, x, gcfg, out: Path, progress, quiet) -> GapReport:
     """The gap report of one model, from ``OUT/gaps_<name>.json`` if finished, else computed (resumable)."""
     stem = out / f"gaps_{name.replace('(', '').replace(')', '')}"
@@ -147,7 +155,7 @@ def main(argv=None):
                      log_px="ais", local_samples=s["local_samples"], local_max_steps=s["local_max_steps"],
                      local_check_every=10 if args.quick else 100, local_init=s["local_init"], seed=args.seed)
     profile = "quick" if args.quick else args.profile
-    reports, costs, crossing, configs = {}, {}, {}, {}
+    reports, costs, crossing, configs, inner = {}, {}, {}, {}, {}
     for name, (family, options) in models(args.sa_steps).items():
         cfg = TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=s["num_train"],
                           latent_dim=s["latent_dim"], hidden=args.hidden, decoder_layers=2, activation="elu",
@@ -158,9 +166,12 @@ def main(argv=None):
         configs[name], costs[name] = cfg.to_dict(), training_cost(run_dir)
         x = model.validate_data(x_test[test_index])
         crossing[name] = noise_crossing(guide, x)
+        if inner_encoder(guide) is not None:
+            set_seed(args.seed)
+            inner[name] = importance_sample(model, inner_encoder(guide), x, s["eval_samples"], psis=False).elbo.numpy()
         reports[name] = evaluate(name, model, guide, family, x, gcfg, out, progress, args.quiet)
         progress(f"{name}: amortization gap {reports[name].summary()['amortization:ffg'][0]:.2f} nats")
-    results, rows, pair_rows = summarize(reports, costs, crossing, configs)
+    results, rows, pair_rows = summarize(reports, costs, crossing, configs, inner)
     n = s["num_points"]
     md = (f"Three models, one recipe: {s['num_train'] or 50000} binarized MNIST training images, dim z = "
           f"{s['latent_dim']}, decoder {s['latent_dim']}-{args.hidden}-{args.hidden}-784 and encoder "
@@ -178,6 +189,11 @@ def main(argv=None):
            "the per-point differences; each model has its own decoder):\n\n"
            + markdown_table(["model − VAE", "Δ approximation gap", "Δ amortization gap", "Δ inference gap",
                              "Δ L[q]", "training time per epoch ratio"], pair_rows))
+    md += ("\nL[q0] of the FFG encoder inside each model — SA before its refinement steps, GPVAE's base encoder "
+           "N(b(x), c(x)²) without the GP noise — and what the model's own q adds to it (paired over the points):\n\n"
+           + markdown_table(["model", "L[q0] (inner FFG encoder)", "L[q]", "L[q] − L[q0]"], [
+               [k, "%.2f ± %.2f" % r["inner_encoder"], "%.2f ± %.2f" % r["amortized"],
+                "%+.2f ± %.2f" % r["amortized_minus_inner"]] for k, r in results["models"].items() if "inner_encoder" in r]))
     if crossing.get("GPVAE") is not None:
         md += (f"\nGPVAE: at {100 * crossing['GPVAE']:.1f} % of (test point, latent dimension) pairs the conditional "
                "scale c_j + u_jᵀψ crosses zero with probability above 5 % (|s̄_j| < 2 √Var h_j).\n")
@@ -194,7 +210,7 @@ def _ms(v) -> tuple[float, float]:
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan"))
 
 
-def summarize(reports: dict, costs: dict, crossing: dict, configs: dict):
+def summarize(reports: dict, costs: dict, crossing: dict, configs: dict, inner: dict):
     """``(results, table rows, paired rows)`` of the finished reports."""
     keys = {"log_px": "log_px", "local_ffg": "local:ffg", "amortized": "amortized",
             "approximation_gap": "approximation:ffg", "amortization_gap": "amortization:ffg", "inference_gap": "inference"}
@@ -209,6 +225,9 @@ def summarize(reports: dict, costs: dict, crossing: dict, configs: dict):
                   "eval_seconds_by_stage": seconds, "local_steps_median": float(np.median(p["steps:ffg"])),
                   "local_stopped_by_rule": int(np.sum(p["converged:ffg"])), "num_points": len(p["log_px"]),
                   "noise_crossing_fraction": crossing[name], "warnings": rep.to_dict()["warnings"]})
+        if name in inner:  # L[q0] of the FFG encoder inside, and what the model's own q adds to it (paired)
+            r["inner_encoder"] = _ms(inner[name])
+            r["amortized_minus_inner"] = _ms(np.asarray(p["amortized"]) - inner[name])
         if "uncertainty" in p:
             r["uncertainty"] = _ms(p["uncertainty"])
         if name != "VAE":
