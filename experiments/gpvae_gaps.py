@@ -31,6 +31,7 @@ keeps its finished pieces in ``OUT/gaps_<model>.partial/`` and its report in ``O
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 import time
@@ -43,7 +44,7 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
 from pyro_vaegap.train import TrainConfig
-from pyro_vaegap.utils import FolderLock, set_seed
+from pyro_vaegap.utils import ConfigError, FolderLock, set_seed
 
 from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
 
@@ -125,8 +126,12 @@ def evaluate(name, model, guide, family, x, gcfg, out: Path, progress, quiet) ->
     """The gap report of one model, from ``OUT/gaps_<name>.json`` if finished, else computed (resumable)."""
     stem = out / f"gaps_{name.replace('(', '').replace(')', '')}"
     if stem.with_suffix(".json").exists():
+        rep = GapReport.load(stem.with_suffix(".json"))
+        if rep.config != json.loads(json.dumps(gcfg.to_dict())) or len(rep.per_point["log_px"]) != x.shape[0]:
+            raise ConfigError(f"{stem}.json holds a gap report of other evaluation settings or points: choose another "
+                              "--out, or delete it to evaluate afresh")
         progress(f"{name}: gap report already in {stem}.json")
-        return GapReport.load(stem.with_suffix(".json"))
+        return rep
     partial = stem.with_name(stem.name + ".partial")
     t = time.time()
     with FolderLock(partial, "evaluation checkpoint folder"):

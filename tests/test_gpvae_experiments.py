@@ -11,6 +11,7 @@ from pyro_vaegap.gaps import GapReport
 from pyro_vaegap.grid import grid_log_px, grid_posterior
 from pyro_vaegap.models import BernoulliVAE, LinearGaussian
 from pyro_vaegap.traces import log_joint_parts, simulate
+from pyro_vaegap.utils import ConfigError
 
 
 def test_grid_posterior_matches_the_linear_gaussian_closed_forms():
@@ -92,7 +93,7 @@ def test_uncertainty_quick(tmp_path, mnist_dir):
 
 def test_gaps_quick_and_resume(tmp_path, mnist_dir):
     """Three models, one gap report each (rendering to its markdown), paired differences; a rerun reuses the
-    trained runs and the finished reports and gives the same table."""
+    trained runs and the finished reports and gives the same table, and refuses reports of other settings."""
     argv = ["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"]
     res = gpvae_gaps.main(argv)
     assert list(res["models"]) == ["VAE", "SA(2)", "GPVAE"]
@@ -109,6 +110,8 @@ def test_gaps_quick_and_resume(tmp_path, mnist_dir):
     assert "GPVAE − VAE" in md and (tmp_path / "gaps.png").is_file()
     again = gpvae_gaps.main(argv)
     assert again["models"]["GPVAE"]["amortization_gap"] == res["models"]["GPVAE"]["amortization_gap"]
+    with pytest.raises(ConfigError, match="other evaluation settings"):  # never mixed with other settings
+        gpvae_gaps.main(argv + ["--eval-samples", "30"])
 
 
 @pytest.mark.parametrize("module,argv,message", [
