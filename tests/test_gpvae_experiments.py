@@ -18,13 +18,13 @@ def test_grid_posterior_matches_the_linear_gaussian_closed_forms():
     """log p(x), the posterior mean and covariance of a 2-d linear-Gaussian model, exactly known."""
     model = LinearGaussian.random(6, 2, scale=0.8, seed=0)
     x, _ = simulate(model, 4, torch.zeros(1, 6, dtype=torch.float64))
-    g = grid_posterior(model, x, lim=7.0, n=401, chunk=5000)
+    g = grid_posterior(model, x, lim=7.0, n=301, chunk=5000)
     post = model.exact_posterior(x)
     assert torch.allclose(g.log_px, model.exact_log_marginal(x), atol=1e-9)
     assert torch.allclose(g.mean, post.mean, atol=1e-9)
     assert torch.allclose(g.cov, post.covariance_matrix, atol=1e-9)
     assert (g.edge_mass < 1e-12).all() and (g.min_std > 0.3).all()
-    assert torch.equal(grid_log_px(model, x, 7.0, 401), g.log_px)
+    assert torch.allclose(grid_log_px(model, x, 7.0, 301), g.log_px, rtol=0, atol=1e-12)  # other chunks: rounding
 
 
 def test_pairwise_bernoulli_likelihood_and_grid_equal_the_traced_model():
