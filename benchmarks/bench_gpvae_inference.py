@@ -31,6 +31,7 @@ import statistics
 import time
 
 import pyro
+import pyro.distributions as dist
 import torch
 
 import pyro_vaegap  # noqa: F401  (module-local Pyro params, as the package runs)
@@ -83,6 +84,57 @@ def precomputed_encode(gp):
     return encode
 
 
+def interleaved_times(variants: dict, x, rounds: int, repeats: int, warmup: int, sync=None) -> dict:
+    """Seconds of each call ``f(x)`` of every variant (name → callable): ``warmup`` untimed calls of each
+    first, then ``rounds`` rounds in which every variant runs ``repeats`` timed calls, the order rotating
+    by one from round to round, so a change of load on a shared machine hits all variants alike.
+
+    :param sync: called before each clock reading (``torch.cuda.synchronize`` on a GPU, whose kernels
+        run asynchronously); ``None`` on the CPU.
+    :returns: name → list of ``rounds × repeats`` durations.
+    """
+    sync = sync or (lambda: None)
+    times = {k: [] for k in variants}
+    for f in variants.values():
+        for _ in range(warmup):
+            f(x)
+    keys = list(variants)
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            f = variants[k]
+            for _ in range(repeats):
+                sync()
+                t = time.perf_counter()
+                f(x)
+                sync()
+                times[k].append(time.perf_counter() - t)
+    return times
+
+
+def gaussian_draw(encode):
+    """``x ↦ (z, log q(z|x))`` for a Gaussian ``q = N(encode(x))``: one reparameterized draw per row."""
+    def draw(x):
+        loc, scale = encode(x)
+        q = dist.Normal(loc, scale, validate_args=False).to_event(1)
+        z = q.rsample()
+        return z, q.log_prob(z)
+    return draw
+
+
+def q_draw(guide):
+    """``x ↦ (z, log q(z|x))``, one draw per row from an amortized guide: through its ``distribution(x)``
+    when it has one (a flow: the encoder, then every transform), else from the Gaussian of its
+    ``encode(x)`` (``ffg``, ``sa`` with its refinement steps, ``gpvae``'s marginal) — what using the
+    encoder for inference costs, without Pyro's tracing."""
+    if hasattr(guide, "distribution"):
+        def draw(x):
+            q = guide.distribution(x)
+            z = q.rsample()
+            return z, q.log_prob(z)
+        return draw
+    return gaussian_draw(guide.encode)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
@@ -108,18 +160,8 @@ def main(argv=None):
     with torch.no_grad():
         (m_b, s_b), (m_c, s_c) = gp.encode(x), variants["c"](x)
         assert torch.allclose(m_b, m_c, rtol=1e-5, atol=1e-6) and torch.allclose(s_b, s_c, rtol=1e-4, atol=1e-6)
-        times = {k: [] for k in variants}
-        for f in variants.values():
-            for _ in range(args.warmup):
-                f(x)
-        keys = list(variants)
-        for r in range(args.rounds):
-            for k in keys[r % 3:] + keys[:r % 3]:
-                f = variants[k]
-                for _ in range(args.repeats):
-                    t = time.perf_counter()
-                    f(x)
-                    times[k].append(time.perf_counter() - t)
+        times = interleaved_times(variants, x, args.rounds, args.repeats, args.warmup)
+    keys = list(variants)
     med = {k: statistics.median(v) for k, v in times.items()}
     h, d = args.hidden, LATENT
     macs = {"a": DATA_DIM * h + h * h + 2 * d * h}

@@ -1,0 +1,160 @@
+r"""Kim & Pavlovic (2021), Table 5: inference time per batch of 128 at dim z = 50, VAE vs SA(K), IAF(K) and GPVAE.
+
+Times one amortized inference pass — one reparameterized draw :math:`z\sim q(z\mid x)` per row with its
+:math:`\log q(z\mid x)`, under ``torch.no_grad()`` — for a batch of 128 MNIST-sized inputs (784 binary
+pixels), with the library's MNIST networks (encoder 784-200-200, ELU; decoder 50-200-200-784, which
+SA's refinement steps run through) and :math:`d = 50`:
+
+* ``VAE``: the FFG encoder (``ffg``), :math:`(\mu(x), \sigma(x))`;
+* ``SA(K)``, K = 1, 2, 4, 8: the FFG encoder and K gradient steps on the per-datapoint ELBO (``sa``;
+  each step a decoder pass forward and backward);
+* ``IAF(K)``, K = 1, 2, 4, 8: the FFG encoder and K MADE steps conditioned on its last hidden layer
+  (``iaf``; MADE width ``max(2d, 16)`` = 100);
+* ``GPVAE``: the moment-matched marginal of eq. 13 (``gpvae``; full 200×200 covariances for each of the
+  2d rows of :math:`W, U`), as the library computes it;
+* a reference row, not library code: the GPVAE marginal with :math:`\Sigma_j + \Gamma_j` formed once
+  beforehand (``benchmarks.bench_gpvae_inference``, variant (c)).
+
+All variants run in one process in interleaved rounds (``benchmarks.bench_gpvae_inference.interleaved_times``:
+every round runs each variant ``--repeats`` times, the order rotating), on the same batch, after warm-up
+calls; the figure per variant is the median over its timed calls, and the ratio is to the VAE's median.
+The paper's times (GPU) are printed beside ours where the paper gives them (VAE 3.6 ms, GPVAE 9.9 ms:
+ratio 2.75); every other paper cell is "–". The weights are freshly initialized (timing does not
+depend on training). The default is the paper's protocol (batch 128, d = 50, MNIST size) on the CPU
+with one thread; ``--device cuda`` times on a GPU (kernels synchronized around every call).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+from pyro_vaegap.benchmarks.bench_gpvae_inference import (cpu_name, gaussian_draw, interleaved_times,
+                                                          precomputed_encode, q_draw)
+from pyro_vaegap.data import load_dataset
+from pyro_vaegap.models import BernoulliVAE
+from pyro_vaegap.registry import get_family
+
+from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+
+NAME = "gpvae_inference_time"
+DATA_DIM = 784
+#: Kim & Pavlovic (2021), Table 5 (ms per batch of 128 at dim z = 50, GPU): only the values given to us
+PAPER_MS = {"VAE": 3.6, "GPVAE": 9.9}
+STEPS = (1, 2, 4, 8)
+
+
+def build_parser():
+    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA); the batch is 128 "
+                                      "seeded random test images")
+    p.add_argument("--batch", type=int, default=128, help="rows per pass (paper 128)")
+    p.add_argument("--latent-dim", type=int, default=50, help="dim z (paper 50)")
+    p.add_argument("--hidden", type=int, default=200, help="width of the encoder's and decoder's hidden layers")
+    p.add_argument("--rounds", type=int, default=40, help="interleaved rounds")
+    p.add_argument("--repeats", type=int, default=25, help="timed calls per variant and round")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls per variant before timing")
+    p.add_argument("--device", default="cpu", help="torch device (the paper timed on a GPU: --device cuda)")
+    p.add_argument("--quick", action="store_true", help="smoke run: batch 16, d = 4, width 16, 2 rounds × 2 calls")
+    return p
+
+
+def device_name(device: torch.device, threads: int) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{platform.machine()} CPU ({cpu_name()}), {threads} torch thread{'s' * (threads != 1)}"
+
+
+def build_variants(latent_dim: int, hidden: int, seed: int, device) -> dict:
+    """name → ``x ↦ (z, log q)`` for every row of the table, on freshly initialized networks."""
+    torch.manual_seed(seed)
+    net = dict(hidden=hidden, layers=2, activation="elu")
+    model = BernoulliVAE(DATA_DIM, latent_dim=latent_dim, hidden=hidden, decoder_layers=2, activation="elu")
+    guides = {"VAE": get_family("ffg").make_amortized(model, **net)}
+    guides.update({f"SA({k})": get_family("sa").make_amortized(model, num_steps=k, **net) for k in STEPS})
+    guides.update({f"IAF({k})": get_family("iaf").make_amortized(model, num_transforms=k, **net) for k in STEPS})
+    guides["GPVAE"] = get_family("gpvae").make_amortized(model, **net)
+    model.to(device).eval()
+    variants = {}
+    for name, g in guides.items():
+        g.to(device).eval()
+        variants[name] = q_draw(g)
+    variants["GPVAE, Σ+Γ precomputed (reference)"] = gaussian_draw(precomputed_encode(guides["GPVAE"]))
+    return variants
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv, positive=("batch", "latent_dim", "hidden", "rounds", "repeats"),
+                      nonneg=("warmup",))
+    if args.quick:
+        args.batch, args.latent_dim, args.hidden, args.rounds, args.repeats, args.warmup = 16, 4, 16, 2, 2, 1
+    out, progress = Path(args.out), Progress(args.quiet)
+    device = torch.device(args.device)
+    threads = torch.get_num_threads()
+    load_start = os.getloadavg()
+    x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = x[torch.randperm(x.shape[0], generator=gen)[:args.batch]].to(device)
+    variants = build_variants(args.latent_dim, args.hidden, args.seed, device)
+    progress(f"timing {len(variants)} variants on {device_name(device, threads)}: {args.rounds} rounds × "
+             f"{args.repeats} calls after {args.warmup} warm-up calls")
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    with torch.no_grad(), pyro.validation_enabled(False):
+        times = interleaved_times(variants, x, args.rounds, args.repeats, args.warmup, sync=sync)
+    base = statistics.median(times["VAE"])
+    paper_base = PAPER_MS["VAE"]
+    results = {"device": device_name(device, threads), "batch": args.batch, "latent_dim": args.latent_dim,
+               "hidden": args.hidden, "timed_calls": args.rounds * args.repeats,
+               "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()), "variants": {}}
+    rows = []
+    for name, t in times.items():
+        ms = 1e3 * np.asarray(t)
+        med = float(np.median(ms))
+        paper = PAPER_MS.get(name)
+        r = {"median_ms": med, "q25_ms": float(np.percentile(ms, 25)), "q75_ms": float(np.percentile(ms, 75)),
+             "ratio_to_vae": med / (1e3 * base), "paper_ms": paper,
+             "paper_ratio": paper / paper_base if paper is not None else None}
+        results["variants"][name] = r
+        rows.append([name, f"{med:.3f}", f"{r['q25_ms']:.3f}–{r['q75_ms']:.3f}", f"**{r['ratio_to_vae']:.2f}x**",
+                     f"{paper:.1f}" if paper is not None else "–",
+                     f"{r['paper_ratio']:.2f}x" if paper is not None else "–"])
+        progress(f"{name}: median {med:.3f} ms, {r['ratio_to_vae']:.2f}x the VAE")
+    md = (f"One amortized inference pass (a draw z ~ q(z|x) per row and log q(z|x), `torch.no_grad()`) for a batch "
+          f"of {args.batch} MNIST test images at dim z = {args.latent_dim} (hidden width {args.hidden}), on "
+          f"{results['device']}; median (and interquartile range) over {args.rounds * args.repeats} timed calls per "
+          f"variant in {args.rounds} interleaved rounds after {args.warmup} warm-up calls. Load average (1, 5, 15 min) "
+          f"at the start {tuple(round(v, 2) for v in load_start)}, at the end "
+          f"{tuple(round(v, 2) for v in results['load_average_end'])}. Paper: Kim & Pavlovic (2021), Table 5, on a "
+          "GPU; \"–\": a value we do not have.\n\n")
+    md += markdown_table(["variant", "median ms / batch", "IQR ms", "ratio to VAE", "paper ms", "paper ratio"], rows)
+    write_results(out, NAME, args, results, md, progress.elapsed)
+    save_figure(time_figure(results), out / "inference_time.png")
+    progress(f"done in {progress.elapsed / 60:.1f} min -> {out}\n\n{md}")
+    return results
+
+
+def time_figure(results: dict):
+    import matplotlib.pyplot as plt
+
+    names = list(results["variants"])
+    med = [results["variants"][n]["median_ms"] for n in names]
+    lo = [m - results["variants"][n]["q25_ms"] for n, m in zip(names, med)]
+    hi = [results["variants"][n]["q75_ms"] - m for n, m in zip(names, med)]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1))
+    ax.barh(range(len(names)), med, xerr=[lo, hi], color="tab:blue")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel(f"median ms per batch of {results['batch']} (bars: interquartile range)")
+    ax.set_title(f"inference pass, dim z = {results['latent_dim']}\n{results['device']}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+if __name__ == "__main__":
+    run_main(main, None)

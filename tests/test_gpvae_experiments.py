@@ -1,0 +1,128 @@
+"""The GPVAE experiments (``experiments.gpvae_*``) on tiny ``--quick`` settings, and the grid integration
+(:mod:`pyro_vaegap.grid`) they rely on, against closed forms and the traced model."""
+import json
+import math
+
+import pytest
+import torch
+
+from pyro_vaegap.experiments import gpvae_gaps, gpvae_inference_time, gpvae_uncertainty
+from pyro_vaegap.gaps import GapReport
+from pyro_vaegap.grid import grid_log_px, grid_posterior
+from pyro_vaegap.models import BernoulliVAE, LinearGaussian
+from pyro_vaegap.traces import log_joint_parts, simulate
+from pyro_vaegap.utils import ConfigError
+
+
+def test_grid_posterior_matches_the_linear_gaussian_closed_forms():
+    """log p(x), the posterior mean and covariance of a 2-d linear-Gaussian model, exactly known."""
+    model = LinearGaussian.random(6, 2, scale=0.8, seed=0)
+    x, _ = simulate(model, 4, torch.zeros(1, 6, dtype=torch.float64))
+    g = grid_posterior(model, x, lim=7.0, n=301, chunk=5000)
+    post = model.exact_posterior(x)
+    assert torch.allclose(g.log_px, model.exact_log_marginal(x), atol=1e-9)
+    assert torch.allclose(g.mean, post.mean, atol=1e-9)
+    assert torch.allclose(g.cov, post.covariance_matrix, atol=1e-9)
+    assert (g.edge_mass < 1e-12).all() and (g.min_std > 0.3).all()
+    assert torch.allclose(grid_log_px(model, x, 7.0, 301), g.log_px, rtol=0, atol=1e-12)  # other chunks: rounding
+
+
+def test_pairwise_bernoulli_likelihood_and_grid_equal_the_traced_model():
+    """BernoulliVAE.pairwise_log_likelihood (one matrix product) is the traced likelihood of every pair, so
+    the grid's fast path gives what tracing gives; the kept table is log p(x, z) on the grid."""
+    torch.manual_seed(0)
+    model = BernoulliVAE(16, 2, 16).double()
+    x = torch.bernoulli(torch.full((5, 16), 0.4, dtype=torch.float64))
+    z = torch.randn(7, 2, dtype=torch.float64)
+    _, traced = log_joint_parts(model, x, {"z": z[:, None, :].expand(-1, 5, -1)})
+    assert torch.allclose(model.pairwise_log_likelihood(z, x), traced, atol=1e-10)
+    fast = grid_posterior(model, x, lim=4.0, n=41, keep=[2])
+
+    class Traced(torch.nn.Module):  # the same model without the fast path
+        latent_dim = 2
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def prior(self, like):
+            return self.m.prior(like)
+
+        def forward(self, *a, **k):
+            return self.m(*a, **k)
+
+    slow = grid_posterior(Traced(model), x, lim=4.0, n=41, chunk=100)
+    assert torch.allclose(fast.log_px, slow.log_px, atol=1e-10) and torch.allclose(fast.cov, slow.cov, atol=1e-10)
+    zz = torch.tensor([[fast.axis[3], fast.axis[7]]], dtype=torch.float64)
+    lp, ll = log_joint_parts(model, x[2:3], {"z": zz[:, None, :]})
+    assert torch.allclose(fast.log_joint[2][3, 7], (lp + ll)[0, 0], atol=1e-10)
+
+
+def test_inference_time_quick(tmp_path, mnist_dir):
+    """Every row of Table 5 is timed; the paper's ms and ratio stand only beside VAE and GPVAE."""
+    res = gpvae_inference_time.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    v = res["variants"]
+    assert {"VAE", "SA(1)", "SA(8)", "IAF(1)", "IAF(8)", "GPVAE"} <= set(v) and len(v) == 11
+    assert v["VAE"]["ratio_to_vae"] == 1.0 and all(r["median_ms"] > 0 for r in v.values())
+    assert v["GPVAE"]["paper_ms"] == 9.9 and v["GPVAE"]["paper_ratio"] == pytest.approx(2.75)
+    assert all(r["paper_ms"] is None for k, r in v.items() if k not in ("VAE", "GPVAE"))
+    md = (tmp_path / "results.md").read_text()
+    assert "| 9.9 | 2.75x |" in md and "| – | – |" in md and (tmp_path / "inference_time.png").is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["git"]["commit"] and saved["config"]["quick"] and saved["results"]["batch"] == 16
+
+
+def test_uncertainty_quick(tmp_path, mnist_dir):
+    """The whole pipeline: training, grid, gap report, correlations with p-values, both figures."""
+    res = gpvae_uncertainty.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    n = gpvae_uncertainty.PROFILES["quick"]["num_points"]
+    for key in ("approximation", "amortization", "inference", "log_px"):
+        c = res["spearman"][key]
+        assert -1 <= c["rho"] <= 1 and 0 < c["p_permutation"] <= 1 and c["ci95"][0] <= c["ci95"][1]
+    pp = res["per_point"]
+    assert len(pp["uncertainty"]) == n and all(u > 0 for u in pp["uncertainty"])
+    assert all(math.isfinite(v) for v in pp["log_px_grid"] + pp["local_ffg"])
+    assert len(res["examples"]) == gpvae_uncertainty.NUM_EXAMPLES
+    u = [pp["uncertainty"][i] for i in res["examples"]]
+    assert u == sorted(u) and u[0] == min(pp["uncertainty"]) and u[-1] == max(pp["uncertainty"])
+    for name in ("results.json", "results.md", "uncertainty_examples.png", "uncertainty_vs_gap.png"):
+        assert (tmp_path / name).is_file()
+    assert not (tmp_path / "gaps.partial").exists()
+    assert (tmp_path / "runs" / "gpvae_z2_quick" / "checkpoint.pt").is_file()
+
+
+def test_gaps_quick_and_resume(tmp_path, mnist_dir):
+    """Three models, one gap report each (rendering to its markdown), paired differences; a rerun reuses the
+    trained runs and the finished reports and gives the same table, and refuses reports of other settings."""
+    argv = ["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"]
+    res = gpvae_gaps.main(argv)
+    assert list(res["models"]) == ["VAE", "SA(2)", "GPVAE"]
+    for name, stem in (("VAE", "gaps_VAE"), ("SA(2)", "gaps_SA2"), ("GPVAE", "gaps_GPVAE")):
+        r = res["models"][name]
+        assert all(math.isfinite(r[k][0]) for k in ("log_px", "local_ffg", "amortized", "amortization_gap"))
+        assert r["training"]["median_epoch_seconds"] > 0
+        rep = GapReport.load(tmp_path / f"{stem}.json")
+        assert rep.to_markdown() == (tmp_path / f"{stem}.md").read_text()
+        assert rep.approx_family == "ffg" and rep.meta["paper"] is None
+    assert "minus_vae" in res["models"]["GPVAE"] and "minus_vae" not in res["models"]["VAE"]
+    assert res["models"]["GPVAE"]["noise_crossing_fraction"] is not None and "uncertainty" in res["models"]["GPVAE"]
+    md = (tmp_path / "results.md").read_text()
+    assert "GPVAE − VAE" in md and (tmp_path / "gaps.png").is_file()
+    again = gpvae_gaps.main(argv)
+    assert again["models"]["GPVAE"]["amortization_gap"] == res["models"]["GPVAE"]["amortization_gap"]
+    with pytest.raises(ConfigError, match="other evaluation settings"):  # never mixed with other settings
+        gpvae_gaps.main(argv + ["--eval-samples", "30"])
+
+
+@pytest.mark.parametrize("module,argv,message", [
+    (gpvae_inference_time, ["--rounds", "0"], "--rounds=0"),
+    (gpvae_uncertainty, ["--lr", "0"], "--lr=0"),
+    (gpvae_uncertainty, ["--profile", "gpu"], "invalid choice"),
+    (gpvae_gaps, ["--num-points", "-3"], "--num-points=-3"),
+    (gpvae_gaps, ["--sa-steps", "0"], "--sa-steps=0"),
+])
+def test_bad_options_stop_with_one_line(module, argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        module.main(argv + ["--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
