@@ -731,10 +731,16 @@ def test_signal_right_after_the_checkpoint_is_renamed(tmp_path, monkeypatch, cap
             signal.raise_signal(getattr(signal, signame))
 
     monkeypatch.setattr(os, "replace", replace_then_signal)
-    assert cli.main(["train", "--run-dir", "run", *TINY[:-3], "--epochs", "4", "--quiet"]) == 2
+    # Ctrl-C as a terminal's foreground process gets it: a test run started in the background (nohup, a CI
+    # runner) may have SIGINT ignored, and an ignored signal stays ignored by design
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = cli.main(["train", "--run-dir", "run", *TINY[:-3], "--epochs", "4", "--quiet"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
-    assert err.endswith("run/checkpoint.pt holds epochs 1-2 (nothing is lost): resume with "
-                        '"vaegap train --run-dir run --resume"\n'), err
+    assert status == 2 and err.endswith("run/checkpoint.pt holds epochs 1-2 (nothing is lost): resume with "
+                                        '"vaegap train --run-dir run --resume"\n'), err
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 2
 
 
