@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from .traces import log_weights
+from .traces import log_joint_parts, log_weights
 from .utils import check_finite, check_positive_int, progress_bar
 
 
@@ -116,3 +116,65 @@ def iwae_bounds(lw: torch.Tensor, ks) -> dict[int, tuple[torch.Tensor, torch.Ten
         se = vals.std(0) / math.sqrt(groups) if groups > 1 else torch.full_like(vals[0], float("nan"))
         out[k] = (vals.mean(0), se)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact answers for 2-d latents: quadrature on a grid
+# ------------------------------------------------------------------------------------------------
+def grid_axis(lim: float = 7.0, n: int = 601, dtype=torch.float64) -> torch.Tensor:
+    """The ``n`` nodes of one axis of the grid over :math:`[-\\mathrm{lim}, \\mathrm{lim}]^2`."""
+    check_positive_int("n", n, minimum=2)
+    if not (isinstance(lim, (int, float)) and math.isfinite(lim) and lim > 0):
+        raise ValueError(f"lim={lim!r} must be a finite positive number")
+    return torch.linspace(-lim, lim, n, dtype=dtype)
+
+
+@torch.no_grad()
+def grid_log_joint(model, x: torch.Tensor, lim: float = 7.0, n: int = 601, site: str = "z",
+                   max_elements: int = 2 ** 25) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`\log p(x, z)` of a model with one 2-d latent site on the ``n × n`` grid over
+    :math:`[-\mathrm{lim}, \mathrm{lim}]^2`: ``(axis (n,), log_joint (n*n, N))``, grid point ``i*n + j``
+    being :math:`z = (\mathrm{axis}_i, \mathrm{axis}_j)` (``torch.cartesian_prod(axis, axis)``).
+
+    The joint is traced from the model (:func:`pyro_vaegap.traces.log_joint_parts`), not re-implemented:
+    each grid point is given as one ``(1, d)`` row that the model's likelihood broadcasts against the
+    ``N`` datapoints, so the decoder runs once per grid point, not once per point and datapoint. The
+    grid is cut into chunks of at most ``max_elements`` likelihood entries (grid points × N × D).
+    The grid's dtype is the model's parameters' (float32 for the trained models)."""
+    if x.dim() != 2:
+        raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
+    if getattr(model, "latent_dim", 2) != 2:
+        raise ValueError(f"grid integration needs a 2-d latent; the model's latent_dim is {model.latent_dim}")
+    param = next(iter(model.parameters()), None)
+    axis = grid_axis(lim, n, dtype=param.dtype if param is not None else x.dtype)
+    zz = torch.cartesian_prod(axis, axis)
+    chunk = max(1, max_elements // (x.shape[0] * x.shape[1]))
+    out = []
+    for z in zz.split(chunk):
+        lp, ll = log_joint_parts(model, x, {site: z[:, None, :]})
+        out.append(lp + ll)
+    return axis, torch.cat(out)
+
+
+@torch.no_grad()
+def grid_log_px(model, x: torch.Tensor, lim: float = 7.0, n: int = 601, **kwargs) -> torch.Tensor:
+    r""":math:`\log p(x)` of a model with one 2-d latent site by quadrature of :math:`p(x, z)` over the
+    grid of :func:`grid_log_joint` (the Riemann sum, which for a smooth integrand whose mass lies well
+    inside the square is as accurate as the trapezoid rule), shape ``(N,)``. With ``n = 601`` and
+    ``lim = 7`` (spacing 0.023) and posteriors of scale :math:`\gtrsim 0.1` well inside the grid the
+    quadrature error is far below :math:`10^{-3}` nats (``tests/test_core.py`` checks it against the
+    closed form of a linear-Gaussian model); narrower posteriors need a finer spacing."""
+    axis, lj = grid_log_joint(model, x, lim, n, **kwargs)
+    return torch.logsumexp(lj, 0) + 2 * math.log(float(axis[1] - axis[0]))
+
+
+@torch.no_grad()
+def grid_log_posterior(model, x: torch.Tensor, lim: float = 7.0, n: int = 601,
+                       **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The true posterior of a 2-d latent on the grid: ``(axis (n,), log_density (N, n, n), log_px (N,))``,
+    :math:`\log p(z\mid x) = \log p(x, z) - \log p(x)` at each grid point (``[:, i, j]`` is
+    :math:`z = (\mathrm{axis}_i, \mathrm{axis}_j)`), normalized by the quadrature :math:`\log p(x)` of
+    :func:`grid_log_px`."""
+    axis, lj = grid_log_joint(model, x, lim, n, **kwargs)
+    log_px = torch.logsumexp(lj, 0) + 2 * math.log(float(axis[1] - axis[0]))
+    return axis, (lj - log_px).T.reshape(x.shape[0], n, n), log_px
