@@ -52,7 +52,7 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
                                                         "OUT/runs)")
     p.add_argument("--size", type=int, default=10_000, help="training images of the models (infovae_variance's largest)")
-    p.add_argument("--steps", type=int, default=10_000, help="Adam steps of each model (as in infovae_variance)")
+    p.add_argument("--steps", type=int, default=15_000, help="Adam steps of each model (as in infovae_variance)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
     add_mnist_args(p, runs="runs/infovae_variance", latent_dim=10)
     p.add_argument("--num-points", type=int, default=50, help="seeded random test images of the gap report (paper 1000)")

@@ -49,7 +49,7 @@ def build_parser():
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
     add_mnist_args(p, runs=f"runs/{NAME}", latent_dim=2)
     p.add_argument("--num-test", type=int, default=2000, help="seeded test images: aggregate scatter, ELBO and IWAE")
-    p.add_argument("--eval-samples", type=int, default=1000, help="importance samples per image (ELBO, IWAE)")
+    p.add_argument("--eval-samples", type=int, default=500, help="importance samples per image (ELBO, IWAE)")
     p.add_argument("--posterior-points", type=int, default=6, help="test images whose posteriors are plotted")
     p.add_argument("--grid-points", type=int, default=100, help="test images whose log p(x) is computed on the grid")
     p.add_argument("--grid", type=int, default=301, help="grid nodes per axis for log p(x) of --grid-points images")

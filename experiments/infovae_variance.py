@@ -39,7 +39,7 @@ def build_parser():
                                                         "OUT/runs)")
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 10_000],
                    help="training-set sizes (seeded subsets of the 50,000 images; the paper goes to 50,000)")
-    p.add_argument("--steps", type=int, default=10_000, help="Adam steps of every model (epochs = steps x batch / size)")
+    p.add_argument("--steps", type=int, default=15_000, help="Adam steps of every model (epochs = steps x batch / size)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
     add_mnist_args(p, runs=f"runs/{NAME}", latent_dim=10)
     p.add_argument("--draws", type=int, default=10, help="encoder draws per image for log det Cov[q(z)]")
