@@ -37,7 +37,7 @@ from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, p
 
 NAME = "infovae_latent2d"
 QUICK = {"num_train": 200, "steps": 6, "hidden": 16, "num_valid": 50, "num_test": 40, "eval_samples": 8,
-         "posterior_points": 2, "grid_points": 3, "grid": 41, "figure_grid": 61}
+         "posterior_points": 2, "grid_points": 3, "grid_spacing": 0.3, "figure_spacing": 0.2}
 
 
 def build_parser():
@@ -52,8 +52,10 @@ def build_parser():
     p.add_argument("--eval-samples", type=int, default=500, help="importance samples per image (ELBO, IWAE)")
     p.add_argument("--posterior-points", type=int, default=6, help="test images whose posteriors are plotted")
     p.add_argument("--grid-points", type=int, default=100, help="test images whose log p(x) is computed on the grid")
-    p.add_argument("--grid", type=int, default=301, help="grid nodes per axis for log p(x) of --grid-points images")
-    p.add_argument("--figure-grid", type=int, default=801, help="grid nodes per axis for the plotted posteriors")
+    p.add_argument("--grid-spacing", type=float, default=0.04,
+                   help="grid spacing for log p(x) of the --grid-points images (the square covers every encoder mean "
+                        "plus 5 scales, and [-4, 4]²)")
+    p.add_argument("--figure-spacing", type=float, default=0.015, help="grid spacing of the plotted posteriors")
     return p
 
 
@@ -150,7 +152,8 @@ def main(argv=None):
     parser = build_parser()
     args = parse_args(parser, argv, nonneg=("alpha",),
                       positive=("num_train", "steps", "hidden", "layers", "batch_size", "lr", "num_valid",
-                                "num_test", "eval_samples", "posterior_points", "grid_points", "grid", "figure_grid"))
+                                "num_test", "eval_samples", "posterior_points", "grid_points", "grid_spacing",
+                                "figure_spacing"))
     if not args.lambda_ > 0:
         parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
     if args.quick:
@@ -178,19 +181,21 @@ def main(argv=None):
                         "train_aggregate": aggregate_summary(guide, x_train, 10, args.seed),
                         "test_aggregate": aggregate_summary(guide, x_test, 10, args.seed)}
     lim = grid_limit([e[k][0] for e in encoded.values() for k in e], [e[k][1] for e in encoded.values() for k in e])
-    progress(f"grid over [-{lim:.2f}, {lim:.2f}]²")
+    nodes = 1 + math.ceil(2 * lim / args.grid_spacing)
+    figure_nodes = 1 + math.ceil(2 * lim / args.figure_spacing)
+    progress(f"grid over [-{lim:.2f}, {lim:.2f}]²: {nodes}² nodes for log p(x), {figure_nodes}² for the figure")
     posteriors = {}
     for obj, (model, guide) in models.items():
         # exact log p(x) on the grid, beside the ELBO and IWAE of the same images
         xg = x_test[: args.grid_points]
-        log_px = grid_log_px(model, xg, lim=lim, n=args.grid).double()
+        log_px = grid_log_px(model, xg, lim=lim, n=nodes).double()
         set_seed(args.seed)
         r = importance_sample(model, guide, xg, args.eval_samples, psis=False)
         gap = log_px - r.elbo.double()
         se = lambda v: float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")  # noqa: E731
-        spacing = 2 * lim / (args.grid - 1)
+        spacing = 2 * lim / (nodes - 1)
         results[obj]["grid"] = {
-            "num_points": len(xg), "lim": lim, "nodes": args.grid, "spacing": spacing,
+            "num_points": len(xg), "lim": lim, "nodes": nodes, "spacing": spacing,
             "log_px": float(log_px.mean()), "log_px_se": se(log_px), "elbo": float(r.elbo.mean()),
             "iwae": float(r.iwae.mean()), "inference_gap": float(gap.mean()), "inference_gap_se": se(gap),
             "iwae_minus_grid_max": float((r.iwae.double() - log_px).max()),
@@ -200,7 +205,7 @@ def main(argv=None):
                  f"exact inference gap {gap.mean():.2f} nats on {len(xg)} test images")
         # the plotted posteriors, on a finer grid
         xp = x_test[: args.posterior_points]
-        axis, log_post, lp = grid_log_posterior(model, xp, lim=lim, n=args.figure_grid)
+        axis, log_post, lp = grid_log_posterior(model, xp, lim=lim, n=figure_nodes)
         loc, scale = encode(guide, xp)
         set_seed(args.seed)
         elbo_p = importance_sample(model, guide, xp, args.eval_samples, psis=False).elbo
@@ -233,7 +238,7 @@ def main(argv=None):
     md += markdown_table(["objective", "epochs", "ELBO train", "ELBO test", "IWAE test", "log det train",
                           "log det test", "MMD² train", "MMD² test"], rows)
     g0 = results[OBJECTIVES[0]]["grid"]
-    md += (f"\nExact log p(x) by quadrature on a {args.grid}² grid over [−{lim:.2f}, {lim:.2f}]² (spacing "
+    md += (f"\nExact log p(x) by quadrature on a {g0['nodes']}² grid over [−{lim:.2f}, {lim:.2f}]² (spacing "
            f"{g0['spacing']:.3f}) for the first {g0['num_points']} of those test images, beside the IWAE (k = "
            f"{args.eval_samples}) and ELBO of the same images: the inference gap log p(x) − ELBO = KL(q(z|x) ‖ "
            "p(z|x)), ± standard error over images. 'max IWAE − grid' is the largest excess of the IWAE over the "
