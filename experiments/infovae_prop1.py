@@ -54,7 +54,8 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing)")
     p.add_argument("--steps", type=int, default=20_000, help="Adam steps of each objective after the warm start")
     p.add_argument("--warmup-steps", type=int, default=2000,
-                   help="shared warm start: ELBO steps with the KL weight rising linearly from 0 to 1")
+                   help="shared warm start: ELBO steps with the KL weight rising linearly from 0 to 1 (0: none, both "
+                        "objectives start from the random initialization)")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (warm start and both objectives)")
     p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the MMD is over the minibatch)")
     p.add_argument("--num-train", type=int, default=1000, help="training points, half -1 and half +1")
@@ -160,7 +161,8 @@ def trajectory_figure(logs: dict, warmup: int):
                             label=f"{LABELS.get(obj, obj)}, x={POINTS[k]:+.0f}")
             else:
                 ax.plot(steps, [r[key] for r in rows], color=COLORS.get(obj, "gray"), label=LABELS.get(obj, obj))
-        ax.axvspan(0, warmup, color="0.9")
+        if warmup:
+            ax.axvspan(0, warmup, color="0.9")
         if log:
             ax.set_yscale("log")
         if key == "mi":
@@ -175,8 +177,8 @@ def trajectory_figure(logs: dict, warmup: int):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("alpha",),
-                      positive=("steps", "warmup_steps", "lr", "batch_size", "num_train", "hidden", "layers",
+    args = parse_args(parser, argv, nonneg=("alpha", "warmup_steps"),
+                      positive=("steps", "lr", "batch_size", "num_train", "hidden", "layers",
                                 "record_every", "eval_samples"))
     if not args.lambda_ > 0:
         parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
@@ -196,8 +198,9 @@ def main(argv=None):
     warm_log = [record(model, guide, 0, "init", args.eval_samples, gen)]
     loss_fn, annealing = make_loss(wcfg, model, guide)
     progress(f"shared warm start: {args.warmup_steps} steps, KL weight 0 -> 1")
-    train_phase(model, guide, opt, loss_fn, annealing, x, args.warmup_steps, args, "warm start", 0, gen, warm_log,
-                progress)
+    if args.warmup_steps:
+        train_phase(model, guide, opt, loss_fn, annealing, x, args.warmup_steps, args, "warm start", 0, gen,
+                    warm_log, progress)
     logs, models, results, rows = {}, {}, {}, []
     for obj in OBJECTIVES:
         m, g = copy.deepcopy(model), copy.deepcopy(guide)
@@ -231,7 +234,7 @@ def main(argv=None):
           "(RBF, 2σ² = 1).\n\n")
     md += markdown_table(["objective", "encoder mean", "encoder scale", "decoder sd at mean", "ELBO", "I_q(x;z)",
                           "marginal KL", "MMD²"], rows)
-    md += (f"\nAfter the warm start (step {args.warmup_steps}): encoder mean {w['loc'][0]:+.3f} / {w['loc'][1]:+.3f}, "
+    md += (f"\nAfter the warm start (step {args.warmup_steps}; with 0 steps: the initialization): encoder mean {w['loc'][0]:+.3f} / {w['loc'][1]:+.3f}, "
            f"scale {w['scale'][0]:.3g} / {w['scale'][1]:.3g}, decoder sd {w['decoder_sd'][0]:.3g} / "
            f"{w['decoder_sd'][1]:.3g}, ELBO {w['elbo']:.3f}, I_q {w['mi']:.3f}.\n")
     md += "\nFigures: prop1_posteriors.png, prop1_trajectories.png\n"

@@ -24,6 +24,14 @@ def test_prop1_quick(tmp_path):
         assert (tmp_path / f).is_file()
 
 
+def test_prop1_without_warm_start(tmp_path):
+    """``--warmup-steps 0``: both objectives start from the random initialization itself."""
+    res = infovae_prop1.main(["--steps", "10", "--warmup-steps", "0", "--hidden", "8", "--record-every", "5",
+                              "--eval-samples", "50", "--num-train", "200", "--out", str(tmp_path), "--quiet"])
+    assert [r["step"] for r in res["warm_start"]["trajectory"]] == [0]
+    assert res["elbo"]["trajectory"][0]["step"] == 5 and res["mmd"]["trajectory"][-1]["step"] == 10
+
+
 def test_variance_quick(tmp_path, mnist_dir):
     res = infovae_variance.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
     assert set(res) == {"200", "400"}
