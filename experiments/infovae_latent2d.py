@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from pyro_vaegap.aggregate import encode, sample_aggregate
-from pyro_vaegap.estimators import grid_log_posterior, grid_log_px, importance_sample
+from pyro_vaegap.estimators import adaptive_grid_log_px, grid_log_joint, grid_log_posterior, importance_sample
 from pyro_vaegap.utils import set_seed
 
 from .infovae_common import (LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, fmt, json_clean,
@@ -37,7 +37,8 @@ from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, p
 
 NAME = "infovae_latent2d"
 QUICK = {"num_train": 200, "steps": 6, "hidden": 16, "num_valid": 50, "num_test": 40, "eval_samples": 8,
-         "posterior_points": 2, "grid_points": 3, "grid_spacing": 0.3, "figure_spacing": 0.2}
+         "posterior_points": 2, "grid_points": 3, "coarse_lim": 6.0, "coarse_spacing": 0.5, "levels": 1,
+         "figure_nodes": 31}
 
 
 def build_parser():
@@ -52,16 +53,35 @@ def build_parser():
     p.add_argument("--eval-samples", type=int, default=500, help="importance samples per image (ELBO, IWAE)")
     p.add_argument("--posterior-points", type=int, default=6, help="test images whose posteriors are plotted")
     p.add_argument("--grid-points", type=int, default=100, help="test images whose log p(x) is computed on the grid")
-    p.add_argument("--grid-spacing", type=float, default=0.04,
-                   help="grid spacing for log p(x) of the --grid-points images (the square covers every encoder mean "
-                        "plus 5 scales, and [-4, 4]²)")
-    p.add_argument("--figure-spacing", type=float, default=0.015, help="grid spacing of the plotted posteriors")
+    p.add_argument("--coarse-lim", type=float, default=10.0,
+                   help="half-width of the coarse grid that locates each true posterior")
+    p.add_argument("--coarse-spacing", type=float, default=0.1, help="spacing of that coarse grid")
+    p.add_argument("--margin", type=float, default=15.0,
+                   help="adaptive quadrature: cells within this many nats of the peak (and their neighbours) are refined")
+    p.add_argument("--refine", type=int, default=4, help="adaptive quadrature: sub-cells per axis of a refined cell")
+    p.add_argument("--levels", type=int, default=2,
+                   help="adaptive quadrature: refinement levels (finest spacing: coarse spacing / refine^levels)")
+    p.add_argument("--figure-nodes", type=int, default=301, help="nodes per axis of each plotted posterior")
     return p
 
 
-def grid_limit(locs, scales) -> float:
-    """Half-width of the square grid: every encoder mean plus 5 scales, and at least 4 (the prior's bulk)."""
-    return float(max(4.0, max(float((l.abs() + 5 * s).max()) for l, s in zip(locs, scales))))
+@torch.no_grad()
+def posterior_windows(model, x, lim: float, spacing: float, margin: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Locate each true posterior on a coarse grid over [-lim, lim]²: ``(centers (N, 2), half_widths (N,),
+    touching)``, the square around every node within ``margin`` nats of the point's largest log p(x, z),
+    widened by two coarse spacings; ``touching`` counts the windows that reach the coarse grid's edge."""
+    n = 1 + math.ceil(2 * lim / spacing)
+    axes, lj = grid_log_joint(model, x, lim, n)
+    zz = torch.cartesian_prod(axes[0], axes[1]).double()
+    h = float(axes[0, 1] - axes[0, 0])
+    centers, halves, touching = [], [], 0
+    for i in range(x.shape[0]):
+        pts = zz[lj[:, i] > lj[:, i].max() - margin]
+        lo, hi = pts.min(0).values - 2 * h, pts.max(0).values + 2 * h
+        touching += int(bool((pts.abs() >= lim - 1e-6).any()))
+        centers.append((lo + hi) / 2)
+        halves.append(float((hi - lo).max()) / 2)
+    return torch.stack(centers), torch.tensor(halves, dtype=torch.float64), touching
 
 
 def aggregate_figure(encoded: dict, labels: np.ndarray, lim: float, seed: int):
@@ -95,31 +115,26 @@ def posterior_figure(posteriors: dict):
     import matplotlib.pyplot as plt
 
     objs = list(posteriors)
-    n = len(posteriors[objs[0]]["points"])
+    n = len(posteriors[objs[0]]["panels"])
     fig, axes = plt.subplots(len(objs), n, figsize=(2.6 * n, 2.8 * len(objs)), squeeze=False)
     for row, obj in enumerate(objs):
         p = posteriors[obj]
-        axis = p["axis"].numpy()
-        for col in range(n):
+        for col, (grid_axes, logp, _) in enumerate(p["panels"]):
             ax = axes[row, col]
-            logp = p["log_post"][col].numpy()            # [i, j]: z = (axis_i, axis_j)
-            dens = np.exp(logp - logp.max())
+            a0, a1 = grid_axes[0].numpy(), grid_axes[1].numpy()
+            dens = np.exp((logp - logp.max()).numpy())          # [i, j]: z = (a0_i, a1_j)
             loc, scale = p["loc"][col].numpy(), p["scale"][col].numpy()
-            # window: the true posterior's bulk and q's, with a margin
-            mask = dens > 1e-3
-            ii, jj = np.nonzero(mask)
-            lo = np.minimum([axis[ii].min(), axis[jj].min()], loc - 4 * scale)
-            hi = np.maximum([axis[ii].max(), axis[jj].max()], loc + 4 * scale)
-            centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 * 1.15, 0.05)
-            ax.contourf(axis, axis, dens.T, levels=[0.01, 0.1, 0.3, 0.6, 1.01], cmap="Greys")
-            u, v = np.meshgrid(axis, axis, indexing="ij")
+            ax.contourf(a0, a1, dens.T, levels=[0.01, 0.1, 0.3, 0.6, 1.01], cmap="Greys")
+            u, v = np.meshgrid(a0, a1, indexing="ij")
             q = np.exp(-0.5 * (((u - loc[0]) / scale[0]) ** 2 + ((v - loc[1]) / scale[1]) ** 2))
-            ax.contour(axis, axis, q.T, levels=[0.01, 0.1, 0.3, 0.6], colors="tab:red", linewidths=0.8)
-            ax.set_xlim(centre[0] - half, centre[0] + half), ax.set_ylim(centre[1] - half, centre[1] + half)
+            if q.max() > 0.01:
+                ax.contour(a0, a1, q.T, levels=[0.01, 0.1, 0.3, 0.6], colors="tab:red", linewidths=0.8)
+            ax.plot(*loc, "+", color="tab:red")
+            ax.set_xlim(a0[0], a0[-1]), ax.set_ylim(a1[0], a1[-1])
             ax.set_aspect("equal"), ax.tick_params(labelsize=6)
             ax.set_title(f"{LABELS[obj]}, digit {p['labels'][col]}: gap {p['gap'][col]:.2f}", fontsize=8)
-    fig.suptitle("true posterior p(z|x) on the grid (grey, levels 1%–60% of its peak) vs q(z|x) (red, same levels)",
-                 fontsize=9)
+    fig.suptitle("true posterior p(z|x) (grey, levels 1%-60% of its peak) vs q(z|x) (red, same levels relative to "
+                 "its peak; + its mean)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -152,8 +167,8 @@ def main(argv=None):
     parser = build_parser()
     args = parse_args(parser, argv, nonneg=("alpha",),
                       positive=("num_train", "steps", "hidden", "layers", "batch_size", "lr", "num_valid",
-                                "num_test", "eval_samples", "posterior_points", "grid_points", "grid_spacing",
-                                "figure_spacing"))
+                                "num_test", "eval_samples", "posterior_points", "grid_points", "coarse_lim",
+                                "coarse_spacing", "margin", "refine", "figure_nodes"))
     if not args.lambda_ > 0:
         parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
     if args.quick:
@@ -162,8 +177,10 @@ def main(argv=None):
         args.runs = str(Path(args.out) / "runs")
     if args.latent_dim != 2:
         parser.error(f"--latent-dim={args.latent_dim}: this experiment's grid posteriors need dim z = 2")
-    if max(args.posterior_points, args.grid_points) > args.num_test or args.num_test > 10_000:
-        parser.error("--posterior-points and --grid-points must not exceed --num-test, nor --num-test 10000")
+    if not args.posterior_points <= args.grid_points <= args.num_test <= 10_000:
+        parser.error("expected --posterior-points <= --grid-points <= --num-test <= 10000")
+    if args.refine < 2 or args.levels < 0:
+        parser.error(f"--refine={args.refine} / --levels={args.levels}: expected --refine >= 2 and --levels >= 0")
     out, progress = Path(args.out), Progress(args.quiet)
     x_test, labels, _ = labelled_test_images(args.data_dir, args.num_test, args.seed)
     epochs = epochs_for(args.steps, args.num_train, args.batch_size)
@@ -180,41 +197,53 @@ def main(argv=None):
         results[obj] = {"epochs": epochs, "train_seconds": secs, "train_eval": train_ev, "test": test_ev,
                         "train_aggregate": aggregate_summary(guide, x_train, 10, args.seed),
                         "test_aggregate": aggregate_summary(guide, x_test, 10, args.seed)}
-    lim = grid_limit([e[k][0] for e in encoded.values() for k in e], [e[k][1] for e in encoded.values() for k in e])
-    nodes = 1 + math.ceil(2 * lim / args.grid_spacing)
-    figure_nodes = 1 + math.ceil(2 * lim / args.figure_spacing)
-    progress(f"grid over [-{lim:.2f}, {lim:.2f}]²: {nodes}² nodes for log p(x), {figure_nodes}² for the figure")
+    lim = 1.0 + max(4.0, max(float(e[k][0].abs().max()) for e in encoded.values() for k in e))
     posteriors = {}
     for obj, (model, guide) in models.items():
-        # exact log p(x) on the grid, beside the ELBO and IWAE of the same images
-        xg = x_test[: args.grid_points]
-        log_px = grid_log_px(model, xg, lim=lim, n=nodes).double()
+        # exact log p(x) by adaptive quadrature, beside the ELBO and IWAE of the same images
+        n = args.grid_points
+        xg = x_test[:n]
+        log_px, info = adaptive_grid_log_px(model, xg, lim=args.coarse_lim, spacing=args.coarse_spacing,
+                                            refine=args.refine, levels=args.levels, margin=args.margin)
+        est = info["estimates"]
         set_seed(args.seed)
         r = importance_sample(model, guide, xg, args.eval_samples, psis=False)
         gap = log_px - r.elbo.double()
         se = lambda v: float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")  # noqa: E731
-        spacing = 2 * lim / (nodes - 1)
         results[obj]["grid"] = {
-            "num_points": len(xg), "lim": lim, "nodes": nodes, "spacing": spacing,
+            "num_points": n, "coarse_lim": args.coarse_lim, "coarse_spacing": args.coarse_spacing,
+            "margin": args.margin, "refine": args.refine, "levels": args.levels, "finest_spacing": info["spacing"],
+            "posteriors_at_coarse_edge": int(sum(info["edge"])),
+            "last_level_change_max_abs": float((est[:, -1] - est[:, -2]).abs().max()) if args.levels else None,
+            "finest_cells_median": float(np.median(info["cells"])),
             "log_px": float(log_px.mean()), "log_px_se": se(log_px), "elbo": float(r.elbo.mean()),
             "iwae": float(r.iwae.mean()), "inference_gap": float(gap.mean()), "inference_gap_se": se(gap),
+            "inference_gap_median": float(gap.median()),
             "iwae_minus_grid_max": float((r.iwae.double() - log_px).max()),
-            "iwae_minus_grid_mean": float((r.iwae.double() - log_px).mean()),
-            "per_point": {"log_px": log_px.tolist(), "elbo": r.elbo.tolist(), "iwae": r.iwae.tolist()}}
+            "grid_minus_iwae_mean": float((log_px - r.iwae.double()).mean()),
+            "per_point": {"log_px": log_px.tolist(), "elbo": r.elbo.tolist(), "iwae": r.iwae.tolist(),
+                          "labels": labels[:n].tolist(), "estimates_by_level": est.tolist()}}
+        g = results[obj]["grid"]
         progress(f"{LABELS[obj]}: grid log p(x) {log_px.mean():.2f}, ELBO {r.elbo.mean():.2f}, IWAE {r.iwae.mean():.2f}, "
-                 f"exact inference gap {gap.mean():.2f} nats on {len(xg)} test images")
-        # the plotted posteriors, on a finer grid
-        xp = x_test[: args.posterior_points]
-        axis, log_post, lp = grid_log_posterior(model, xp, lim=lim, n=figure_nodes)
-        loc, scale = encode(guide, xp)
-        set_seed(args.seed)
-        elbo_p = importance_sample(model, guide, xp, args.eval_samples, psis=False).elbo
-        posteriors[obj] = {"axis": axis, "log_post": log_post, "loc": loc, "scale": scale,
-                           "labels": labels[: args.posterior_points].tolist(), "gap": (lp - elbo_p).tolist(),
-                           "points": list(range(len(xp)))}
-        results[obj]["plotted_posteriors"] = {"log_px": lp.tolist(), "elbo": elbo_p.tolist(),
-                                              "labels": posteriors[obj]["labels"], "loc": loc.tolist(),
-                                              "scale": scale.tolist()}
+                 f"exact inference gap {gap.mean():.2f} nats on {n} test images (last refinement changed log p(x) by "
+                 f"at most {g['last_level_change_max_abs']} nats)")
+        # the plotted posteriors: each on its window, widened to show q(z|x) within 6 times the window
+        m = args.posterior_points
+        centers, halves, _ = posterior_windows(model, xg[:m], args.coarse_lim, args.coarse_spacing, 25.0)
+        loc, scale = encode(guide, xg[:m])
+        panels = []
+        for i in range(m):
+            c, hw = centers[i], float(halves[i])
+            lo = torch.minimum(c - hw, loc[i].double() - 2 * scale[i].double())
+            hi = torch.maximum(c + hw, loc[i].double() + 2 * scale[i].double())
+            half = min(float((hi - lo).max()) / 2, max(6 * hw, 0.5))
+            axes, log_post, lp = grid_log_posterior(model, xg[i:i + 1], lim=half, n=args.figure_nodes,
+                                                    center=(lo + hi) / 2)
+            panels.append((axes, log_post[0], float(lp[0])))
+        posteriors[obj] = {"panels": panels, "loc": loc, "scale": scale, "labels": labels[:m].tolist(),
+                           "gap": gap[:m].tolist()}
+        results[obj]["plotted_posteriors"] = {"points": m, "loc": loc.tolist(), "scale": scale.tolist(),
+                                              "window_center": centers.tolist(), "window_half_width": halves.tolist()}
         g, ta, te = results[obj]["grid"], results[obj]["train_aggregate"], results[obj]["test_aggregate"]
         rows.append([LABELS[obj], epochs, fmt(-results[obj]["train_eval"]["neg_elbo_nats"]),
                      f"{-results[obj]['test']['neg_elbo_nats']:.2f} ± {results[obj]['test']['neg_elbo_nats_se']:.2f}",
@@ -222,7 +251,9 @@ def main(argv=None):
                      fmt(ta["log_det_cov_draws"]), fmt(te["log_det_cov_draws"]), fmt(ta["mmd2"], 4),
                      fmt(te["mmd2"], 4)])
         gap_rows.append([LABELS[obj], f"{g['log_px']:.2f} ± {g['log_px_se']:.2f}", fmt(g["iwae"]), fmt(g["elbo"]),
-                         f"{g['inference_gap']:.2f} ± {g['inference_gap_se']:.2f}", fmt(g["iwae_minus_grid_max"], 3)])
+                         f"{g['inference_gap']:.2f} ± {g['inference_gap_se']:.2f}", fmt(g["inference_gap_median"]),
+                         fmt(g["iwae_minus_grid_max"], 3), fmt(g["last_level_change_max_abs"], 4),
+                         g["posteriors_at_coarse_edge"]])
     progress("figures")
     save_figure(aggregate_figure(encoded, labels, lim, args.seed), out / "latent2d_aggregate.png")
     save_figure(posterior_figure(posteriors), out / "latent2d_posteriors.png")
@@ -238,13 +269,17 @@ def main(argv=None):
     md += markdown_table(["objective", "epochs", "ELBO train", "ELBO test", "IWAE test", "log det train",
                           "log det test", "MMD² train", "MMD² test"], rows)
     g0 = results[OBJECTIVES[0]]["grid"]
-    md += (f"\nExact log p(x) by quadrature on a {g0['nodes']}² grid over [−{lim:.2f}, {lim:.2f}]² (spacing "
-           f"{g0['spacing']:.3f}) for the first {g0['num_points']} of those test images, beside the IWAE (k = "
-           f"{args.eval_samples}) and ELBO of the same images: the inference gap log p(x) − ELBO = KL(q(z|x) ‖ "
-           "p(z|x)), ± standard error over images. 'max IWAE − grid' is the largest excess of the IWAE over the "
-           "grid value (≤ Monte Carlo noise when the quadrature is accurate: the IWAE is a lower bound).\n\n")
-    md += markdown_table(["objective", "log p(x) (grid)", "IWAE", "ELBO", "inference gap", "max IWAE − grid"],
-                         gap_rows)
+    md += (f"\nExact log p(x) by adaptive quadrature (pyro_vaegap.estimators.adaptive_grid_log_px) for the first "
+           f"{g0['num_points']} of those test images: a grid over [−{args.coarse_lim:g}, {args.coarse_lim:g}]² with "
+           f"spacing {args.coarse_spacing:g}, then {args.levels} levels of refinement ({args.refine}² sub-cells) of "
+           f"every cell within {args.margin:g} nats of the peak and its neighbours, down to spacing "
+           f"{g0['finest_spacing']:.2g}. Beside it the IWAE (k = {args.eval_samples}) and the ELBO of the same images; "
+           "the inference gap log p(x) − ELBO = KL(q(z|x) ‖ p(z|x)) (mean ± standard error over images, and median). "
+           "'max IWAE − grid': the largest excess of the IWAE (a lower bound) over the quadrature value; 'last "
+           "refinement': the largest change of log p(x) in the last level; 'edge': posteriors with mass near the "
+           "edge of the square. All three small when the quadrature is accurate.\n\n")
+    md += markdown_table(["objective", "log p(x) (grid)", "IWAE", "ELBO", "inference gap", "median gap",
+                          "max IWAE − grid", "last refinement", "edge"], gap_rows)
     md += "\nFigures: latent2d_aggregate.png, latent2d_posteriors.png, latent2d_samples.png\n"
     write_results(out, NAME, args, json_clean(results), md, progress.elapsed)
     progress(f"done in {progress.elapsed / 60:.1f} min -> {out}")

@@ -6,7 +6,7 @@ import torch
 
 from pyro_vaegap.aggregate import (aggregate_moments, encode, log_det_cov, log_normal_pairs, mutual_information,
                                    sample_aggregate)
-from pyro_vaegap.estimators import grid_log_posterior, grid_log_px
+from pyro_vaegap.estimators import adaptive_grid_log_px, grid_log_posterior, grid_log_px
 
 
 def test_moments_match_draws_and_log_normal_pairs_matches_torch():
@@ -59,9 +59,30 @@ def test_grid_posterior_matches_the_linear_gaussian_closed_form(lg_model, lg_dat
     """log p(x) and the normalized posterior density on the grid against the closed forms (d = 2)."""
     log_px = grid_log_px(lg_model, lg_data, lim=6.0, n=401)
     assert torch.allclose(log_px, lg_model.exact_log_marginal(lg_data), atol=1e-6)
-    axis, log_post, log_px2 = grid_log_posterior(lg_model, lg_data[:3], lim=6.0, n=401, max_elements=10_000)
+    axes, log_post, log_px2 = grid_log_posterior(lg_model, lg_data[:3], lim=6.0, n=401, max_elements=10_000)
     assert torch.allclose(log_px2, log_px[:3], atol=1e-10)
-    zz = torch.cartesian_prod(axis, axis)
+    zz = torch.cartesian_prod(axes[0], axes[1])
     exact = lg_model.exact_posterior(lg_data[:3]).log_prob(zz[:, None, :]).T.reshape(3, 401, 401)
     near = exact > -20
     assert torch.allclose(log_post[near], exact[near], atol=1e-6)
+    # a small square around each posterior mean (``center``) gives the same log p(x) with far fewer nodes
+    mean = lg_model.exact_posterior(lg_data).mean
+    local = torch.stack([grid_log_px(lg_model, lg_data[i:i + 1], lim=3.0, n=201, center=mean[i])[0]
+                         for i in range(lg_data.shape[0])])
+    assert torch.allclose(local, log_px, atol=1e-6)
+
+
+def test_adaptive_grid_integrates_narrow_posteriors():
+    """A linear-Gaussian model with posteriors of scale ~0.01: a coarse grid (spacing 0.1) alone is off,
+    the adaptive refinement recovers the closed-form log p(x)."""
+    from pyro_vaegap.models import LinearGaussian
+
+    model = LinearGaussian.random(6, 2, scale=1.0, psi=1e-4, seed=3)
+    torch.manual_seed(4)
+    z = torch.randn(3, 2, dtype=torch.float64)
+    x = torch.distributions.Normal(z @ model.W.T, 1e-2).sample()
+    exact = model.exact_log_marginal(x)
+    log_px, info = adaptive_grid_log_px(model, x, lim=5.0, spacing=0.1, refine=4, levels=3)
+    assert torch.allclose(log_px, exact, atol=1e-4), (log_px - exact)
+    assert (info["estimates"][:, 0] - exact).abs().max() > 0.1  # the coarse level alone is not enough
+    assert not any(info["edge"]) and info["spacing"] == pytest.approx(0.1 / 64)
