@@ -54,7 +54,8 @@ def test_latent2d_quick(tmp_path, mnist_dir):
         g = res[obj]["grid"]
         assert g["num_points"] == infovae_latent2d.QUICK["grid_points"] and math.isfinite(g["log_px"])
         assert g["inference_gap"] > -1.0  # log p(x) − ELBO = KL ≥ 0 up to Monte Carlo and (coarse) quadrature
-        assert len(res[obj]["plotted_posteriors"]["labels"]) == infovae_latent2d.QUICK["posterior_points"]
+        assert res[obj]["plotted_posteriors"]["points"] == infovae_latent2d.QUICK["posterior_points"]
+        assert g["posteriors_at_coarse_edge"] == 0 and g["last_level_change_max_abs"] < 0.1
     for f in ("latent2d_aggregate.png", "latent2d_posteriors.png", "latent2d_samples.png", "results.md"):
         assert (tmp_path / f).is_file()
 
@@ -80,7 +81,7 @@ def test_gaps_quick(tmp_path, mnist_dir):
     (infovae_variance, ["--sizes", "100", "60000"], "between 2 and 50000"),
     (infovae_variance, ["--lambda", "-1"], "--lambda=-1.0"),
     (infovae_latent2d, ["--latent-dim", "3"], "need dim z = 2"),
-    (infovae_latent2d, ["--grid-points", "5000"], "must not exceed"),
+    (infovae_latent2d, ["--grid-points", "5000"], "expected --posterior-points <= --grid-points"),
     (infovae_gaps, ["--mi-batch", "20000"], "at most"),
     (infovae_gaps, ["--alpha", "-0.5"], "--alpha=-0.5"),
 ])
