@@ -9,12 +9,13 @@ looked at and computed exactly:
   the 500 training images (the binarized training split has no labels), and draws of seeded test images
   coloured by their digit class (``binarized_test_labels`` of ``mnist_test.npz``, exact); its
   :math:`\log\det\mathrm{Cov}` and MMD² against the prior;
-* **approximate vs true posteriors** (``latent2d_posteriors.png``): for ``--posterior-points`` seeded
-  test images, :math:`q(z\mid x)` against the true :math:`p(z\mid x)` computed on a grid
-  (:func:`pyro_vaegap.estimators.grid_log_posterior`); and for ``--grid-points`` test images the exact
-  :math:`\log p(x)` by quadrature (:func:`~pyro_vaegap.estimators.grid_log_px`), so the inference gap
-  :math:`\log p(x) - \mathcal L[q] = \mathrm{KL}(q(z\mid x)\Vert p(z\mid x))` is known up to the Monte Carlo
-  error of :math:`\mathcal L[q]`;
+* **approximate vs true posteriors** (``latent2d_posteriors.png``): for ``--posterior-points`` test
+  images (taken in a seeded random order: the split is sorted by class), :math:`q(z\mid x)` against
+  the true :math:`p(z\mid x)` on a grid (:func:`pyro_vaegap.estimators.grid_log_posterior`); and for
+  ``--grid-points`` test images the exact :math:`\log p(x)` by adaptive quadrature
+  (:func:`~pyro_vaegap.estimators.adaptive_grid_log_px`), so the inference gap
+  :math:`\log p(x) - \mathcal L[q] = \mathrm{KL}(q(z\mid x)\Vert p(z\mid x))` is known up to the Monte
+  Carlo error of :math:`\mathcal L[q]`;
 * **samples vs reconstructions** (``latent2d_samples.png``): decoder means of prior draws, and of the
   encoder means of training and test images.
 """
@@ -183,6 +184,10 @@ def main(argv=None):
         parser.error(f"--refine={args.refine} / --levels={args.levels}: expected --refine >= 2 and --levels >= 0")
     out, progress = Path(args.out), Progress(args.quiet)
     x_test, labels, _ = labelled_test_images(args.data_dir, args.num_test, args.seed)
+    # a seeded random order: the subset comes sorted like the split, which is sorted by class, and the first
+    # --grid-points and --posterior-points images must be a random sample of it, not its zeros
+    order = torch.randperm(args.num_test, generator=torch.Generator().manual_seed(args.seed + 1))
+    x_test, labels = x_test[order], labels[order.numpy()]
     epochs = epochs_for(args.steps, args.num_train, args.batch_size)
     models, encoded, results, rows, gap_rows = {}, {}, {}, [], []
     for obj in OBJECTIVES:
