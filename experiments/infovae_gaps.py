@@ -56,12 +56,12 @@ def build_parser():
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
     add_mnist_args(p, runs="runs/infovae_variance", latent_dim=10)
     p.add_argument("--num-points", type=int, default=50, help="seeded random test images of the gap report (paper 1000)")
-    p.add_argument("--ais-chains", type=int, default=20, help="AIS chains (paper 100)")
-    p.add_argument("--ais-steps", type=int, default=300, help="AIS intermediate distributions (paper 500)")
-    p.add_argument("--ais-leapfrog", type=int, default=5, help="leapfrog steps per HMC move (paper 10)")
+    p.add_argument("--ais-chains", type=int, default=50, help="AIS chains (paper 100)")
+    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate distributions (paper 500)")
+    p.add_argument("--ais-leapfrog", type=int, default=10, help="leapfrog steps per HMC move (paper 10)")
     p.add_argument("--iwae-samples", type=int, default=2000, help="samples of IWAE, L[q] and L[q*] (paper 5000)")
-    p.add_argument("--local-samples", type=int, default=20, help="samples per step of the per-datapoint FFG (paper 100)")
-    p.add_argument("--local-max-steps", type=int, default=3000,
+    p.add_argument("--local-samples", type=int, default=50, help="samples per step of the per-datapoint FFG (paper 100)")
+    p.add_argument("--local-max-steps", type=int, default=6000,
                    help="cap on the per-datapoint optimization (paper: its stopping rule alone)")
     p.add_argument("--local-init", default="encoder", choices=("encoder", "prior"),
                    help="start of the per-datapoint optimization (paper: prior)")
