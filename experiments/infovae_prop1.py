@@ -13,13 +13,13 @@ encoders whose two posteriors move apart and shrink (a decoder that is ever more
 point's own region of z), so the aggregate posterior drifts away from the prior; the InfoVAE term keeps
 :math:`q(z)` matched to the prior.
 
-Warm start. From small random weights *both* objectives stay at the collapsed stationary point
+Warm start. Small random weights start both models near the collapsed stationary point
 (:math:`q(z\mid x) = p(z)` for both points, a decoder :math:`\mathcal N(0, 1)` that ignores z, ELBO
-:math:`-\tfrac12\log 2\pi e = -1.419`, and :math:`q(z) = p(z)` makes the MMD 0): using z pays off only
-once the posteriors are well separated, so no gradient leads away from it. Both models therefore start
-from one shared warm start, ``--warmup-steps`` of the ELBO with its KL weight rising linearly from 0 to 1
-(``anneal="kl"``), after which each objective trains for ``--steps`` steps from the same weights,
-optimizer state and random stream.
+:math:`-\tfrac12\log 2\pi e = -1.419`; :math:`q(z) = p(z)` makes the MMD 0). So that the MMD objective
+is also tested from an informative state, both models start by default from one shared warm start,
+``--warmup-steps`` of the ELBO with its KL weight rising linearly from 0 to 1 (``anneal="kl"``), after
+which each objective trains for ``--steps`` steps from the same weights, optimizer state and random
+stream; ``--warmup-steps 0`` starts both from the random initialization instead.
 
 Recorded every ``--record-every`` steps: the encoder's mean and scale at :math:`x = \pm1`, the decoder's
 standard deviation at each encoder mean, the ELBO (``--eval-samples`` draws per point), the mutual
