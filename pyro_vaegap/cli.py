@@ -78,7 +78,10 @@ _HELP = {
     "disc_hidden": "width of the critic's two hidden layers (divergence adversarial; default there: 256)",
     "epochs": "training epochs (Burda schedule: 3280)", "batch_size": "minibatch size",
     "lr": "Adam learning rate (initial, for the Burda schedule)", "lr_schedule": "constant, burda or cosine",
-    "valid_samples": "samples of the per-epoch validation ELBO", "seed": "random seed (fixes the run)",
+    "valid_samples": "samples of the per-epoch validation ELBO",
+    "num_valid": "compute the per-epoch validation ELBO on a seeded random subset of this many validation rows "
+                 "(default: all; cheaper for many short epochs)",
+    "seed": "random seed (fixes the run)",
     # GapConfig
     "families": "comma-separated families whose per-datum optimum L[q*] is computed, e.g. ffg,fullcov,flow",
     "family_options": "JSON object {family: {option: value}} for the per-datum guides",

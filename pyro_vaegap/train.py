@@ -111,6 +111,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"
     valid_samples: int = 1            #: samples of the validation ELBO each epoch
+    num_valid: int | None = None      #: seeded random subset of the validation split for that ELBO (None: all)
     seed: int = 0
 
     def __post_init__(self):
@@ -128,8 +129,9 @@ class TrainConfig:
         check_positive_int("decoder_layers", self.decoder_layers, minimum=0)
         check_positive_int("anneal_epochs", self.anneal_epochs, minimum=0)
         check_positive_int("seed", self.seed, minimum=0)
-        if self.num_train is not None:
-            check_positive_int("num_train", self.num_train)
+        for name in ("num_train", "num_valid"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
         if not (isinstance(self.sigma2, (int, float)) and math.isfinite(self.sigma2) and self.sigma2 > 0):
             raise ConfigError(f"sigma2={self.sigma2!r} is not allowed: expected a finite positive variance")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -418,6 +420,10 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
         infovae.check_batches(cfg, x_train.shape[0])
         x_valid = load_split(cfg, "valid")
+        if cfg.num_valid is not None:  # a cheaper per-epoch validation ELBO (many short epochs of a small set)
+            if cfg.num_valid > x_valid.shape[0]:
+                raise ConfigError(f"num_valid={cfg.num_valid} exceeds the {x_valid.shape[0]} validation rows")
+            x_valid = x_valid[seeded_subset(x_valid.shape[0], cfg.num_valid, cfg.seed)]
         model = build_model(cfg, x_train.shape[1])
         try:
             x_train, x_valid = model.validate_data(x_train), model.validate_data(x_valid)

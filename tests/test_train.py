@@ -219,3 +219,21 @@ def test_fixed_variance_gaussian_decoder_is_homoscedastic_and_not_learned():
     x = loc.detach() + 0.01 * torch.randn_like(loc)
     expected = 64 * (-0.5 * math.log(2 * math.pi * 0.01)) - ((x - loc) ** 2).sum(-1) / (2 * 0.01)
     assert torch.allclose(like.log_prob(x), expected, rtol=1e-5) and bool((expected > 0).all())
+
+
+def test_num_valid_takes_a_seeded_subset_of_the_validation_split(tmp_path):
+    """``num_valid``: the per-epoch validation ELBO is computed on a seeded random subset of that size;
+    more rows than the split holds is refused before any epoch runs."""
+    from pyro_vaegap.data import load_dataset, seeded_subset
+    from pyro_vaegap.train import mean_elbo
+
+    cfg = TrainConfig(epochs=1, num_valid=50, **SMALL)
+    res = train(cfg, tmp_path / "a", progress=False)
+    x_valid = load_dataset("digits", "valid")
+    torch.manual_seed(0)
+    subset = mean_elbo(res.model, res.guide, x_valid[seeded_subset(x_valid.shape[0], 50, cfg.seed)], 200)
+    assert abs(res.log[0]["valid_elbo"] - subset) < 3.0  # one-sample estimate against a 200-sample one
+    with pytest.raises(ConfigError, match="num_valid=100000 exceeds"):
+        train(TrainConfig(epochs=1, num_valid=100_000, **SMALL), tmp_path / "b", progress=False)
+    with pytest.raises(ConfigError, match="num_valid"):
+        TrainConfig(num_valid=0, **SMALL)

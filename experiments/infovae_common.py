@@ -1,0 +1,140 @@
+"""Plumbing shared by the InfoVAE experiments (``experiments/infovae_*.py``; Zhao, Song & Ermon, AAAI 2019).
+
+The two objectives every experiment compares (:data:`OBJECTIVES`): the ELBO, and the MMD InfoVAE
+:math:`\\mathcal L_{\\alpha,\\lambda}` with :math:`\\alpha = 0` (the per-datapoint KL keeps weight 1) and
+the MMD of the aggregate posterior weighted :math:`\\alpha + \\lambda - 1 = \\lambda - 1`
+(:mod:`pyro_vaegap.infovae`; RBF kernel with :math:`2\\sigma^2 = \\dim z`, the paper's). The binarized
+MNIST models (:func:`mnist_config`) are the library's Bernoulli MLP VAE with an FFG encoder, trained by
+:func:`pyro_vaegap.train.train` (a finished run folder is reused, an interrupted one resumes).
+:func:`aggregate_summary` measures the aggregate posterior :math:`q(z)` of an encoder over a data set
+(:mod:`pyro_vaegap.aggregate`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyro_vaegap.aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
+from pyro_vaegap.data import candidate_dirs, load_dataset, seeded_subset
+from pyro_vaegap.infovae import MMDKernel, mmd
+from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.utils import ConfigError
+
+#: objective name -> (label, TrainConfig fields given a λ and α)
+OBJECTIVES = ("elbo", "mmd")
+LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE"}
+COLORS = {"elbo": "tab:red", "mmd": "tab:blue"}
+
+
+def objective_fields(objective: str, lambda_: float, alpha: float = 0.0) -> dict:
+    """The :class:`~pyro_vaegap.train.TrainConfig` fields of ``objective`` (``"elbo"`` or ``"mmd"``)."""
+    if objective == "elbo":
+        return {"objective": "elbo"}
+    return {"objective": "infovae", "alpha": float(alpha), "lambda_": float(lambda_), "divergence": "mmd"}
+
+
+def add_mnist_args(p, runs: str, latent_dim: int, hidden: int = 200, layers: int = 2):
+    """Options of the binarized-MNIST models: data folder, run folders, network and training."""
+    p.add_argument("--data-dir", default=None,
+                   help="folder with binarized_mnist.npz and mnist_test.npz (else $PYRO_VAEGAP_DATA, then the cache)")
+    p.add_argument("--runs", default=runs, help="folder of the training runs (one sub-folder per model; reused "
+                                                "when finished, resumed when interrupted)")
+    p.add_argument("--latent-dim", type=int, default=latent_dim, help="dim z")
+    p.add_argument("--hidden", type=int, default=hidden, help="width of the hidden layers of encoder and decoder")
+    p.add_argument("--layers", type=int, default=layers, help="hidden layers of encoder and of decoder (ELU MLPs)")
+    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the MMD is over the minibatch)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
+    p.add_argument("--num-valid", type=int, default=1000,
+                   help="validation images of the per-epoch validation ELBO (a seeded subset of the 10,000)")
+    p.add_argument("--alpha", type=float, default=0.0, help="InfoVAE's alpha of the MMD model")
+
+
+def epochs_for(steps: int, num_train: int, batch_size: int) -> int:
+    """Epochs that make at least ``steps`` Adam steps over ``num_train`` images in batches of ``batch_size``."""
+    per_epoch = -(-num_train // batch_size)
+    return max(1, -(-steps // per_epoch))
+
+
+def mnist_config(args, objective: str, num_train: int | None, epochs: int, lambda_: float) -> TrainConfig:
+    """A Bernoulli MLP VAE with an FFG encoder on (a seeded subset of) binarized MNIST."""
+    net = {"hidden": args.hidden, "layers": args.layers, "activation": "elu"}
+    return TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=num_train, model="bernoulli",
+                       latent_dim=args.latent_dim, hidden=args.hidden, decoder_layers=args.layers, activation="elu",
+                       guide="ffg", guide_options=net, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                       num_valid=args.num_valid, seed=args.seed,
+                       **objective_fields(objective, lambda_, args.alpha))
+
+
+def training_images(cfg: TrainConfig) -> torch.Tensor:
+    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.train.train` uses."""
+    x = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
+    return x if cfg.num_train is None else x[seeded_subset(x.shape[0], cfg.num_train, cfg.seed)]
+
+
+def labelled_test_images(data_dir, num: int, seed: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """``(x, labels, rows)``: a seeded random subset of ``num`` binarized-MNIST test images with their digit
+    classes (``binarized_test_labels`` of ``mnist_test.npz``: exact, see the data README)."""
+    x = load_dataset("binarized_mnist", "test", data_dir=data_dir)
+    rows = seeded_subset(x.shape[0], num, seed)
+    return x[rows], binarized_test_labels(data_dir)[rows.numpy()], rows
+
+
+def binarized_test_labels(data_dir) -> np.ndarray:
+    """The digit class of every row of the binarized test split, from ``mnist_test.npz``."""
+    for folder in candidate_dirs(data_dir):
+        path = Path(folder) / "mnist_test.npz"
+        if path.is_file():
+            with np.load(path) as f:
+                return np.asarray(f["binarized_test_labels"]).astype(int)
+    raise ConfigError("mnist_test.npz (labels of the binarized test split) was not found in "
+                      f"{', '.join(map(str, candidate_dirs(data_dir)))}: pass --data-dir")
+
+
+@torch.no_grad()
+def aggregate_summary(guide, x: torch.Tensor, draws: int, seed: int, mmd_points: int = 2000) -> dict:
+    r"""The aggregate posterior :math:`q(z) = \frac1N\sum_n q(z\mid x_n)` of the encoder over the rows of ``x``:
+
+    * ``log_det_cov_draws``: :math:`\log\det` of the sample covariance of ``draws`` encoder draws per row
+      (the paper's Fig. 2 measure; :math:`\log\det I = 0` for the prior);
+    * ``log_det_cov_exact``: the same of the mixture's exact covariance (law of total variance), and its
+      split into the spread of the means (``log_det_cov_means``) and the mean encoder variance
+      (``mean_log_var``: :math:`\frac1N\sum_n\sum_k\log\sigma_{nk}^2`, the log-volume of a typical q(z|x));
+    * ``cov_eigenvalues`` (exact covariance, descending), ``mean_norm`` :math:`\Vert\mathbb E\,z\Vert`;
+    * ``mmd2``: the unbiased MMD² (RBF, :math:`2\sigma^2 = d`) between ``mmd_points`` aggregate draws and as
+      many prior draws (0 when :math:`q(z) = p(z)`; its scale: about ±0.001 for equal distributions).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    loc, scale = encode(guide, x)
+    mean, cov = aggregate_moments(loc, scale)
+    z = sample_aggregate(loc, scale, draws, gen)
+    centred = loc.double() - loc.double().mean(0)
+    cov_means = centred.T @ centred / loc.shape[0]
+    pick = torch.randperm(z.shape[0], generator=gen)[:mmd_points]
+    prior = torch.randn(pick.numel(), z.shape[1], generator=gen, dtype=z.dtype)
+    m2 = mmd(z[pick], prior, MMDKernel("rbf", (1.0,)))
+    eig = torch.linalg.eigvalsh(cov).flip(0)
+    return {"num_rows": x.shape[0], "draws": draws,
+            "log_det_cov_draws": log_det_cov(z), "log_det_cov_exact": float(torch.logdet(cov)),
+            "log_det_cov_means": float(torch.logdet(cov_means)) if loc.shape[0] > loc.shape[1] else float("nan"),
+            "mean_log_var": float((2 * scale.double().log()).sum(-1).mean()),
+            "cov_eigenvalues": [float(v) for v in eig], "mean_norm": float(mean.norm()), "mmd2": float(m2)}
+
+
+def fmt(v: float, digits: int = 2) -> str:
+    """A number for a markdown cell (``nan`` as —)."""
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def json_clean(obj):
+    """``obj`` with every non-finite float replaced by ``None`` (JSON has no NaN; an undefined standard error
+    of a single value is ``null`` in the results files)."""
+    if isinstance(obj, dict):
+        return {k: json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,92 @@
+"""The InfoVAE experiments (experiments/infovae_*.py) end to end on their ``--quick`` profiles, and their options."""
+import json
+import math
+
+import pytest
+
+from pyro_vaegap.experiments import infovae_gaps, infovae_latent2d, infovae_prop1, infovae_variance
+
+
+def test_prop1_quick(tmp_path):
+    """Warm start, both objectives, records, figures and the results files; both objectives start from the
+    warm start's last record."""
+    res = infovae_prop1.main(["--quick", "--out", str(tmp_path), "--quiet"])
+    warm = res["warm_start"]["trajectory"]
+    assert warm[0]["phase"] == "init" and warm[-1]["step"] == infovae_prop1.QUICK["warmup_steps"]
+    for obj in ("elbo", "mmd"):
+        traj = res[obj]["trajectory"]
+        assert traj[-1]["step"] == warm[-1]["step"] + infovae_prop1.QUICK["steps"]
+        assert all(len(r["loc"]) == 2 and min(r["scale"]) > 0 and -0.05 <= r["mi"] <= math.log(2) + 0.05 for r in traj)
+    assert res["mmd"]["config"]["lambda_"] == 500.0 and res["mmd"]["config"]["alpha"] == 0.0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["experiment"] == "infovae_prop1" and "git" in saved and saved["seed"] == 0
+    for f in ("results.md", "prop1_posteriors.png", "prop1_trajectories.png"):
+        assert (tmp_path / f).is_file()
+
+
+def test_prop1_without_warm_start(tmp_path):
+    """``--warmup-steps 0``: both objectives start from the random initialization itself."""
+    res = infovae_prop1.main(["--steps", "10", "--warmup-steps", "0", "--hidden", "8", "--record-every", "5",
+                              "--eval-samples", "50", "--num-train", "200", "--out", str(tmp_path), "--quiet"])
+    assert [r["step"] for r in res["warm_start"]["trajectory"]] == [0]
+    assert res["elbo"]["trajectory"][0]["step"] == 5 and res["mmd"]["trajectory"][-1]["step"] == 10
+
+
+def test_variance_quick(tmp_path, mnist_dir):
+    res = infovae_variance.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert set(res) == {"200", "400"}
+    for n in res:
+        for obj in ("elbo", "mmd"):
+            r = res[n][obj]
+            agg = r["train_aggregate"]
+            assert agg["num_rows"] == int(n) and math.isfinite(agg["log_det_cov_draws"])
+            assert abs(agg["log_det_cov_draws"] - agg["log_det_cov_exact"]) < 1.0
+            assert r["test"]["nll_nats"] <= r["test"]["neg_elbo_nats"] + 1e-6
+    assert (tmp_path / "variance.png").is_file() and (tmp_path / "runs" / "mmd_n400" / "checkpoint.pt").is_file()
+    # a second run reuses the finished training runs (same numbers from the same weights and seeds)
+    again = infovae_variance.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert again["400"]["mmd"]["test"] == res["400"]["mmd"]["test"]
+
+
+def test_latent2d_quick(tmp_path, mnist_dir):
+    res = infovae_latent2d.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    for obj in ("elbo", "mmd"):
+        g = res[obj]["grid"]
+        assert g["num_points"] == infovae_latent2d.QUICK["grid_points"] and math.isfinite(g["log_px"])
+        assert g["inference_gap"] > -1.0  # log p(x) − ELBO = KL ≥ 0 up to Monte Carlo and (coarse) quadrature
+        assert res[obj]["plotted_posteriors"]["points"] == infovae_latent2d.QUICK["posterior_points"]
+        assert g["posteriors_at_coarse_edge"] == 0 and g["last_level_change_max_abs"] < 0.1
+    for f in ("latent2d_aggregate.png", "latent2d_posteriors.png", "latent2d_samples.png", "results.md"):
+        assert (tmp_path / f).is_file()
+
+
+def test_gaps_quick(tmp_path, mnist_dir):
+    """Both gap reports are saved (and re-render to their own markdown) beside the information terms."""
+    from pyro_vaegap.gaps import GapReport
+
+    res = infovae_gaps.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    for obj in ("elbo", "mmd"):
+        rep = GapReport.load(tmp_path / f"gaps_{obj}.json")
+        assert rep.to_markdown() == (tmp_path / f"gaps_{obj}.md").read_text()
+        assert rep.meta["paper"] is None and rep.meta["train_config"]["latent_dim"] == 3
+        info = res[obj]["information"]
+        assert info["mi"] <= info["log_n"] + 1e-9 and info["minibatch"]["mi"] <= info["minibatch"]["log_b"] + 1e-9
+        assert not (tmp_path / f"gaps_{obj}.partial").exists()
+    assert (tmp_path / "gaps.png").is_file()
+
+
+@pytest.mark.parametrize("module,argv,message", [
+    (infovae_prop1, ["--steps", "0"], "--steps=0"),
+    (infovae_prop1, ["--num-train", "301"], "must be even"),
+    (infovae_variance, ["--sizes", "100", "60000"], "between 2 and 50000"),
+    (infovae_variance, ["--lambda", "-1"], "--lambda=-1.0"),
+    (infovae_latent2d, ["--latent-dim", "3"], "need dim z = 2"),
+    (infovae_latent2d, ["--grid-points", "5000"], "expected --posterior-points <= --grid-points"),
+    (infovae_gaps, ["--mi-batch", "20000"], "at most"),
+    (infovae_gaps, ["--alpha", "-0.5"], "--alpha=-0.5"),
+])
+def test_cli_rejects_bad_options(module, argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        module.main(argv + ["--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
