@@ -322,7 +322,7 @@ class Pieces:
         self.seconds: dict[str, float] = {}
         #: ``(rank, world)``: this process computes only the chunks ``c`` with ``c % world == rank``
         self.rank, self.world = shard
-        #: stages of which some chunk belongs to another rank and is not on disk yet
+        #: stages with chunks of other ranks, left out here (a later unsharded pass assembles them)
         self.missing: set[str] = set()
         if self.folder is None:
             return
@@ -420,8 +420,8 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
         with the same arguments resumes there and returns exactly what an uninterrupted call returns.
         The caller deletes it once the report is saved.
     :param shard: ``(rank, world)``: compute only the pieces of chunks ``c`` with ``c % world == rank`` into
-        ``checkpoint`` (shared by the ranks) and return None unless every piece is there — the first pass of
-        a sharded evaluation (:mod:`pyro_vaegap.distributed`). A piece is seeded by its chunk alone, so the
+        ``checkpoint`` (shared by the ranks) and return None — the first pass of a sharded evaluation
+        (:mod:`pyro_vaegap.distributed`), whose report a later unsharded call assembles from the folder. A piece is seeded by its chunk alone, so the
         report assembled from the ranks' pieces is the one a single process computes.
     """
     cfg = config or GapConfig()
