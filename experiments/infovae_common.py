@@ -23,6 +23,8 @@ from pyro_vaegap.infovae import MMDKernel, mmd
 from pyro_vaegap.train import TrainConfig
 from pyro_vaegap.utils import ConfigError
 
+from .tutorial_common import parse_args
+
 #: objective name -> (label, TrainConfig fields given a λ and α)
 OBJECTIVES = ("elbo", "mmd")
 LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE"}
@@ -138,3 +140,17 @@ def json_clean(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def parse_infovae_args(parser, argv, quick: dict, *, nonneg=("alpha",), positive=(), own_runs: bool = True):
+    """Parse and check an InfoVAE experiment's options (positivity, ``--lambda > 0``); with ``--quick``, the
+    smoke settings ``quick`` (and, with ``own_runs``, training runs kept under ``--out``)."""
+    args = parse_args(parser, argv, nonneg=nonneg, positive=positive)
+    if not args.lambda_ > 0:
+        parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
+    if args.quick:
+        for k, v in quick.items():
+            setattr(args, k, v)
+        if own_runs:
+            args.runs = str(Path(args.out) / "runs")
+    return args

@@ -32,9 +32,10 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
 from pyro_vaegap.utils import FolderLock
 
+from .infovae_common import parse_infovae_args
 from .infovae_common import (COLORS, LABELS, OBJECTIVES, add_mnist_args, epochs_for, json_clean, mnist_config,
                              training_images)
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, \
+from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, train_run, \
     write_results
 
 NAME = "infovae_gaps"
@@ -125,16 +126,10 @@ def figure(reports: dict, infos: dict):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("alpha",),
-                      positive=("size", "steps", "latent_dim", "hidden", "layers", "batch_size", "lr",
+    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+                              positive=("size", "steps", "latent_dim", "hidden", "layers", "batch_size", "lr",
                                 "num_valid", "num_points", "ais_chains", "ais_steps", "ais_leapfrog", "iwae_samples",
                                 "local_samples", "local_max_steps", "mi_points", "mi_draws", "mi_batch"))
-    if not args.lambda_ > 0:
-        parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
-        args.runs = str(Path(args.out) / "runs")
     if args.size > 50_000 or args.num_points > 10_000 or args.mi_points > args.size or args.mi_batch > args.size:
         parser.error("--size must be at most 50000, --num-points at most 10000, --mi-points and --mi-batch at most "
                      "--size")

@@ -32,9 +32,10 @@ from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.grid import adaptive_grid_log_px, grid_log_joint, grid_log_posterior
 from pyro_vaegap.utils import set_seed
 
+from .infovae_common import parse_infovae_args
 from .infovae_common import (LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, fmt, json_clean,
                              labelled_test_images, mnist_config, training_images)
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main, save_figure,
+from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
                               train_run, write_results)
 
 NAME = "infovae_latent2d"
@@ -167,16 +168,10 @@ def samples_figure(models: dict, x_train, x_test, seed: int):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("alpha",),
-                      positive=("num_train", "steps", "hidden", "layers", "batch_size", "lr", "num_valid",
+    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+                              positive=("num_train", "steps", "hidden", "layers", "batch_size", "lr", "num_valid",
                                 "num_test", "eval_samples", "posterior_points", "grid_points", "coarse_lim",
                                 "coarse_spacing", "margin", "refine", "figure_nodes"))
-    if not args.lambda_ > 0:
-        parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
-        args.runs = str(Path(args.out) / "runs")
     if args.latent_dim != 2:
         parser.error(f"--latent-dim={args.latent_dim}: this experiment's grid posteriors need dim z = 2")
     if not args.posterior_points <= args.grid_points <= args.num_test <= 10_000:

@@ -33,7 +33,6 @@ import copy
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pyro_vaegap.aggregate import mutual_information, sample_aggregate
@@ -41,8 +40,9 @@ from pyro_vaegap.infovae import MMDKernel, mmd
 from pyro_vaegap.train import TrainConfig, build_guide, build_model, make_loss, mean_elbo, training_step
 from pyro_vaegap.utils import set_seed
 
+from .infovae_common import parse_infovae_args
 from .infovae_common import COLORS, LABELS, OBJECTIVES, json_clean, objective_fields
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, write_results
 
 NAME = "infovae_prop1"
 POINTS = (-1.0, 1.0)
@@ -177,14 +177,9 @@ def trajectory_figure(logs: dict, warmup: int):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("alpha", "warmup_steps"),
-                      positive=("steps", "lr", "batch_size", "num_train", "hidden", "layers",
-                                "record_every", "eval_samples"))
-    if not args.lambda_ > 0:
-        parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
+    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha", "warmup_steps"),
+                              positive=("steps", "lr", "batch_size", "num_train", "hidden", "layers",
+                                "record_every", "eval_samples"), own_runs=False)
     if args.num_train % 2 or args.batch_size < 2:
         parser.error("--num-train must be even (half -1, half +1) and --batch-size at least 2")
     out, progress = Path(args.out), Progress(args.quiet)

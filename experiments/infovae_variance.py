@@ -23,9 +23,10 @@ from pathlib import Path
 
 from pyro_vaegap.utils import set_seed
 
+from .infovae_common import parse_infovae_args
 from .infovae_common import (COLORS, LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, fmt, json_clean,
                              labelled_test_images, mnist_config, training_images)
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main, save_figure,
+from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
                               train_run, write_results)
 
 NAME = "infovae_variance"
@@ -80,15 +81,9 @@ def figure(results: dict, sizes):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("alpha",),
-                      positive=("steps", "latent_dim", "hidden", "layers", "batch_size", "lr", "num_valid",
+    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+                              positive=("steps", "latent_dim", "hidden", "layers", "batch_size", "lr", "num_valid",
                                 "draws", "num_test", "eval_samples"))
-    if not args.lambda_ > 0:
-        parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
-        args.runs = str(Path(args.out) / "runs")
     if any(n < 2 or n > 50_000 for n in args.sizes):
         parser.error(f"--sizes {args.sizes}: every size must be between 2 and 50000")
     if args.num_test > 10_000:
