@@ -90,6 +90,29 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """The ``torch.device`` called ``name`` (``cpu``, ``cuda``, ``cuda:N``; ``None``: ``cpu``), checked
+    to exist now, so that a missing GPU stops a run before any work with :class:`ConfigError`
+    instead of failing deep inside it, and never silently falls back to the CPU."""
+    if name is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from error
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ConfigError(f"--device {name!r} is not supported: use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r} asks for CUDA, but torch finds no CUDA device on this machine "
+                          f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use --device cpu")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ConfigError(f"--device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+
+
 def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it"):
     """A tqdm bar on stderr that refreshes at most every 0.5 s on a terminal and every 30 s otherwise
     (a log file gets a periodic line, not thousands of carriage-return updates)."""
