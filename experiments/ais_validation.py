@@ -37,7 +37,7 @@ from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.models import LinearGaussian
 from pyro_vaegap.traces import simulate
-from pyro_vaegap.utils import atomic_write_json, provenance, set_seed
+from pyro_vaegap.utils import atomic_write_json, module_device, provenance, set_seed
 
 from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, write_results
 
@@ -65,7 +65,7 @@ def model_of(name) -> LinearGaussian:
 
 def data_of(model, seed, n):
     set_seed(1000 + seed)
-    x, _ = simulate(model, n, torch.zeros(1, model.data_dim, dtype=torch.float64))
+    x, _ = simulate(model, n, torch.zeros(1, model.data_dim, dtype=torch.float64, device=module_device(model)))
     return x
 
 
@@ -94,7 +94,7 @@ def ais_part(model, x, mode, schedule, seed, kw):
 def iwae_part(model, x, seed):
     def fn():
         set_seed(seed)
-        g = LocalFFG(model, x.shape[0]).double()
+        g = LocalFFG(model, x.shape[0]).to(x)
         optimize_local(model, g, x, num_samples=100, lr=1e-2, max_steps=3000, check_every=100, patience=5)
         r = importance_sample(model, g, x, 5000, psis=False)
         return {"iwae": r.iwae.tolist()}
@@ -104,7 +104,7 @@ def iwae_part(model, x, seed):
 def bdmc_part(model, n, seed, kw):
     def fn():
         set_seed(seed)
-        res = bdmc(model, n, torch.zeros(1, model.data_dim, dtype=torch.float64), **kw)
+        res = bdmc(model, n, torch.zeros(1, model.data_dim, dtype=torch.float64, device=module_device(model)), **kw)
         exact = model.exact_log_marginal(res.x)
         lo, hi = res.lower.log_px, res.upper.log_px
         return {**res.summary(), "lower_minus_exact": (lo - exact).tolist(), "upper_minus_exact": (hi - exact).tolist(),
@@ -128,7 +128,7 @@ def main(argv=None):
     tag = f"K{args.chains}_T{args.steps}_L{args.leapfrog}_N{args.points}"
     results, rows, bdmc_rows, max_rows = {}, [], [], []
     for name in MODELS:
-        model = model_of(name)
+        model = model_of(name).to(args.device)
         res_m = {"ffg_gap": float(model.exact_ffg_gap()), "variants": {}}
         for label, (mode, schedule) in VARIANTS.items():
             runs = []

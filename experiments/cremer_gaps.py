@@ -20,17 +20,18 @@ import sys
 from pathlib import Path
 
 from pyro_vaegap.ais import SCHEDULES, STEP_SIZE_MODES
-from pyro_vaegap.cli import Parser, check_output_stem, run_command, run_gaps
+from pyro_vaegap.cli import Parser, check_output_stem, device_option, run_command, run_gaps
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
 from pyro_vaegap.train import TrainConfig, train
-from pyro_vaegap.utils import ConfigError, set_threads
+from pyro_vaegap.utils import ConfigError, resolve_device, set_threads
 
 QUICK_RUN_DIR = "runs/cremer_quick"
 
 
 def build_parser():
-    p = Parser(prog="python -m experiments.cremer_gaps", description=__doc__.split("\n")[0], error_name="cremer_gaps")
+    p = Parser(prog="python -m experiments.cremer_gaps", description=__doc__.split("\n")[0], error_name="cremer_gaps",
+               parents=[device_option()])
     p.add_argument("--data-dir", help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
     p.add_argument("--download", action="store_true",
                    help="when binarized_mnist.npz is not found, download MNIST with torchvision and binarize it with "
@@ -99,6 +100,7 @@ def configs(args) -> tuple[TrainConfig, GapConfig]:
 def run(args):
     """Train (or resume) the paper's VAE, then write the gap report with the paper's numbers beside it."""
     set_threads(args.threads)
+    device = resolve_device(args.device)  # before anything is loaded
     tcfg, gcfg = configs(args)
     gcfg.check_families()
     x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir, download=args.download)
@@ -106,8 +108,9 @@ def run(args):
         raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]}")
     check_output_stem(args.out, args.overwrite)  # before hours of training and evaluation
     run_dir = Path(args.run_dir or (QUICK_RUN_DIR if args.quick else "runs/cremer_mnist_ffg"))
-    res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), resume_hint="the same command")
-    x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
+    res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), resume_hint="the same command",
+                device=device)
+    x = x[seeded_subset(x.shape[0], args.num_points, args.seed)].to(device)
     run_gaps(res.model.eval(), res.guide.eval(), tcfg, gcfg, x, args.out, overwrite=args.overwrite)
 
 

@@ -151,7 +151,7 @@ def main(argv=None):
         if not isinstance(v, str) and v is not None and v <= 0:
             parser.error(f"--{k.replace('_', '-')}={v} is not allowed: it must be > 0")
     out, progress = Path(args.out), Progress(args.quiet)
-    x_test = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    x_test = load_dataset("binarized_mnist", "test", data_dir=args.data_dir).to(args.device)
     if s["num_points"] > x_test.shape[0]:
         parser.error(f"--num-points={s['num_points']} is not allowed: the test split has {x_test.shape[0]} images")
     test_index = seeded_subset(x_test.shape[0], s["num_points"], args.seed)
@@ -167,13 +167,13 @@ def main(argv=None):
                           guide=family, guide_options={"hidden": args.hidden, "layers": 2, "activation": "elu", **options},
                           objective="elbo", epochs=s["epochs"], batch_size=100, lr=s["lr"], seed=args.seed)
         run_dir = out / "runs" / f"{family}{options.get('num_steps', '')}_{profile}"
-        model, guide, _ = train_run(cfg, run_dir, progress)
+        model, guide, _ = train_run(cfg, run_dir, progress, args.device)
         configs[name], costs[name] = cfg.to_dict(), training_cost(run_dir)
         x = model.validate_data(x_test[test_index])
         crossing[name] = noise_crossing(guide, x)
         if inner_encoder(guide) is not None:
             set_seed(args.seed)
-            inner[name] = importance_sample(model, inner_encoder(guide), x, s["eval_samples"], psis=False).elbo.numpy()
+            inner[name] = importance_sample(model, inner_encoder(guide), x, s["eval_samples"], psis=False).elbo.cpu().numpy()
         reports[name] = evaluate(name, model, guide, family, x, gcfg, out, progress, args.quiet)
         progress(f"{name}: amortization gap {reports[name].summary()['amortization:ffg'][0]:.2f} nats")
     results, rows, pair_rows = summarize(reports, costs, crossing, configs, inner)

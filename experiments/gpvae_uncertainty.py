@@ -126,7 +126,7 @@ def main(argv=None):
     if args.quick:
         args.permutations, args.bootstrap = min(args.permutations, 200), min(args.bootstrap, 100)
     out, progress = Path(args.out), Progress(args.quiet)
-    x_test = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    x_test = load_dataset("binarized_mnist", "test", data_dir=args.data_dir).to(args.device)
     if s["num_points"] > x_test.shape[0]:
         parser.error(f"--num-points={s['num_points']} is not allowed: the test split has {x_test.shape[0]} images")
     cfg = TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=s["num_train"], latent_dim=2,
@@ -134,11 +134,11 @@ def main(argv=None):
                       guide_options={"hidden": args.hidden, "layers": 2, "activation": "elu"}, objective="elbo",
                       epochs=s["epochs"], batch_size=100, lr=s["lr"], seed=args.seed)
     run_dir = out / "runs" / f"gpvae_z2_{'quick' if args.quick else args.profile}"
-    model, guide, train_seconds = train_run(cfg, run_dir, progress)
+    model, guide, train_seconds = train_run(cfg, run_dir, progress, args.device)
     test_index = seeded_subset(x_test.shape[0], s["num_points"], args.seed)
     x = model.validate_data(x_test[test_index])
     with torch.no_grad():
-        u = guide.uncertainty(x).double().numpy()
+        u = guide.uncertainty(x).double().cpu().numpy()
         mo = guide.moments(x)
     examples = example_rows(u)
 
@@ -158,8 +158,8 @@ def main(argv=None):
                          log=None if args.quiet else progress, checkpoint=partial)
     p = rep.per_point
     set_seed(args.seed)  # the base encoder's q = N(b(x), c(x)²), GPVAE without its noise
-    base_elbo = importance_sample(model, guide.base, x, s["eval_samples"], psis=False).elbo.double().numpy()
-    log_px = grid.log_px.numpy()
+    base_elbo = importance_sample(model, guide.base, x, s["eval_samples"], psis=False).elbo.double().cpu().numpy()
+    log_px = grid.log_px.cpu().numpy()
     gaps = {"approximation": log_px - p["local:ffg"], "amortization": p["local:ffg"] - p["amortized"],
             "inference": log_px - p["amortized"], "log_px": log_px}
     set_seed(args.seed)
@@ -253,26 +253,26 @@ def examples_figure(model, x, u, gap, grid, mo, examples):
 
     k = len(examples)
     fig, axes = plt.subplots(3, k, figsize=(2.1 * k, 6.6), gridspec_kw={"height_ratios": [1, 1, 1.6]})
-    axis = grid.axis.numpy()
+    axis = grid.axis.cpu().numpy()
     with torch.no_grad():
-        recon = torch.sigmoid(model.decoder(mo.loc[examples])).numpy()
+        recon = torch.sigmoid(model.decoder(mo.loc[examples])).cpu().numpy()
     for c, i in enumerate(examples):
-        axes[0, c].imshow(x[i].reshape(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[0, c].imshow(x[i].reshape(28, 28).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
         axes[0, c].set_title(f"u = {u[i]:.3g}\ngap = {gap[i]:.2f} nats", fontsize=8)
         axes[1, c].imshow(recon[c].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
         for ax in axes[:2, c]:
             ax.set_xticks([]), ax.set_yticks([])
         ax = axes[2, c]
-        lj = grid.log_joint[i].numpy()
+        lj = grid.log_joint[i].cpu().numpy()
         dens = np.exp(lj - lj.max())
-        mean, std = grid.mean[i].numpy(), np.sqrt(np.diag(grid.cov[i].numpy()))
+        mean, std = grid.mean[i].cpu().numpy(), np.sqrt(np.diag(grid.cov[i].cpu().numpy()))
         half = max(5 * std.max(), 3 * float(mo.scale[i].max()), 3 * float(mo.base_scale[i].max()),
-                   float(np.abs(mo.loc[i].numpy() - mean).max()) * 1.3, 4 * grid.spacing)
+                   float(np.abs(mo.loc[i].cpu().numpy() - mean).max()) * 1.3, 4 * grid.spacing)
         lo, hi = mean - half, mean + half
         ax.imshow(dens.T, origin="lower", extent=(axis[0], axis[-1], axis[0], axis[-1]), cmap="Greys",
                   interpolation="nearest", aspect="auto")
-        _ellipse(ax, mo.base_loc[i].numpy(), mo.base_scale[i].numpy(), color="tab:blue", ls="--", lw=1.2)
-        _ellipse(ax, mo.loc[i].numpy(), mo.scale[i].numpy(), color="tab:red", lw=1.2)
+        _ellipse(ax, mo.base_loc[i].cpu().numpy(), mo.base_scale[i].cpu().numpy(), color="tab:blue", ls="--", lw=1.2)
+        _ellipse(ax, mo.loc[i].cpu().numpy(), mo.scale[i].cpu().numpy(), color="tab:red", lw=1.2)
         ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
         ax.tick_params(labelsize=6)
         ax.set_xlabel("z₁", fontsize=7)

@@ -81,7 +81,7 @@ def labelled_test_images(data_dir, num: int, seed: int) -> tuple[torch.Tensor, n
     classes (``binarized_test_labels`` of ``mnist_test.npz``: exact, see the data README)."""
     x = load_dataset("binarized_mnist", "test", data_dir=data_dir)
     rows = seeded_subset(x.shape[0], num, seed)
-    return x[rows], binarized_test_labels(data_dir)[rows.numpy()], rows
+    return x[rows], binarized_test_labels(data_dir)[rows.cpu().numpy()], rows
 
 
 def binarized_test_labels(data_dir) -> np.ndarray:

@@ -137,13 +137,13 @@ def main(argv=None):
     gcfg = gap_config(args)
     gcfg.check_families()
     x_test = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
-    x_test = x_test[seeded_subset(x_test.shape[0], args.num_points, args.seed)]
+    x_test = x_test[seeded_subset(x_test.shape[0], args.num_points, args.seed)].to(args.device)
     epochs = epochs_for(args.steps, args.size, args.batch_size)
     reports, infos, results, rows = {}, {}, {}, []
     for obj in OBJECTIVES:
         cfg = mnist_config(args, obj, args.size, epochs, args.lambda_)
         run = Path(args.runs) / f"{obj}_n{args.size}"
-        model, guide, secs = train_run(cfg, run, progress)
+        model, guide, secs = train_run(cfg, run, progress, args.device)
         # the gap report, checkpointed: an interrupted run resumes where it stopped
         stem = out / f"gaps_{obj}"
         partial = out / f"gaps_{obj}.partial"
@@ -157,7 +157,7 @@ def main(argv=None):
         shutil.rmtree(partial, ignore_errors=True)
         reports[obj] = GapReport.load(stem.with_suffix(".json"))  # exactly what was saved
         # the information terms over the training images
-        x_train = model.validate_data(training_images(cfg))
+        x_train = model.validate_data(training_images(cfg).to(args.device))
         loc, scale = encode(guide, x_train)
         mi = mutual_information(loc, scale, num_points=args.mi_points, draws=args.mi_draws, seed=args.seed)
         mi["minibatch"] = minibatch_mi(loc, scale, args.mi_batch, max(1, args.mi_points // args.mi_batch), args.seed)

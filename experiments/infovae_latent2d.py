@@ -94,11 +94,11 @@ def aggregate_figure(encoded: dict, labels: np.ndarray, lim: float, seed: int):
     gen = torch.Generator().manual_seed(seed)
     t = np.linspace(0, 2 * np.pi, 200)
     for row, (obj, e) in enumerate(encoded.items()):
-        z_train = sample_aggregate(*e["train"], 4, gen).numpy()
-        z_test = sample_aggregate(*e["test"], 1, gen).numpy()
+        z_train = sample_aggregate(*e["train"], 4, gen).cpu().numpy()
+        z_test = sample_aggregate(*e["test"], 1, gen).cpu().numpy()
         ax = axes[row, 0]
         ax.scatter(*z_train.T, s=1, color="0.6", label="draws of q(z|x), 4 per image")
-        ax.scatter(*e["train"][0].numpy().T, s=4, color="k", label="encoder means")
+        ax.scatter(*e["train"][0].cpu().numpy().T, s=4, color="k", label="encoder means")
         ax.set_title(f"{LABELS[obj]}: the {e['train'][0].shape[0]} training images (no labels)", fontsize=9)
         ax = axes[row, 1]
         sc = ax.scatter(*z_test.T, s=2, c=labels, cmap="tab10", vmin=-0.5, vmax=9.5)
@@ -124,9 +124,9 @@ def posterior_figure(posteriors: dict):
         p = posteriors[obj]
         for col, (grid_axes, logp, _) in enumerate(p["panels"]):
             ax = axes[row, col]
-            a0, a1 = grid_axes[0].numpy(), grid_axes[1].numpy()
-            dens = np.exp((logp - logp.max()).numpy())          # [i, j]: z = (a0_i, a1_j)
-            loc, scale = p["loc"][col].numpy(), p["scale"][col].numpy()
+            a0, a1 = grid_axes[0].cpu().numpy(), grid_axes[1].cpu().numpy()
+            dens = np.exp((logp - logp.max()).cpu().numpy())          # [i, j]: z = (a0_i, a1_j)
+            loc, scale = p["loc"][col].cpu().numpy(), p["scale"][col].cpu().numpy()
             ax.contourf(a0, a1, dens.T, levels=[0.01, 0.1, 0.3, 0.6, 1.01], cmap="Greys")
             u, v = np.meshgrid(a0, a1, indexing="ij")
             q = np.exp(-0.5 * (((u - loc[0]) / scale[0]) ** 2 + ((v - loc[1]) / scale[1]) ** 2))
@@ -159,7 +159,7 @@ def samples_figure(models: dict, x_train, x_test, seed: int):
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.05))
     for r, (title, imgs) in enumerate(rows):
         for c in range(n):
-            axes[r, c].imshow(imgs[c].reshape(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].imshow(imgs[c].reshape(28, 28).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
             axes[r, c].axis("off")
         axes[r, 0].set_title(title, fontsize=8, loc="left")
     fig.tight_layout()
@@ -183,13 +183,13 @@ def main(argv=None):
     # a seeded random order: the subset comes sorted like the split, which is sorted by class, and the first
     # --grid-points and --posterior-points images must be a random sample of it, not its zeros
     order = torch.randperm(args.num_test, generator=torch.Generator().manual_seed(args.seed + 1))
-    x_test, labels = x_test[order], labels[order.numpy()]
+    x_test, labels = x_test[order].to(args.device), labels[order.cpu().numpy()]
     epochs = epochs_for(args.steps, args.num_train, args.batch_size)
     models, encoded, results, rows, gap_rows = {}, {}, {}, [], []
     for obj in OBJECTIVES:
         cfg = mnist_config(args, obj, args.num_train, epochs, args.lambda_)
-        model, guide, secs = train_run(cfg, Path(args.runs) / obj, progress)
-        x_train = model.validate_data(training_images(cfg))
+        model, guide, secs = train_run(cfg, Path(args.runs) / obj, progress, args.device)
+        x_train = model.validate_data(training_images(cfg).to(args.device))
         models[obj] = (model, guide)
         encoded[obj] = {"train": encode(guide, x_train), "test": encode(guide, x_test)}
         set_seed(args.seed)

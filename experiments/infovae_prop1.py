@@ -38,7 +38,7 @@ import torch
 from pyro_vaegap.aggregate import mutual_information, sample_aggregate
 from pyro_vaegap.infovae import MMDKernel, mmd
 from pyro_vaegap.train import TrainConfig, build_guide, build_model, make_loss, mean_elbo, training_step
-from pyro_vaegap.utils import set_seed
+from pyro_vaegap.utils import module_device, set_seed
 
 from .infovae_common import parse_infovae_args
 from .infovae_common import COLORS, LABELS, OBJECTIVES, json_clean, objective_fields
@@ -83,12 +83,12 @@ def config(args, objective: str) -> TrainConfig:
 @torch.no_grad()
 def record(model, guide, step: int, phase: str, samples: int, gen: torch.Generator) -> dict:
     """The encoder and decoder at ``step`` (see the module docstring)."""
-    x = torch.tensor(POINTS).unsqueeze(-1)
+    x = torch.tensor(POINTS, device=module_device(guide)).unsqueeze(-1)
     loc, scale = guide.encode(x)
     dec_sd = model.likelihood(loc).base_dist.scale.squeeze(-1)
     mi = mutual_information(loc, scale, draws=samples, seed=int(torch.randint(2 ** 31, (1,), generator=gen)))
     z = sample_aggregate(loc, scale, samples // 2, gen)
-    m2 = mmd(z, torch.randn(z.shape, generator=gen), MMDKernel("rbf", (1.0,)))
+    m2 = mmd(z, torch.randn(z.shape, generator=gen).to(z.device), MMDKernel("rbf", (1.0,)))
     return {"step": step, "phase": phase, "loc": loc.squeeze(-1).tolist(), "scale": scale.squeeze(-1).tolist(),
             "decoder_sd": dec_sd.tolist(), "elbo": mean_elbo(model, guide, x, samples), "mi": mi["mi"],
             "marginal_kl": mi["marginal_kl"], "mmd2": float(m2)}
@@ -100,7 +100,7 @@ def train_phase(model, guide, opt, loss_fn, annealing, x, steps, args, phase, of
     for i in range(steps):
         if annealing is not None:
             annealing.factor = i / steps
-        idx = torch.randint(x.shape[0], (args.batch_size,), generator=batches)
+        idx = torch.randint(x.shape[0], (args.batch_size,), generator=batches).to(x.device)
         training_step(loss_fn, opt, x[idx], where=f" ({phase}, step {i + 1})")
         if (i + 1) % args.record_every == 0 or i + 1 == steps:
             log.append(record(model, guide, offset + i + 1, phase, args.eval_samples, gen))
@@ -114,6 +114,7 @@ def train_phase(model, guide, opt, loss_fn, annealing, x, steps, args, phase, of
 def posterior_figure(models: dict):
     import matplotlib.pyplot as plt
 
+    models = {k: (m.cpu(), g.cpu()) for k, (m, g) in models.items()}  # drawn on the CPU, after training
     fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
     zmax = 3.5
     for col, (obj, (model, guide)) in enumerate(models.items()):
@@ -135,7 +136,7 @@ def posterior_figure(models: dict):
             lik = model.likelihood(z.unsqueeze(-1))
             img = torch.distributions.Normal(lik.base_dist.loc, lik.base_dist.scale).log_prob(xs).T  # (x, z)
             ax = axes[1, col]
-            ax.imshow(img.clamp(min=-8).numpy(), origin="lower", aspect="auto", cmap="magma",
+            ax.imshow(img.clamp(min=-8).cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
                       extent=(-zmax, zmax, -2.5, 2.5))
             ax.set_xlabel("z"), ax.set_ylabel("x")
             ax.set_title(f"{LABELS[obj]}: log p(x|z) (floored at -8)", fontsize=9)
@@ -184,10 +185,10 @@ def main(argv=None):
         parser.error("--num-train must be even (half -1, half +1) and --batch-size at least 2")
     out, progress = Path(args.out), Progress(args.quiet)
     set_seed(args.seed)
-    x = torch.tensor(POINTS).repeat(args.num_train // 2).unsqueeze(-1)
+    x = torch.tensor(POINTS, device=args.device).repeat(args.num_train // 2).unsqueeze(-1)
     wcfg = config(args, "warmup")
-    model = build_model(wcfg, 1)
-    guide = build_guide(wcfg, model)
+    model = build_model(wcfg, 1).to(args.device)
+    guide = build_guide(wcfg, model).to(args.device)
     opt = torch.optim.Adam(list(model.parameters()) + list(guide.parameters()), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed + 2)
     warm_log = [record(model, guide, 0, "init", args.eval_samples, gen)]

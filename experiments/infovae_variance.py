@@ -91,14 +91,15 @@ def main(argv=None):
     out, progress = Path(args.out), Progress(args.quiet)
     sizes = sorted(set(args.sizes))
     x_test, _, _ = labelled_test_images(args.data_dir, args.num_test, args.seed)
+    x_test = x_test.to(args.device)
     results, rows = {}, []
     for n in sizes:
         results[str(n)] = {}
         epochs = epochs_for(args.steps, n, args.batch_size)
         for obj in OBJECTIVES:
             cfg = mnist_config(args, obj, n, epochs, args.lambda_)
-            model, guide, secs = train_run(cfg, run_dir(args, obj, n), progress)
-            x_train = model.validate_data(training_images(cfg))
+            model, guide, secs = train_run(cfg, run_dir(args, obj, n), progress, args.device)
+            x_train = model.validate_data(training_images(cfg).to(args.device))
             set_seed(args.seed)
             train_agg = aggregate_summary(guide, x_train, args.draws, args.seed)
             test_agg = aggregate_summary(guide, x_test, args.draws, args.seed)

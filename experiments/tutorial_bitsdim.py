@@ -57,11 +57,11 @@ def main(argv=None):
     x_test = load_dataset(args.dataset, "test", data_dir=args.data_dir)
     if args.num_test > x_test.shape[0]:
         parser.error(f"--num-test={args.num_test} exceeds the {x_test.shape[0]} test images of {args.dataset}")
-    x_test = x_test[seeded_subset(x_test.shape[0], args.num_test, args.seed)]
+    x_test = x_test[seeded_subset(x_test.shape[0], args.num_test, args.seed)].to(args.device)
     cfg = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, num_train=args.num_train, model="dlogistic",
                       latent_dim=args.latent_dim, hidden=args.hidden, guide_options={"hidden": args.hidden},
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    model, guide, secs = train_run(cfg, out / "runs" / args.dataset, progress)
+    model, guide, secs = train_run(cfg, out / "runs" / args.dataset, progress, args.device)
     set_seed(args.seed)
     ev = evaluate(model, guide, x_test, args.eval_samples, dims=x_test.shape[1])
     progress(f"{args.dataset}: {ev['nll_bits_per_dim']:.4f} bits/dim (IWAE), "

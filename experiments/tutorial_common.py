@@ -19,17 +19,18 @@ import torch
 
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
-from pyro_vaegap.cli import Parser, run_command
-from pyro_vaegap.utils import atomic_write, atomic_write_json, atomic_write_text, provenance, set_threads
+from pyro_vaegap.cli import Parser, device_option, run_command
+from pyro_vaegap.utils import (atomic_write, atomic_write_json, atomic_write_text, module_device, provenance,
+                               resolve_device, set_threads)
 
 LN2 = math.log(2.0)
 
 
 def make_parser(name: str, description: str) -> argparse.ArgumentParser:
     """A parser with the options every experiment has: ``--out``, ``--seed``, ``--quiet``, ``--threads``,
-    ``--debug``; a bad option is one line ``NAME: error: ...`` and exit status 2, like every other error."""
+    ``--device``, ``--debug``; a bad option is one line ``NAME: error: ...`` and exit status 2, like every other error."""
     p = Parser(prog=f"python -m experiments.{name}", description=description, error_name=name,
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[device_option()])
     p.add_argument("--out", default=f"results/{name}",
                    help="results folder (JSON, markdown, PNG figures and one training-run folder per model)")
     p.add_argument("--seed", type=int, default=0, help="seed of training (weights, minibatches) and evaluation")
@@ -50,6 +51,7 @@ def parse_args(parser: argparse.ArgumentParser, argv, positive=(), nonneg=(), pr
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads={args.threads} is not allowed: it must be >= 1")
     set_threads(args.threads)
+    args.device = resolve_device(args.device)  # a GPU asked for and absent stops here, before any work
     for dest in positive:
         if getattr(args, dest) <= 0:
             parser.error(f"--{dest.replace('_', '-')}={getattr(args, dest)} is not allowed: it must be > 0")
@@ -77,8 +79,8 @@ class Progress:
         return time.time() - self.t0
 
 
-def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress):
-    """Train ``cfg`` in ``run_dir``, or reuse/resume the run already there (same config).
+def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress, device=None):
+    """Train ``cfg`` in ``run_dir`` on ``device``, or reuse/resume the run already there (same config).
 
     :returns: ``(model, guide, seconds)``, in eval mode.
     """
@@ -86,7 +88,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress):
     resume = (Path(run_dir) / "checkpoint.pt").exists()
     progress(f"{'resuming' if resume else 'training'} {cfg.model} / {cfg.objective} (k={cfg.num_particles}) "
              f"on {cfg.dataset} for {cfg.epochs} epochs -> {run_dir}")
-    res = train(cfg, run_dir, resume=resume, progress=False, resume_hint="the same command")
+    res = train(cfg, run_dir, resume=resume, progress=False, resume_hint="the same command", device=device)
     return res.model.eval(), res.guide.eval(), time.time() - t
 
 
@@ -99,7 +101,7 @@ def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None =
     :math:`\log\hat p(x) - \mathrm{ELBO} \ge 0`, and, with ``dims``, the same per dimension in bits.
     Bits are nats / ln 2 exactly: for continuous data this is :math:`-\log_2` of a density.
     """
-    x = model.validate_data(x)
+    x = model.validate_data(x.to(module_device(model)))
     r = importance_sample(model, guide, x, num_samples, psis=False)
     n = x.shape[0]
     out = {}

@@ -65,7 +65,7 @@ def main(argv=None):
             cfg = TrainConfig(dataset=ds, data_dir=args.data_dir, model="bernoulli", latent_dim=args.latent_dim,
                               hidden=args.hidden, guide_options={"hidden": args.hidden}, epochs=epochs,
                               batch_size=50 if ds == "digits" else 100, seed=args.seed)
-            model, guide, secs = train_run(cfg, out / "runs" / ds, progress)
+            model, guide, secs = train_run(cfg, out / "runs" / ds, progress, args.device)
             jobs.append((ds, args.data_dir, model, guide, secs))
     results, rows = {}, []
     for ds, data_dir, model, guide, secs in jobs:
@@ -74,6 +74,8 @@ def main(argv=None):
             parser.error(f"--num-images={args.num_images} exceeds the {x.shape[0]} test images of {ds}")
         x = x[seeded_subset(x.shape[0], args.num_images, args.seed)]
         t = time.time()
+        # bits-back coding runs one image at a time through a CPU entropy coder: the trained model goes there
+        model, guide = model.cpu(), guide.cpu()
         comp = compress_and_check(model, guide, x, latent_bits=args.latent_bits, seed=args.seed)
         coding_s = time.time() - t
         set_seed(args.seed)

@@ -82,7 +82,7 @@ def digits_figure(models: dict, x: torch.Tensor):
             rows.append((v, model.likelihood(guide.encode(x[:n])[0]).base_dist.loc.clamp(0, 1)))
     for i, (label, imgs) in enumerate(rows):
         for j in range(n):
-            axes[i, j].imshow(imgs[j].reshape(8, 8).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[i, j].imshow(imgs[j].reshape(8, 8).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
             axes[i, j].axis("off")
         axes[i, 0].set_title(label, fontsize=8, loc="left")
     fig.suptitle("digits: data and reconstructions μ(z = encoder mean)")
@@ -93,12 +93,12 @@ def toy_figure(models: dict, x: torch.Tensor, name: str):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 1 + len(models), figsize=(3 * (1 + len(models)), 3))
-    axes[0].scatter(*x.numpy().T, s=1)
+    axes[0].scatter(*x.cpu().numpy().T, s=1)
     axes[0].set_title(f"{name}: data", fontsize=9)
     with torch.no_grad():
         for ax, (v, (model, guide)) in zip(axes[1:], models.items()):
             samples = model.likelihood(torch.randn(len(x), 2)).sample()
-            ax.scatter(*samples.numpy().T, s=1)
+            ax.scatter(*samples.cpu().numpy().T, s=1)
             ax.set_title(f"{v}: samples of p(x)", fontsize=9)
     for ax in axes:
         ax.set_xlim(-0.8, 0.8), ax.set_ylim(-0.8, 0.8), ax.set_aspect("equal")
@@ -123,13 +123,13 @@ def main(argv=None):
                digits_net)]
     for ds, training, net in setups:
         results[ds], models = {}, {}
-        x_train, x_test = load_dataset(ds, "train"), load_dataset(ds, "test")[: args.num_test]
+        x_train, x_test = load_dataset(ds, "train").to(args.device), load_dataset(ds, "test")[: args.num_test].to(args.device)
         for v in VARIANTS:
             cfg = TrainConfig(dataset=ds, model="mse" if v == "mse" else "gaussian",
                               variance="fixed" if v == "mse" else v, hidden=net["hidden"],
                               decoder_layers=net["layers"], activation=net["activation"], dense=net["dense"],
                               guide_options=net, seed=args.seed, **training)
-            model, guide, secs = train_run(cfg, out / "runs" / f"{ds}_{v}", progress)
+            model, guide, secs = train_run(cfg, out / "runs" / f"{ds}_{v}", progress, args.device)
             models[v] = (model, guide)
             set_seed(args.seed)
             ev = evaluate(model, guide, x_test, args.eval_samples, dims=x_test.shape[1])

@@ -97,7 +97,7 @@ def density_grid(model, guide, grid: int, samples: int):
     xx, yy = np.meshgrid(axis, axis, indexing="xy")
     pts = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
     r = importance_sample(model, guide, pts, samples, psis=False, data_chunk=500)
-    return axis, r.iwae.numpy().reshape(grid, grid)
+    return axis, r.iwae.cpu().numpy().reshape(grid, grid)
 
 
 @torch.no_grad()
@@ -143,14 +143,14 @@ def latent_figure(runs: dict, datasets, objective: str, x_tests: dict):
         model, guide = runs[ds][objective]
         x = x_tests[ds][:2000]
         loc, _ = guide.encode(x)
-        colours = _rgb(x.numpy())
-        axes[i, 0].scatter(*x.numpy().T, c=colours, s=2)
+        colours = _rgb(x.cpu().numpy())
+        axes[i, 0].scatter(*x.cpu().numpy().T, c=colours, s=2)
         axes[i, 0].set_title(f"{ds}: data, coloured by position", fontsize=9)
-        axes[i, 1].scatter(*loc.numpy().T, c=colours, s=2)
+        axes[i, 1].scatter(*loc.cpu().numpy().T, c=colours, s=2)
         axes[i, 1].set_title("encoder means in latent space", fontsize=9)
         g = np.linspace(-3, 3, 120)
         zz = torch.tensor(np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2), dtype=torch.float32)
-        decoded = model.likelihood(zz).base_dist.loc.numpy()
+        decoded = model.likelihood(zz).base_dist.loc.cpu().numpy()
         logp = toy_log_density(ds, decoded).reshape(len(g), len(g))
         floor = np.nanmax(logp[np.isfinite(logp)]) - 12 if np.isfinite(logp).any() else -12
         axes[i, 2].imshow(np.maximum(logp, floor), origin="lower", extent=(-3, 3, -3, 3), cmap="gray")
@@ -190,8 +190,8 @@ def fit_and_evaluate(args, ds: str, objective: str):
     """
     progress = Progress(args.quiet)
     cfg = train_config(args, ds, objective)
-    model, guide, secs = train_run(cfg, run_dir(args, ds, objective), progress)
-    x_test = load_dataset(ds, "test")[: args.num_test]
+    model, guide, secs = train_run(cfg, run_dir(args, ds, objective), progress, args.device)
+    x_test = load_dataset(ds, "test")[: args.num_test].to(args.device)
     set_seed(args.seed)
     ev = evaluate(model, guide, x_test, args.eval_samples)
     k = cfg.num_particles
@@ -236,11 +236,11 @@ def main(argv=None):
     results, runs, maps, x_tests, rows = {}, {}, {}, {}, []
     for ds in args.datasets:
         results[ds], runs[ds], maps[ds] = {}, {}, {}
-        x_tests[ds] = load_dataset(ds, "test")[: args.num_test]
+        x_tests[ds] = load_dataset(ds, "test")[: args.num_test].to(args.device)
         for objective in ("elbo", "iwae"):
             res, maps[ds][objective] = outs[(ds, objective)]
             results[ds][objective] = res
-            runs[ds][objective] = load_run(run_dir(args, ds, objective))[:2]
+            runs[ds][objective] = load_run(run_dir(args, ds, objective), args.device)[:2]
             k = res["train_bound_k"]
             rows.append([ds, "VAE" if objective == "elbo" else f"IWAE (k={k})",
                          f"{TOY_ENTROPY_BITS[ds]:.3f} ({PAPER_ENTROPY[ds]})",

@@ -72,7 +72,8 @@ def sample_aggregate(loc: torch.Tensor, scale: torch.Tensor, draws: int = 1,
     """``draws`` draws of each row's :math:`q(z\\mid x_n)`, ``(draws * N, d)``: draws of the aggregate
     posterior (exactly ``draws`` per row, a stratified sample of the mixture)."""
     check_positive_int("draws", draws)
-    eps = torch.randn((draws,) + tuple(loc.shape), generator=generator, dtype=loc.dtype)
+    # drawn by the (CPU) generator, then moved: the same draws on every device
+    eps = torch.randn((draws,) + tuple(loc.shape), generator=generator, dtype=loc.dtype).to(loc.device)
     return (loc + scale * eps).reshape(-1, loc.shape[-1])
 
 
@@ -117,18 +118,19 @@ def mutual_information(loc: torch.Tensor, scale: torch.Tensor, num_points: int |
     if M > N:
         raise ValueError(f"num_points={M} exceeds the {N} rows")
     gen = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(N, generator=gen)[:M].sort().values
+    rows = torch.randperm(N, generator=gen)[:M].sort().values.to(loc.device)
     per_row = {"mi": [], "mi_loo": [], "marginal_kl": []}
     for s in range(0, M, chunk):
         r = rows[s:s + chunk]
         z = sample_aggregate(loc[r], scale[r], draws, gen)               # (draws * m, d), row = k*m + j
         own = r.repeat(draws)
         lq = log_normal_pairs(z, loc, scale)                             # (draws*m, N)
-        log_own = lq[torch.arange(z.shape[0]), own]
+        diag = torch.arange(z.shape[0], device=z.device)
+        log_own = lq[diag, own]
         log_mix = torch.logsumexp(lq, 1) - math.log(N)
         # leave-one-out: the mixture without the own component, log((N q_mix - q_own) / (N - 1))
         others = lq.clone()
-        others[torch.arange(z.shape[0]), own] = -math.inf
+        others[diag, own] = -math.inf
         log_loo = torch.logsumexp(others, 1) - math.log(N - 1)
         log_prior = -0.5 * (z.double() ** 2).sum(-1) - 0.5 * d * LOG_2PI
         m = r.numel()

@@ -292,7 +292,7 @@ def tune_step_sizes(model, x: torch.Tensor, num_steps: int = 500, leapfrog_steps
     K = check_positive_int("pilot_chains", pilot_chains)
     L = check_positive_int("leapfrog_steps", leapfrog_steps)
     _check_step_settings(init_step_size, target_accept)
-    betas = beta_schedule(num_steps, schedule).to(x.dtype)
+    betas = beta_schedule(num_steps, schedule).to(x)
     parts = _chunks(x.shape[0], K, data_chunk)
     out = []
     with progress_bar((len(betas) - 2) * len(parts), "AIS pilot", progress, unit="step") as bar, frozen(model):
@@ -331,7 +331,7 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
     if reverse and initial is None:
         raise ConfigError("reverse AIS needs initial exact posterior samples")
     N = x.shape[0]
-    betas = beta_schedule(num_steps, schedule).to(x.dtype)
+    betas = beta_schedule(num_steps, schedule).to(x)
     fixed = None
     if isinstance(step_size, str):
         check_choice("step_size", step_size, STEP_SIZE_MODES)

@@ -30,11 +30,11 @@ import torch
 
 from .ais import SCHEDULES, STEP_SIZE_MODES
 from .data import DATASETS, DataError, load_dataset, seeded_subset
-from .distributed import barrier, process_group, rank_name, world_from_env
+from .distributed import barrier, process_group, rank_device, rank_name, world_from_env
 from .gaps import GapConfig, GapReport, gap_report, paper_for
 from .train import TrainConfig, load_run, resume_config, train
 from .utils import (THREADS_ENV, ConfigError, ConfigWarning, FileLock, FolderLock, atomic_target, check_folder,
-                    check_positive_int, provenance, set_seed, set_threads)
+                    check_positive_int, provenance, resolve_device, set_seed, set_threads)
 
 _HELP = {
     # TrainConfig
@@ -78,6 +78,9 @@ _HELP = {
     "disc_hidden": "width of the critic's two hidden layers (divergence adversarial; default there: 256)",
     "epochs": "training epochs (Burda schedule: 3280)", "batch_size": "minibatch size",
     "lr": "Adam learning rate (initial, for the Burda schedule)", "lr_schedule": "constant, burda or cosine",
+    "micro_batches": "split every batch into this many parts, each with its own seeded random draws; needed by data-"
+                     "parallel training under torchrun (at least the number of ranks), where the run is then the same "
+                     "for any number of ranks up to it, one process included (default: one stream, one process)",
     "valid_samples": "samples of the per-epoch validation ELBO",
     "num_valid": "compute the per-epoch validation ELBO on a seeded random subset of this many validation rows "
                  "(default: all; cheaper for many short epochs)",
@@ -180,8 +183,13 @@ def cmd_train(args):
     given = _given(TrainConfig, args, _read_config_file(args.config))
     cfg = resume_config(args.run_dir, given) if args.resume else TrainConfig(**given)
     resume = f'"vaegap train --run-dir {shlex.quote(str(args.run_dir))} --resume"'
-    res = train(cfg, args.run_dir, resume=args.resume, progress=not args.quiet, download=args.download,
-                resume_hint=resume)
+    rank, world = world_from_env()  # launched by torchrun: data-parallel training (see train())
+    device = rank_device(args.device)
+    with process_group(world, device):
+        res = train(cfg, args.run_dir, resume=args.resume, progress=not args.quiet, download=args.download,
+                    resume_hint=resume, device=device)
+    if rank != 0:
+        return
     last = res.log[-1] if res.log else {}
     print(f"trained {cfg.guide} VAE on {cfg.dataset}: epoch {last.get('epoch')}, train objective "
           f"{last.get('train_objective', float('nan')):.3f}, validation ELBO {last.get('valid_elbo', float('nan')):.3f} nats; "
@@ -215,7 +223,7 @@ def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=
     partial = stem.with_name(stem.name + ".partial")
     t = time.time()
     rank, world = world_from_env()  # launched by torchrun: this process computes its share of the pieces
-    with process_group(world), (FolderLock(partial, "evaluation checkpoint folder") if rank == 0 else nullcontext()):
+    with process_group(world, x.device), (FolderLock(partial, "evaluation checkpoint folder") if rank == 0 else nullcontext()):
         if world > 1:
             barrier()  # rank 0 holds the folder before any rank writes into it
             gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress and rank == 0,
@@ -247,9 +255,10 @@ def _paper_diff(tcfg, gcfg, n):
 def cmd_gaps(args):
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
     gcfg.check_families()  # before anything is loaded or computed
-    model, guide, tcfg = load_run(args.run)
+    device = rank_device(args.device)
+    model, guide, tcfg = load_run(args.run, device)
     out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
-    x = _eval_data(tcfg, args)
+    x = _eval_data(tcfg, args).to(device)
     run_gaps(model, guide, tcfg, gcfg, x, out, progress=not args.quiet, overwrite=args.overwrite)
 
 
@@ -282,15 +291,16 @@ def cmd_quickstart(args):
                           "split)")
     check_folder(out, "output folder")
     run_dir = out / "run"
+    device = resolve_device(args.device)
     res = train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=not args.quiet,
-                resume_hint="the same command")
+                resume_hint="the same command", device=device)
     saved = out / "gaps.json"
     if saved.exists():  # a finished quickstart: show it rather than recompute or overwrite it
         print(GapReport.load(saved).to_markdown())
         print(f"(the saved report {saved}; delete it to recompute)")
         return
     x = load_dataset("digits", "test")
-    x = x[seeded_subset(x.shape[0], args.num_points, args.seed)]
+    x = x[seeded_subset(x.shape[0], args.num_points, args.seed)].to(device)
     gcfg = GapConfig(families=("ffg",), iwae_samples=2000, elbo_samples=2000, ais_chains=50, ais_steps=200,
                      ais_leapfrog=5, local_samples=10, seed=args.seed)
     run_gaps(res.model, res.guide, cfg, gcfg, x, out / "gaps", progress=not args.quiet)
@@ -307,9 +317,11 @@ def cmd_bdmc(args):
     if not 0 < args.ais_init_step_size < float("inf"):
         raise ConfigError(f"--ais-init-step-size {args.ais_init_step_size} is not allowed: expected a finite positive "
                           "number")
-    model, _, tcfg = load_run(args.run)
+    device = resolve_device(args.device)
+    model, _, tcfg = load_run(args.run, device)
     target = Path(args.out or Path(args.run) / "bdmc.json")
     like = load_dataset(tcfg.dataset, "test", data_dir=args.data_dir or tcfg.data_dir, download=args.download)[:1]
+    like = like.to(device)
     check_folder(target.parent, "output folder")
     with FileLock(target, "output"):  # a second bdmc into the same file is refused, not silently overwritten
         if target.exists() and not args.overwrite:
@@ -337,6 +349,36 @@ def cmd_bdmc(args):
           f"({args.ais_schedule}, {args.ais_step_size} step sizes): lower {summary['mean_lower']:.3f}, upper "
           f"{summary['mean_upper']:.3f}; |upper − lower| mean {summary['mean_abs_gap']:.3f}, max "
           f"{summary['max_abs_gap']:.3f} nats; {verdict}; saved {path}")
+
+
+def cmd_sweep_plan(args):
+    from .sweep import parse_grid, plan
+
+    command = args.command_words[1:] if args.command_words[:1] == ["--"] else args.command_words
+    p = plan(args.out, command, parse_grid(args.grid), out_option=args.out_option, out_suffix=args.out_suffix,
+             overwrite=args.overwrite)
+    print(f"planned {len(p['jobs'])} jobs in {Path(args.out) / 'jobs.txt'} (one command per line); run job K with: "
+          f"vaegap sweep-run {shlex.quote(str(args.out))} --job K; merge with: vaegap sweep-merge "
+          f"{shlex.quote(str(args.out))}")
+
+
+def cmd_sweep_run(args):
+    from .sweep import run_job
+
+    code = run_job(args.sweep, args.job)
+    if code:
+        raise ConfigError(f"job {args.job} of {args.sweep} exited with status {code} (its own error is above); "
+                          "rerun it with the same command")
+
+
+def cmd_sweep_merge(args):
+    from .sweep import merge
+
+    m = merge(args.sweep, fields=args.field or None, over=args.over)
+    done = len(m["jobs"]) - len(m["missing"])
+    print((Path(args.sweep) / "merged.md").read_text(), end="")
+    print(f"merged {done} of {len(m['jobs'])} jobs into {Path(args.sweep) / 'merged.json'}"
+          + ("" if m["complete"] else f"; INCOMPLETE, missing: {', '.join(m['missing'])}"))
 
 
 def cmd_families(args):
@@ -383,15 +425,27 @@ def common_options() -> argparse.ArgumentParser:
     return c
 
 
+def device_option() -> argparse.ArgumentParser:
+    """``--device`` (a parent parser), for every command and experiment that computes."""
+    d = argparse.ArgumentParser(add_help=False)
+    d.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N (cpu). Under torchrun a bare cuda means the GPU of the process's "
+                        "LOCAL_RANK. Asking for CUDA where there is none is an error, never a silent CPU run")
+    return d
+
+
 def build_parser():
     p = Parser(prog="vaegap", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     common = common_options()
 
-    def command(name, help, func):
-        c = sub.add_parser(name, parents=[common], help=help, description=help, error_name="vaegap")
+    def command(name, help, func, computes=True):
+        c = sub.add_parser(name, parents=[common, device] if computes else [common], help=help, description=help,
+                           error_name="vaegap")
         c.set_defaults(func=func)
         return c
+
+    device = device_option()
 
     download = dict(action="store_true", help="download the data set with torchvision when it is not found "
                                               "(fashion_mnist, cifar10; mnist with a fixed-seed binarization)")
@@ -448,11 +502,35 @@ def build_parser():
     b.add_argument("--overwrite", action="store_true", help="replace an existing result at --out")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    r = command("render", "regenerate a gap report's markdown table from its JSON", cmd_render)
+    r = command("render", "regenerate a gap report's markdown table from its JSON", cmd_render, computes=False)
     r.add_argument("report", help="a STEM.json written by vaegap gaps")
     r.add_argument("--out", help="write the table here (default: print it)")
 
-    command("families", "list the registered posterior families", cmd_families)
+    command("families", "list the registered posterior families", cmd_families, computes=False)
+
+    sp = command("sweep-plan", "plan a sweep: one experiment command over a grid of settings, one job per "
+                               "combination (SWEEP/jobs.txt, one command per line, for a cluster scheduler)",
+                 cmd_sweep_plan, computes=False)
+    sp.add_argument("--out", required=True, help="sweep folder (sweep.json, jobs.txt; jobs write under jobs/)")
+    sp.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2,...",
+                    help="an option of the command and its values (repeat for more axes), e.g. seed=0,1,2")
+    sp.add_argument("--out-option", default="--out", help="the command's option for a job's output (--out)")
+    sp.add_argument("--out-suffix", default="",
+                    help="appended to a job's output folder, e.g. /gaps for a command whose --out is a file stem")
+    sp.add_argument("--overwrite", action="store_true", help="replace another plan in the folder (results stay)")
+    sp.add_argument("command_words", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                    help="the experiment command, after --, e.g. -- python -m experiments.gpvae_gaps --quick")
+    sr = command("sweep-run", "run one job of a planned sweep (e.g. --job $SLURM_ARRAY_TASK_ID)", cmd_sweep_run,
+                 computes=False)
+    sr.add_argument("sweep", help="the sweep folder")
+    sr.add_argument("--job", type=int, required=True, help="job number, 1-based (the line of jobs.txt)")
+    sm = command("sweep-merge", "merge the finished jobs' results of a sweep into SWEEP/merged.json and merged.md",
+                 cmd_sweep_merge, computes=False)
+    sm.add_argument("sweep", help="the sweep folder")
+    sm.add_argument("--field", action="append", default=[],
+                    help="dotted path into each job's results file to tabulate (repeat), e.g. "
+                         "summary.amortization:ffg.mean (default for gap reports: log p, L[q], inference gap)")
+    sm.add_argument("--over", help="a grid axis to aggregate over (mean ± SD of each field), e.g. seed")
     p.commands = sub.choices
     return p
 

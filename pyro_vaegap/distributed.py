@@ -11,6 +11,13 @@ assembled report is the one a single process computes with the same settings, nu
 (same device and threads). Spread the local optimization with ``--local-data-chunk``; without it
 that stage is one piece, computed by rank 0.
 
+Training (``torchrun ... -m pyro_vaegap.cli train ...``) is data parallel:
+:func:`pyro_vaegap.train.train` splits every batch into seeded micro-batches shared by the ranks and sums
+their gradients with :class:`~torch.nn.parallel.DistributedDataParallel`; rank 0 writes the run folder.
+
+On GPUs each rank uses the GPU of its ``LOCAL_RANK`` (:func:`rank_device`) and the ranks talk over NCCL;
+on CPUs over gloo.
+
 A rank that fails prints its error naming itself (``vaegap [rank 1/2]: error: ...``) and exits;
 torchrun then stops the others, so no report is written from an incomplete set of pieces. The
 finished pieces stay in the folder: the same command resumes, recomputing only what is missing.
@@ -20,9 +27,10 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
+import torch
 import torch.distributed as dist
 
-from .utils import ConfigError
+from .utils import ConfigError, resolve_device
 
 
 def world_from_env() -> tuple[int, int]:
@@ -37,14 +45,30 @@ def world_from_env() -> tuple[int, int]:
     return rank, world
 
 
+def rank_device(name=None) -> torch.device:
+    """The device of this process: ``name`` (:func:`~pyro_vaegap.utils.resolve_device`), where a bare
+    ``cuda`` means the GPU of torchrun's ``LOCAL_RANK`` (one GPU per process on a machine)."""
+    if name is not None and str(name) == "cuda" and "LOCAL_RANK" in os.environ:
+        local = int(os.environ["LOCAL_RANK"])
+        if torch.cuda.is_available() and local >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} CUDA devices: "
+                              "start at most that many processes per node (--nproc-per-node)")
+        name = f"cuda:{local}"
+    return resolve_device(name)
+
+
 @contextmanager
-def process_group(world: int):
-    """Join torchrun's process group for the block (gloo: the evaluation's tensors stay on each rank, and
-    only barriers cross processes); nothing when ``world == 1``."""
+def process_group(world: int, device: torch.device | None = None):
+    """Join torchrun's process group for the block (NCCL when ``device`` is a GPU, else gloo); nothing when
+    ``world == 1``."""
     if world == 1 or dist.is_initialized():
         yield
         return
-    dist.init_process_group("gloo")
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives run on this process's GPU
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
     try:
         yield
     finally:

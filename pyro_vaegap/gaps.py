@@ -313,7 +313,8 @@ class Pieces:
     so a piece computed in a later process is the piece an uninterrupted run computes, and an
     interrupted evaluation rerun with the same inputs resumes to the same numbers. ``folder/manifest.json``
     fingerprints the inputs (config, data, model and guide parameters): a folder left by different
-    inputs is refused, never mixed in. ``folder=None`` keeps nothing (every piece is computed).
+    inputs is refused, never mixed in. ``folder=None`` keeps nothing (every piece is computed). Pieces
+    are kept on the CPU, so an evaluation started on one device resumes on another.
     """
 
     def __init__(self, folder, fingerprint: dict, shard: tuple[int, int] = (0, 1)):
@@ -349,7 +350,7 @@ class Pieces:
         if not self.has(key):
             return None
         try:
-            return torch.load(self._path(key), weights_only=False)
+            return torch.load(self._path(key), map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable file: say which and what to do
             raise ConfigError(f"the checkpoint piece {str(self._path(key))!r} is damaged ({type(e).__name__}); "
                               "delete that file to recompute it") from e
@@ -382,6 +383,7 @@ class Pieces:
                 t = time.perf_counter()
                 values = compute(c, start, min(start + chunk, n))
                 values, before = values if isinstance(values, tuple) else (values, 0.0)
+                values = {k: v.detach().cpu() for k, v in values.items()}  # pieces resume on any device
                 piece = {"values": values, "seconds": before + time.perf_counter() - t}
                 self.put(key, piece)
             parts.append(piece["values"])

@@ -55,13 +55,13 @@ class GridPosterior:
         return torch.linalg.eigvalsh(self.cov)[:, 0].clamp_min(0).sqrt()
 
 
-def latent_grid(lim: float, n: int, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_grid(lim: float, n: int, dtype=torch.float64, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(axis, points)``: ``n`` equally spaced values on ``[-lim, lim]`` and the ``n²`` grid points ``(n², 2)``,
     row-major (``points[i * n + j] = (axis[i], axis[j])``)."""
     if not (isinstance(lim, (int, float)) and math.isfinite(lim) and lim > 0):
         raise ConfigError(f"lim={lim!r} is not allowed: expected a finite positive number")
     check_positive_int("n", n, minimum=3)
-    axis = torch.linspace(-lim, lim, n, dtype=dtype)
+    axis = torch.linspace(-lim, lim, n, dtype=dtype, device=device)
     return axis, torch.cartesian_prod(axis, axis)
 
 
@@ -89,10 +89,10 @@ def grid_posterior(model, x: torch.Tensor, lim: float = 7.0, n: int = 601, *, ch
     check_positive_int("chunk", chunk)
     keep = [int(k) for k in keep]
     N = x.shape[0]
-    axis, points = latent_grid(lim, n)
-    m = torch.full((N,), -math.inf, dtype=torch.float64)
-    s0, s1 = torch.zeros(N, dtype=torch.float64), torch.zeros(N, 2, dtype=torch.float64)
-    s2, edge = torch.zeros(N, 2, 2, dtype=torch.float64), torch.zeros(N, dtype=torch.float64)
+    axis, points = latent_grid(lim, n, device=x.device)
+    f64 = dict(dtype=torch.float64, device=x.device)
+    m = torch.full((N,), -math.inf, **f64)
+    s0, s1, s2, edge = torch.zeros(N, **f64), torch.zeros(N, 2, **f64), torch.zeros(N, 2, 2, **f64), torch.zeros(N, **f64)
     kept = {k: [] for k in keep}
     for z in points.split(chunk):
         zm = z.to(x.dtype)
@@ -151,8 +151,9 @@ def grid_log_joint(model, x: torch.Tensor, lim: float = 7.0, n: int = 601, site:
         raise ValueError(f"grid integration needs a 2-d latent; the model's latent_dim is {model.latent_dim}")
     param = next(iter(model.parameters()), None)
     dtype = param.dtype if param is not None else x.dtype
-    axis = grid_axis(lim, n, dtype=dtype)
-    c = torch.zeros(2, dtype=dtype) if center is None else torch.as_tensor(center, dtype=dtype).reshape(2)
+    axis = grid_axis(lim, n, dtype=dtype).to(x.device)
+    c = torch.zeros(2, dtype=dtype, device=x.device) if center is None else \
+        torch.as_tensor(center, dtype=dtype, device=x.device).reshape(2)
     axes = torch.stack([axis + c[0], axis + c[1]])
     zz = torch.cartesian_prod(axes[0], axes[1])
     chunk = max(1, max_elements // (x.shape[0] * x.shape[1]))
@@ -207,10 +208,11 @@ def adaptive_grid_log_px(model, x: torch.Tensor, lim: float = 10.0, spacing: flo
     axes, lj0 = grid_log_joint(model, x, lim, 1 + round(2 * lim / spacing), site=site, max_elements=max_elements)
     n0 = axes.shape[1]
     h0 = float(axes[0, 1] - axes[0, 0])
-    ii, jj = torch.meshgrid(torch.arange(n0), torch.arange(n0), indexing="ij")
+    dev = lj0.device
+    ii, jj = torch.meshgrid(torch.arange(n0, device=dev), torch.arange(n0, device=dev), indexing="ij")
     idx0 = torch.stack([ii.reshape(-1), jj.reshape(-1)], -1)   # cell (i, j) of level 0: z = axes[:, (i, j)]
-    offsets = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)])
-    sub = torch.tensor([(a, b) for a in range(refine) for b in range(refine)])
+    offsets = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)], device=dev)
+    sub = torch.tensor([(a, b) for a in range(refine) for b in range(refine)], device=dev)
     dtype = lj0.dtype
     log_px, estimates, cells, edge = [], [], [], []
     for n in range(x.shape[0]):

@@ -249,7 +249,7 @@ class LinearGaussian(VAEModel):
     def posterior_precision(self) -> torch.Tensor:
         """:math:`\\Lambda = I + W^\\top \\Psi^{-1} W`, shape ``(d, d)``."""
         W, psi = self.W, self.psi
-        return torch.eye(self.latent_dim, dtype=W.dtype) + (W.T / psi) @ W
+        return torch.eye(self.latent_dim, dtype=W.dtype, device=W.device) + (W.T / psi) @ W
 
     @torch.no_grad()
     def exact_posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:

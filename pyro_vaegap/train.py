@@ -45,11 +45,14 @@ import os
 import random
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from . import infovae
 from .data import DataError, load_dataset, seeded_subset
@@ -59,8 +62,8 @@ from .registry import get_family
 from .objectives import Annealing, make_objective
 from .traces import log_weights
 from .utils import (ConfigError, ConfigWarning, FolderLock, atomic_torch_save, atomic_write_json, atomic_write_text,
-                    check_choice, check_folder, check_positive_int, progress_bar, provenance, set_seed,
-                    signals_held)
+                    check_choice, check_folder, check_positive_int, progress_bar, provenance, resolve_device,
+                    set_seed, signals_held, stable_seed)
 
 OBJECTIVES = ("elbo", "mean_field", "iwae", "infovae")
 ANNEALING = ("none", "entropy", "kl")
@@ -110,6 +113,7 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    micro_batches: int | None = None  #: split each batch into this many seeded parts (torchrun; see train())
     valid_samples: int = 1            #: samples of the validation ELBO each epoch
     num_valid: int | None = None      #: seeded random subset of the validation split for that ELBO (None: all)
     seed: int = 0
@@ -129,7 +133,7 @@ class TrainConfig:
         check_positive_int("decoder_layers", self.decoder_layers, minimum=0)
         check_positive_int("anneal_epochs", self.anneal_epochs, minimum=0)
         check_positive_int("seed", self.seed, minimum=0)
-        for name in ("num_train", "num_valid"):
+        for name in ("num_train", "num_valid", "micro_batches"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
         if not (isinstance(self.sigma2, (int, float)) and math.isfinite(self.sigma2) and self.sigma2 > 0):
@@ -147,6 +151,13 @@ class TrainConfig:
             raise ConfigError("anneal='entropy' applies to the ELBO objectives, not to objective='iwae'")
         if not isinstance(self.guide_options, dict):
             raise ConfigError(f"guide_options={self.guide_options!r} must be a JSON object")
+        if self.micro_batches is not None and self.micro_batches > self.batch_size:
+            raise ConfigError(f"micro_batches={self.micro_batches} exceeds batch_size={self.batch_size}: every "
+                              "micro-batch needs at least one row")
+        if self.micro_batches is not None and self.objective == "infovae":
+            raise ConfigError(f"micro_batches={self.micro_batches} cannot be combined with objective='infovae': its "
+                              "divergence D(q(z)||p(z)) is estimated over the whole minibatch and does not split into "
+                              "micro-batches (train InfoVAE in one process)")
         infovae.check_config(self)  # fills in the InfoVAE defaults that apply
 
     @classmethod
@@ -242,20 +253,89 @@ def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: s
     return value
 
 
+def _sum_gradients(process_group, bucket):
+    """DDP communication hook: the *sum* of the ranks' gradients (DDP's default averages them). Each rank's
+    loss is already divided by the global batch size, so the sum is the one-process gradient."""
+    work = dist.all_reduce(bucket.buffer(), group=process_group, async_op=True)
+    return work.get_future().then(lambda fut: fut.value()[0])
+
+
+def data_parallel(loss_fn, device: torch.device):
+    """``loss_fn`` wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` inside a process group
+    of several ranks (its backward sums the ranks' gradients, :func:`_sum_gradients`), else itself.
+
+    Every parameter of model and guide must take part in every step's loss (DDP's default, the cheap one;
+    every registered family does): DDP names a parameter left out at the next step."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return loss_fn
+    ddp = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None,
+                                  find_unused_parameters=False)
+    ddp.register_comm_hook(None, _sum_gradients)
+    return ddp
+
+
+def micro_batch_step(net, opt: torch.optim.Optimizer, x: torch.Tensor, seeds: list[int], rank: int = 0,
+                     world: int = 1, where: str = "") -> float:
+    r"""One optimizer step on the batch ``x`` split into ``M = len(seeds)`` micro-batches, shared by the ranks.
+
+    Micro-batch :math:`m` (the :math:`m`-th of :func:`torch.tensor_split`'s ``M`` contiguous parts of ``x``)
+    draws its random numbers after ``torch.manual_seed(seeds[m])`` and is computed by rank ``m % world``;
+    the gradient of :math:`\sum_m 	ext{loss}(x_m) / B` is accumulated over a rank's micro-batches and
+    summed over the ranks (``net`` from :func:`data_parallel`). So the step — and a whole training run —
+    is the same for every number of ranks up to ``M``, up to the order of floating-point additions.
+
+    :returns: the batch's per-datapoint mean loss (summed over the ranks).
+    :raises FloatingPointError: on a non-finite loss, before the parameters are touched.
+    """
+    parts = torch.tensor_split(x, len(seeds))
+    mine = list(range(rank, len(seeds), world))
+    opt.zero_grad(set_to_none=True)
+    total = torch.zeros((), dtype=x.dtype, device=x.device)
+    for i, m in enumerate(mine):
+        torch.manual_seed(seeds[m])
+        # DDP reduces the gradients in the backward pass of the rank's last micro-batch only
+        sync = nullcontext() if world == 1 or i == len(mine) - 1 else net.no_sync()
+        with sync:
+            loss = net(parts[m]) / x.shape[0]
+            loss.backward()
+        total += loss.detach()
+    if world > 1:
+        dist.all_reduce(total)
+    value = float(total)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite training loss{where}; lower the learning rate or check the data")
+    opt.step()
+    return value
+
+
+def _world() -> tuple[int, int]:
+    """``(rank, world size)`` of the process group this process has joined, else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def load_split(cfg: TrainConfig, split: str, download: bool = False) -> torch.Tensor:
     return load_dataset(cfg.dataset, split, data_dir=cfg.data_dir, download=download)
 
 
-def _rng_state(shuffle: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "shuffle": shuffle.get_state()}
+def _rng_state(shuffle: torch.Generator, device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+             "shuffle": shuffle.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def _set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+def _set_rng_state(state: dict, shuffle: torch.Generator, device: torch.device) -> None:
+    """Restore the RNG states of a checkpoint. A run resumed on another kind of device than it was saved on
+    continues with that device's generator (same seed-determined micro-batch draws, other stream otherwise)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     shuffle.set_state(state["shuffle"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 LOG_FIELDS = ("epoch", "train_objective", "valid_elbo", "lr", "anneal_factor", "seconds")
@@ -300,7 +380,7 @@ def read_checkpoint(run_dir) -> dict:
     if path.stat().st_size == 0:
         raise ConfigError(f"{path} is empty (damaged, e.g. by a full disk or a copy that stopped): {fix}")
     try:
-        ckpt = torch.load(path, weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # a GPU run's checkpoint loads anywhere
     except PermissionError:
         raise  # not damaged but unreadable: reported as such
     except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises any of several types
@@ -395,8 +475,17 @@ def _check_start(run_dir: Path, resume: bool) -> None:
 
 
 def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True, download: bool = False, resume_hint: str = "train(..., resume=True)") -> TrainResult:
+          progress: bool = True, download: bool = False, resume_hint: str = "train(..., resume=True)",
+          device=None) -> TrainResult:
     """Train ``cfg``'s model and guide, writing the run folder ``run_dir`` (locked meanwhile).
+
+    Data parallel: called in every process of a ``torch.distributed`` process group (``torchrun
+    --nproc-per-node N -m pyro_vaegap.cli train ...``), each rank computes its share of every batch's
+    micro-batches (``cfg.micro_batches`` ``M``, at least the number of ranks; :func:`micro_batch_step`),
+    :class:`~torch.nn.parallel.DistributedDataParallel` sums the gradients, and rank 0 alone writes the run
+    folder. Every micro-batch is seeded by ``(seed, epoch, batch, micro-batch)``, so the run is the same on
+    any number of ranks up to ``M`` — one process with the same ``M`` included — and a checkpoint resumes
+    on a different number of ranks. Without ``micro_batches`` a run draws from one random stream, in one process.
 
     :param resume: continue from ``run_dir/checkpoint.pt``. Its config must equal ``cfg`` except
         for ``epochs`` (so a finished run can be extended). Without ``resume`` an existing
@@ -405,9 +494,17 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     :param download: let the data loader download the data set (torchvision) when it is not found.
     :param resume_hint: how the caller resumes, for the message of an interruption (Ctrl-C raises
         :class:`TrainingInterrupted`, saying which epochs are saved).
+    :param device: ``cpu``, ``cuda`` or ``cuda:N`` (:func:`~pyro_vaegap.utils.resolve_device`; default cpu):
+        data, model and guide live there. It is not part of the run: a run resumes on any device.
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
+    device = resolve_device(device)
+    rank, world = _world()
+    if world > 1 and (cfg.micro_batches is None or cfg.micro_batches < world):
+        raise ConfigError(f"training on {world} ranks needs micro_batches >= {world} (--micro-batches; it was "
+                          f"{cfg.micro_batches}): each rank computes micro-batches of every batch, each seeded on "
+                          "its own, so the run is the same for any number of ranks up to micro_batches")
     _check_start(run_dir, resume)  # fast answers first; checked again under the lock
     get_family(cfg.guide).check_options("amortized", guide_options(cfg))  # before any data is read
     saved_epoch, epoch = None, None
@@ -424,19 +521,27 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             if cfg.num_valid > x_valid.shape[0]:
                 raise ConfigError(f"num_valid={cfg.num_valid} exceeds the {x_valid.shape[0]} validation rows")
             x_valid = x_valid[seeded_subset(x_valid.shape[0], cfg.num_valid, cfg.seed)]
-        model = build_model(cfg, x_train.shape[1])
+        last_rows = x_train.shape[0] % cfg.batch_size
+        if cfg.micro_batches is not None and 0 < last_rows < cfg.micro_batches:
+            raise ConfigError(f"micro_batches={cfg.micro_batches}: the last batch of each epoch has only {last_rows} "
+                              f"rows ({x_train.shape[0]} training rows, batch_size={cfg.batch_size}); choose at most "
+                              f"{last_rows} micro-batches, or a batch size or num_train that leaves none or more rows")
+        model = build_model(cfg, x_train.shape[1]).to(device)
         try:
-            x_train, x_valid = model.validate_data(x_train), model.validate_data(x_valid)
+            x_train, x_valid = model.validate_data(x_train.to(device)), model.validate_data(x_valid.to(device))
         except DataError as e:
             raise DataError(f"dataset {cfg.dataset!r} does not suit model {cfg.model!r}: {e}") from None
-        guide = build_guide(cfg, model)
+        guide = build_guide(cfg, model).to(device)
         guide.set_training_size(x_train.shape[0])  # a family with global latents weights their KL by 1/N
         params = list(model.parameters()) + list(guide.parameters())
         opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
         loss_fn, annealing = make_loss(cfg, model, guide)
+        net = data_parallel(loss_fn, device)
         shuffle = torch.Generator().manual_seed(cfg.seed)
-        check_folder(run_dir, "run folder")
-        with FolderLock(run_dir, "run folder"):
+        if rank == 0:
+            check_folder(run_dir, "run folder")
+        # rank 0 alone writes (and locks) the run folder; the others read its checkpoint to resume
+        with FolderLock(run_dir, "run folder") if rank == 0 else nullcontext():
             _check_start(run_dir, resume)
             log, start_epoch, json_current = [], 0, True
             if resume:
@@ -456,22 +561,24 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                 opt.load_state_dict(ckpt["optimizer"])
                 if hasattr(loss_fn.elbo, "load_state_dict"):  # an adversarial InfoVAE's critic
                     loss_fn.elbo.load_state_dict(ckpt.get("objective", {}))
-                _set_rng_state(ckpt["rng"], shuffle)
+                _set_rng_state(ckpt["rng"], shuffle, device)
                 log, start_epoch = ckpt["log"], ckpt["epoch"]
                 saved_epoch = start_epoch
-                check_config_json(run_dir, ckpt["config"])
-                json_current = _config_json_problem(run_dir, cfg.to_dict()) is None
-                if not json_current and cfg.to_dict() == json.loads(json.dumps(ckpt["config"])):
-                    _write_config_json(run_dir, cfg)  # a copy edited or lost: the checkpoint's config again
-                    json_current = True
-                if not (run_dir / "log.csv").is_file() or (run_dir / "log.csv").read_text() != _log_csv(log):
-                    atomic_write_text(run_dir / "log.csv", _log_csv(log))  # repairs a write cut short
-            else:
+                json_current = True
+                if rank == 0:
+                    check_config_json(run_dir, ckpt["config"])
+                    json_current = _config_json_problem(run_dir, cfg.to_dict()) is None
+                    if not json_current and cfg.to_dict() == json.loads(json.dumps(ckpt["config"])):
+                        _write_config_json(run_dir, cfg)  # a copy edited or lost: the checkpoint's config again
+                        json_current = True
+                    if not (run_dir / "log.csv").is_file() or (run_dir / "log.csv").read_text() != _log_csv(log):
+                        atomic_write_text(run_dir / "log.csv", _log_csv(log))  # repairs a write cut short
+            elif rank == 0:
                 _write_config_json(run_dir, cfg)
             N, B = x_train.shape[0], cfg.batch_size
             batches_per_epoch = -(-N // B)
             end_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, start_epoch + stop_after)
-            bar = progress_bar(cfg.epochs, "training", progress, unit="epoch")
+            bar = progress_bar(cfg.epochs, "training", progress and rank == 0, unit="epoch")
             try:
                 bar.update(start_epoch)
                 for epoch in range(start_epoch, end_epoch):
@@ -479,29 +586,39 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                     lr = learning_rate(cfg, epoch)
                     for g in opt.param_groups:  # in place: Adam's moments survive the schedule's steps
                         g["lr"] = lr
-                    perm = torch.randperm(N, generator=shuffle)
+                    perm = torch.randperm(N, generator=shuffle).to(device)
                     total, extra = 0.0, {}
                     for b in range(batches_per_epoch):
                         idx = perm[b * B:(b + 1) * B]
                         factor = (1.0 if cfg.anneal == "none" else
                                   min(1.0, (epoch + b / batches_per_epoch) / cfg.anneal_epochs))
                         annealing.factor = factor
-                        loss = training_step(loss_fn, opt, x_train[idx], where=f" at epoch {epoch + 1}, batch {b + 1}")
+                        where = f" at epoch {epoch + 1}, batch {b + 1}"
+                        if cfg.micro_batches is None:
+                            loss = training_step(loss_fn, opt, x_train[idx], where=where)
+                        else:
+                            seeds = [stable_seed(cfg.seed, "train", epoch, b, m) for m in range(cfg.micro_batches)]
+                            loss = micro_batch_step(net, opt, x_train[idx], seeds, rank, world, where=where)
                         total += loss * idx.numel()
                         for k, v in getattr(loss_fn.elbo, "last_log", {}).items():
                             extra[k] = extra.get(k, 0.0) + v * idx.numel()
+                    if cfg.micro_batches is not None:  # its own seed: the same draws whichever rank computed the epoch
+                        torch.manual_seed(stable_seed(cfg.seed, "valid", epoch))
                     row = {"epoch": epoch + 1, "train_objective": -total / N,
-                           "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples), "lr": lr,
+                           "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples) if rank == 0 else None,
+                           "lr": lr,
                            "anneal_factor": factor, "seconds": round(time.time() - t0, 3),
                            **{k: v / N for k, v in extra.items()}}
                     log.append(row)
-                    bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}",
+                    bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo'] or 0:.2f}",
                                     refresh=False)
                     bar.update()
+                    if rank != 0:
+                        continue
                     with signals_held():  # the interruption message names the epochs the file holds
                         atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
                                                       "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                                      "rng": _rng_state(shuffle), "log": log,
+                                                      "rng": _rng_state(shuffle, device), "log": log,
                                                       "config": cfg.to_dict(), "data_dim": model.data_dim,
                                                       "objective": _objective_state(loss_fn)})
                         saved_epoch = epoch + 1
@@ -512,6 +629,8 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             finally:
                 bar.close()  # a message after an error starts on a clean line
     except KeyboardInterrupt:
+        if rank != 0:
+            raise TrainingInterrupted("interrupted; rank 0 writes the checkpoint and says what it holds") from None
         raise TrainingInterrupted(_interrupted(run_dir, cfg, epoch, saved_epoch, resume, resume_hint)) from None
     return TrainResult(model, guide, cfg, log, run_dir)
 
@@ -532,8 +651,8 @@ def _interrupted(run_dir: Path, cfg: TrainConfig, epoch, saved_epoch, resume: bo
     return f"interrupted {where}, before any epoch was saved: run the same command again to start afresh"
 
 
-def load_run(run_dir):
-    """``(model, guide, config)`` of a trained run folder, in eval mode.
+def load_run(run_dir, device=None):
+    """``(model, guide, config)`` of a trained run folder, in eval mode, on ``device`` (default cpu).
 
     The config is the checkpoint's; a ``config.json`` that disagrees with it (or is missing or invalid)
     is reported on stderr (:func:`check_config_json`), never silently used or ignored."""
@@ -545,4 +664,5 @@ def load_run(run_dir):
     guide = build_guide(cfg, model)
     model.load_state_dict(ckpt["model"])
     guide.load_state_dict(ckpt["guide"])
-    return model.eval(), guide.eval(), cfg
+    device = resolve_device(device)
+    return model.to(device).eval(), guide.to(device).eval(), cfg

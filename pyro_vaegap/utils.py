@@ -113,6 +113,13 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter or buffer (cpu for a module with neither)."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "it"):
     """A tqdm bar on stderr that refreshes at most every 0.5 s on a terminal and every 30 s otherwise
     (a log file gets a periodic line, not thousands of carriage-return updates)."""
@@ -269,7 +276,7 @@ def _json_default(obj):
         return float(obj)
     if isinstance(obj, (np.ndarray, torch.Tensor)):
         return obj.tolist()
-    if isinstance(obj, Path):
+    if isinstance(obj, (Path, torch.device)):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 

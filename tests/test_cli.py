@@ -193,7 +193,7 @@ def render_cli_docs(text: str) -> str:
     def block(m):
         body = "\n".join(("   " + line).rstrip() for line in helps[m.group(1)].rstrip("\n").splitlines())
         return f".. BEGIN HELP {m.group(1)}\n\n.. code-block:: text\n\n{body}\n\n.. END HELP {m.group(1)}\n"
-    return re.sub(r"\.\. BEGIN HELP (vaegap(?: \w+)?)\n.*?\.\. END HELP \1\n", block, text, flags=re.S)
+    return re.sub(r"\.\. BEGIN HELP (vaegap(?: [\w-]+)?)\n.*?\.\. END HELP \1\n", block, text, flags=re.S)
 
 
 def test_cli_docs_show_the_real_help():
@@ -201,7 +201,7 @@ def test_cli_docs_show_the_real_help():
     compared on the version noted in the file)."""
     text = CLI_DOCS.read_text()
     noted = re.search(r"--write-docs`` with Python (\d+\.\d+)", text)
-    assert set(re.findall(r"\.\. BEGIN HELP (vaegap(?: \w+)?)\n", text)) == set(help_texts())
+    assert set(re.findall(r"\.\. BEGIN HELP (vaegap(?: [\w-]+)?)\n", text)) == set(help_texts())
     if noted and noted.group(1) != f"{sys.version_info[0]}.{sys.version_info[1]}":
         pytest.skip(f"docs/cli.rst was generated with Python {noted.group(1)}")
     assert text == render_cli_docs(text), "docs/cli.rst is stale: run python tests/test_cli.py --write-docs"
