@@ -20,6 +20,7 @@ from PIL import Image
 from pyro_vaegap import data
 from pyro_vaegap.cli import main
 from pyro_vaegap.data import DataError, load_dataset
+from conftest import SHARED_DATA
 from test_tutorial_data import _fake_cifar  # tests/ is on sys.path under pytest
 
 
@@ -91,6 +92,20 @@ def test_mnist_test_split_from_shared_npz(tmp_path):
     assert test.dtype == torch.float32 and torch.equal(test, torch.from_numpy(images).float() / 255)
     with pytest.raises(DataError, match="grey-level MNIST not found.*mnist_test.npz.*only the 10,000 test"):
         load_dataset("mnist_continuous", "train", data_dir=tmp_path)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist_test.npz").is_file() or not (SHARED_DATA / data.MNIST_NPZ).is_file(),
+                    reason="the shared data folder (mnist_test.npz, binarized_mnist.npz) is absent")
+def test_shared_mnist_test_split_is_real_mnist():
+    """The shipped grey-level test images: the test-set statistics usually quoted for MNIST (mean 0.1325,
+    std 0.3105 of pixel / 255, rounded), and the binarized test set, Bernoulli(pixel / 255) draws of the
+    same images, has the same mean up to its Monte Carlo error (sd <= sqrt(0.25 / 7.84e6) = 1.8e-4;
+    tolerance 5e-4)."""
+    x = load_dataset("mnist_continuous", "test", data_dir=SHARED_DATA)
+    assert x.shape == (10_000, 784) and x.dtype == torch.float32
+    assert float(x.mean()) == pytest.approx(0.1325, abs=5e-5) and float(x.std()) == pytest.approx(0.3105, abs=5e-5)
+    binarized = load_dataset("binarized_mnist", "test", data_dir=SHARED_DATA)
+    assert float(binarized.mean()) == pytest.approx(float(x.mean()), abs=5e-4)
 
 
 def test_mnist_test_npz_malformed(tmp_path):

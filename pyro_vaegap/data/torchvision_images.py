@@ -90,8 +90,8 @@ def _open_torchvision(what: str, files: str, dirs: list[pathlib.Path], download:
             raise DataError(f"downloading {what} with torchvision into {root} failed: {error}") from error
     raise DataError(
         f"{what} not found: looked for torchvision's {files} in {_format_dirs(dirs)}. "
-        f"Put that folder in one of those directories, set {DATA_ENV} (or pass --data-dir, data_dir=) "
-        f"to the directory holding it, or pass --download (download=True) to download it with torchvision."
+        f"Put them in one of those directories, set {DATA_ENV} (or pass --data-dir, data_dir=) "
+        f"to the directory holding them, or pass --download (download=True) to download them with torchvision."
         + (f" {extra}" if extra else "")
     )
 
@@ -306,6 +306,10 @@ CELEBA_SIDE = 64
 def load_celeba(split: str, data_dir=None, download: bool = False) -> torch.Tensor:
     """One split of CelebA's aligned faces, centre-cropped to 148 x 148 and reduced to 64 x 64:
     float32 (N, 12288) in [0, 1], channel-major.
+
+    Reading a split decodes every one of its JPEG files (no cache), and the float32 train split
+    takes 8 GB. torchvision downloads CelebA from Google Drive with the ``gdown`` package, which
+    often fails on Drive's download quota; the files can be put in place by hand instead.
 
     :param split: CelebA's own partition (``list_eval_partition.txt``): ``"train"`` (162,770),
         ``"valid"`` (19,867) or ``"test"`` (19,962).
