@@ -87,8 +87,8 @@ _GREYLEVEL_LOADERS = {
 #: torchvision (see ``torchvision_images``).
 GREYLEVEL_DATASETS = tuple(_GREYLEVEL_LOADERS)
 #: Every name :func:`load_dataset` accepts: the binary data sets, the non-binary digits variants,
-#: the generated 2-D toy densities (:data:`TOY_DATASETS`, defined with their samplers in ``toy``),
-#: 8-bit CIFAR-10 and the grey-level image sets (:data:`GREYLEVEL_DATASETS`).
+#: the generated 2-D toy densities (:data:`~pyro_vaegap.data.toy.TOY_DATASETS`, defined with their
+#: samplers in ``toy``), 8-bit CIFAR-10 and the grey-level image sets (:data:`GREYLEVEL_DATASETS`).
 DATASETS = BINARY_DATASETS + ("digits_continuous", "digits_uint8", "8gaussians", "checkerboard", "2spirals",
                               "cifar10") + GREYLEVEL_DATASETS
 

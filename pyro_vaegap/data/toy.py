@@ -3,7 +3,7 @@
 ``8gaussians``, ``checkerboard``, ``2spirals``
     Generated, never downloaded: fixed-seed samples of 50,000 train / 5,000 valid / 5,000 test
     points of shape (N, 2), with exact log-densities and ground-truth differential entropies (see
-    :func:`sample_toy`, :data:`TOY_ENTROPY_BITS`).
+    :func:`sample_toy`, :data:`~pyro_vaegap.data.toy.TOY_ENTROPY_BITS`).
 
 Three generated data sets in the plane, each with a sampler, its exact log-density (used for the
 ground-truth density maps) and its differential entropy H = -E[log2 p(x)] in bits. Because the
@@ -86,7 +86,7 @@ def _spiral_curve(t: np.ndarray) -> np.ndarray:
 def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``n`` exact samples of a toy density.
 
-    :param name: one of :data:`TOY_DATASETS`.
+    :param name: one of :data:`~pyro_vaegap.data.toy.TOY_DATASETS`.
     :param n: number of samples (>= 1).
     :param rng: the NumPy generator that drives every random choice.
     :returns: float64 array (n, 2).
@@ -158,7 +158,8 @@ def toy_log_density(name: str, x, quadrature_points: int = 4000, chunk: int = 10
 
 
 def toy_entropy_numerical(name: str, grid: int = 2001, num_samples: int = 200_000, seed: int = 1):
-    """Recompute the differential entropy (bits) of :data:`TOY_ENTROPY_BITS` and its error.
+    """Recompute the differential entropy (bits) of :data:`~pyro_vaegap.data.toy.TOY_ENTROPY_BITS` and its
+    error.
 
     :returns: ``(H_bits, error_bits)`` — checkerboard: ``(-1, 0)`` exactly; 8 Gaussians: trapezoid rule
         on a ``grid``² grid over [-0.65, 0.65]², error = |difference from a grid of half the
@@ -193,9 +194,10 @@ def _toy_split(name: str, split: str) -> np.ndarray:
 
 
 def load_toy(name: str, split: str) -> torch.Tensor:
-    """One split of a 2-D toy data set (sizes in :data:`TOY_SPLIT_SIZES`, drawn with fixed seeds).
+    """One split of a 2-D toy data set (sizes in :data:`~pyro_vaegap.data.toy.TOY_SPLIT_SIZES`, drawn with fixed
+    seeds).
 
-    :param name: one of :data:`TOY_DATASETS`.
+    :param name: one of :data:`~pyro_vaegap.data.toy.TOY_DATASETS`.
     :param split: one of :data:`SPLITS`.
     :returns: float32 tensor (N, 2), a fresh copy.
     """
