@@ -9,7 +9,7 @@ processes (``--workers``). On held-out samples it reports, in bits (nats / ln 2;
 continuous, so an NLL in bits is :math:`-\log_2` of a *density* and is bounded below by the
 differential entropy H, not by 0):
 
-* H, the ground truth (:data:`pyro_vaegap.data.TOY_ENTROPY_BITS`);
+* H, the ground truth (:data:`pyro_vaegap.data.toy.TOY_ENTROPY_BITS`);
 * :math:`-\mathrm{ELBO}` (250-sample Monte Carlo mean; the true ELBO, not the free-bits objective),
   each model's own training bound (the tutorial's "loss") and the NLL
   :math:`-\log_2\hat p(x)` (IWAE with k = 250), each averaged over the test points;

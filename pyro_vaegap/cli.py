@@ -448,7 +448,8 @@ def build_parser():
     device = device_option()
 
     download = dict(action="store_true", help="download the data set with torchvision when it is not found "
-                                              "(fashion_mnist, cifar10; mnist with a fixed-seed binarization)")
+                                              "(fashion_mnist, cifar10, the grey-level image sets mnist_continuous ... "
+                                              "celeba; binarized_mnist with a fixed-seed binarization)")
 
     t = command("train", "train a VAE; writes a run folder (config.json, log.csv, checkpoint.pt)", cmd_train)
     t.add_argument("--run-dir", required=True, help="run folder to create (or to continue with --resume); locked "
