@@ -520,7 +520,8 @@ def build_parser():
                     help="appended to a job's output folder, e.g. /gaps for a command whose --out is a file stem")
     sp.add_argument("--overwrite", action="store_true", help="replace another plan in the folder (results stay)")
     sp.add_argument("command_words", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                    help="the experiment command, after --, e.g. -- python -m experiments.gpvae_gaps --quick")
+                    help="the experiment command, after --, e.g. -- python -m experiments.gpvae_gaps --quick; {job} in "
+                         "it stands for the job's folder (e.g. --run-dir {job}/run)")
     sr = command("sweep-run", "run one job of a planned sweep (e.g. --job $SLURM_ARRAY_TASK_ID)", cmd_sweep_run,
                  computes=False)
     sr.add_argument("sweep", help="the sweep folder")

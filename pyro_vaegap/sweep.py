@@ -59,7 +59,9 @@ def plan(sweep_dir, command: list[str], grid: dict[str, list[str]], out_option: 
     """Write the jobs of ``command`` over ``grid`` to ``sweep_dir`` (``sweep.json``, ``jobs.txt``).
 
     :param command: the base command as a list of words (e.g. ``["python", "-m", "experiments.gpvae_gaps",
-        "--profile", "cpu"]``); it must not set the grid's options nor ``out_option`` itself.
+        "--profile", "cpu"]``); it must not set the grid's options nor ``out_option`` itself. ``{job}`` in a
+        word stands for the job's folder ``SWEEP/jobs/<job name>`` (e.g. ``--run-dir {job}/run``: a folder
+        of its own for each job's training run).
     :param out_option: the option naming a job's output; its value is ``SWEEP/jobs/<job name><out_suffix>``
         (``out_suffix="/gaps"`` for commands whose ``--out`` is a file stem, such as ``vaegap gaps``).
     :param overwrite: replace a different plan already in ``sweep_dir`` (results of its jobs stay).
@@ -78,8 +80,10 @@ def plan(sweep_dir, command: list[str], grid: dict[str, list[str]], out_option: 
     for values in itertools.product(*grid.values()):
         settings = dict(zip(grid, values))
         name = job_name(settings)
-        out = str(sweep_dir.resolve() / "jobs" / name) + out_suffix  # absolute: a job may start anywhere
-        words = [*command, *(w for k, v in settings.items() for w in (f"--{k}", v)), out_option, out]
+        folder = str(sweep_dir.resolve() / "jobs" / name)  # absolute: a job may start anywhere
+        out = folder + out_suffix
+        words = [*(w.replace("{job}", folder) for w in command), *(w for k, v in settings.items() for w in (f"--{k}", v)),
+                 out_option, out]
         jobs.append({"name": name, "settings": settings, "out": out, "command": shlex.join(words)})
     new = {"command": command, "grid": grid, "out_option": out_option, "out_suffix": out_suffix, "jobs": jobs}
     path = sweep_dir / PLAN

@@ -51,6 +51,13 @@ def test_plan_run_and_merge(sweep, capsys):
         assert row in (sweep / "merged.md").read_text()
 
 
+def test_job_placeholder_gives_each_job_its_own_folder(tmp_path):
+    p = plan(tmp_path / "s", ["prog", "--run-dir", "{job}/run"], parse_grid(["seed=0,1"]), out_suffix="/gaps")
+    for job, seed in zip(p["jobs"], "01"):
+        folder = f"{(tmp_path / 's').resolve()}/jobs/seed={seed}"
+        assert job["command"] == f"prog --run-dir {folder}/run --seed {seed} --out {folder}/gaps"
+
+
 def test_a_failing_job_reports_its_status_and_leaves_no_results(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(JOB)
