@@ -232,7 +232,8 @@ def evaluate_run(model, guide, x: torch.Tensor, es: dict, seed: int) -> dict:
     out = {"iwae": _mean_se(main.iwae), "elbo": _mean_se(main.elbo)}
     set_seed(stable_seed(seed, "big") % 2**32)
     big = importance_sample(model, guide, x[:es["big_points"]], es["big_samples"], psis=False)
-    out["iwae_big"] = {**_mean_se(big.iwae), "max_mc_se": float(big.iwae_se.max())}
+    out["iwae_big"] = {**_mean_se(big.iwae), "max_mc_se": float(big.iwae_se.max()),
+                       "iwae_same_points": _mean_se(main.iwae[:es["big_points"]])["mean"]}
     if es["ais_points"]:
         set_seed(stable_seed(seed, "ais") % 2**32)
         res = ais(model, x[:es["ais_points"]], es["ais_chains"], es["ais_steps"], es["ais_leapfrog"])
