@@ -425,7 +425,8 @@ def main(argv=None):
     if s["test_points"] > x_all.shape[0]:
         parser.error(f"--test-points={s['test_points']} is not allowed: the test split has {x_all.shape[0]} rows")
     x_test = x_all[seeded_subset(x_all.shape[0], s["test_points"], args.seed)]
-    cells = [(sp, d, seed) for d in s["dims"] for sp in specs for seed in s["seeds"]]
+    # seed by seed: a sweep stopped early leaves whole seeds of the table (rerun with fewer --seeds to assemble)
+    cells = [(sp, d, seed) for seed in s["seeds"] for d in s["dims"] for sp in specs]
     records = []
     for i, (sp, d, seed) in enumerate(cells, 1):
         progress(f"[{i}/{len(cells)}] {sp.label}, dim z {d}, seed {seed}")
