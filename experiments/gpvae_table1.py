@@ -281,22 +281,28 @@ def ttest_p(a, b, welch: bool) -> float | None:
     return None if math.isnan(p) else p
 
 
+#: per-seed estimates of a cell: IWAE-100 and the ELBO on the test points, the large IWAE on its first points,
+#: IWAE-100 on those same points, AIS
+ESTIMATES = ("iwae", "elbo", "iwae_big", "iwae_small", "ais")
+
+
 def assemble(records: list[dict], specs: list[Spec], dims: list[int], welch: bool) -> dict:
     """Per model and dim z: the per-seed values, mean ± SD, the best model, p-values against it, the finding."""
     table = {sp.label: {} for sp in specs}
     for rec in records:
-        cell = table[rec["model"]].setdefault(str(rec["dim"]), {k: [] for k in (
-            "seeds", "iwae", "elbo", "iwae_big", "ais", "train_seconds")})
+        cell = table[rec["model"]].setdefault(str(rec["dim"]), {k: [] for k in ("seeds", *ESTIMATES, "train_seconds")})
         cell["seeds"].append(rec["seed"])
-        for k in ("iwae", "elbo", "iwae_big", "ais"):
-            if k in rec["eval"]:
-                cell[k].append(rec["eval"][k]["mean"])
+        e = rec["eval"]
+        per_seed = {k: e[k]["mean"] for k in ("iwae", "elbo", "iwae_big", "ais") if k in e}
+        per_seed["iwae_small"] = e["iwae_big"]["iwae_same_points"]
+        for k, v in per_seed.items():
+            cell[k].append(v)
         cell["train_seconds"].append(rec["training"]["total_seconds"])
     best, finding = {}, {}
     for dim in map(str, dims):
         cells = {m: c[dim] for m, c in table.items() if dim in c}
         for c in cells.values():
-            for k in ("iwae", "elbo", "iwae_big", "ais"):
+            for k in ESTIMATES:
                 v = np.asarray(c[k], dtype=float)
                 c[f"{k}_mean"] = float(v.mean()) if v.size else None
                 c[f"{k}_sd"] = float(v.std(ddof=1)) if v.size > 1 else None
@@ -358,11 +364,13 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
     md += markdown_table(["model"] + [f"d={d}" for d in dims], [
         [sp.label] + [("best" if c.get("best") else _p_text(c.get("p_vs_best"))) if c else "not run"
                       for c in (table[sp.label].get(str(d)) for d in dims)] for sp in specs])
-    md += (f"\nIWAE-{s['big_samples']} on the first {s['big_points']} test points"
+    md += (f"\nIWAE-{s['big_samples']}, and IWAE-{s['iwae_samples']} beside it, on the first {s['big_points']} "
+           f"test points"
            + (f", and AIS ({s['ais_chains']} chains × {s['ais_steps']} steps × {s['ais_leapfrog']} leapfrog) on the "
               f"first {s['ais_points']}" if s["ais_points"] else "")
            + f" (mean ± SD over seeds), and training minutes per run (mean over seeds):\n\n")
-    est = [("iwae_big", f"IWAE-{s['big_samples']}")] + ([("ais", "AIS")] if s["ais_points"] else [])
+    est = [("iwae_small", f"IWAE-{s['iwae_samples']}"), ("iwae_big", f"IWAE-{s['big_samples']}")] + (
+        [("ais", "AIS")] if s["ais_points"] else [])
 
     def ms(c, k):
         if not c or c.get(f"{k}_mean") is None:
