@@ -392,7 +392,10 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
         rows.append([d, f"{f['gpvae_rank']} of {f['models']} (best: {f['best']})",
                      "yes" if f["gpvae_best_or_tied"] else "no", vs])
     md += markdown_table(["dim z", "GPVAE's rank", "best or tied-best", "GPVAE − best of each group (nats, p)"], rows)
-    return md + f"\n{n_seeds} seeds per cell unless a cell says otherwise (`results.json`: per-seed values).\n"
+    return md + (f"\n{n_seeds} seeds per cell unless a cell says otherwise (`results.json`: per-seed values). "
+                 f"{results['runs']} runs; their training and evaluation took {results['run_seconds'] / 60:.1f} min "
+                 f"in all (the sum over runs of each run's epochs and evaluation, from its `log.csv` and "
+                 f"`eval.json`).\n")
 
 
 def table_figure(results: dict, specs: list[Spec], dims: list[int]):
@@ -440,8 +443,11 @@ def main(argv=None):
         progress(f"[{i}/{len(cells)}] {sp.label}, dim z {d}, seed {seed}")
         records.append(run_cell(sp, d, seed, s, args, x_test, device, progress))
     welch = args.ttest == "welch"
+    # the runs' own time, whichever invocations made them (a rerun that only assembles takes seconds)
+    run_seconds = sum(r["training"]["total_seconds"] + r["eval_seconds"] for r in records)
     results = {"settings": s, "device": str(device), "ttest": "welch" if welch else "student",
-               "models": [sp.label for sp in specs], "paper": None, **assemble(records, specs, s["dims"], welch)}
+               "models": [sp.label for sp in specs], "paper": None, "runs": len(records),
+               "run_seconds": run_seconds, **assemble(records, specs, s["dims"], welch)}
     md = markdown(results, specs, s["dims"], s, args, welch)
     write_results(out, NAME, args, results, md, progress.elapsed)
     save_figure(table_figure(results, specs, s["dims"]), out / "table1.png")
