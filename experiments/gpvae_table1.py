@@ -25,7 +25,7 @@ than the best. The paper's own numbers are not available offline: its cells are 
 Profiles: ``cpu`` (default; MLP networks, a 3000-image training subset, 8 epochs, 500 test points and
 IWAE-5000 on 10 of them, 2 seeds — the sweep of 22 models × 3 dims × 2 seeds, 132 runs, took 32 minutes on
 one CPU thread of our shared 2-core machine, busy with other jobs; ``--seeds 0,1,2`` adds a third seed in
-about 15 more), ``paper`` (the
+about 11 more), ``paper`` (the
 convolutional networks of :mod:`pyro_vaegap.networks`, all 50,000 images, 1000 epochs at lr 1e-3 — our
 assumption, see :data:`PROFILES` — 5 seeds, all 10,000 test points, IWAE-5000 on 1000 and AIS on 100) and
 ``--quick`` (a smoke run whose numbers mean nothing). Single options override the profile.
