@@ -45,11 +45,13 @@ import torch
 from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
+from pyro_vaegap.models import GAUSSIAN_VARIANCES
 from pyro_vaegap.train import MODELS, TrainConfig
 from pyro_vaegap.utils import ConfigError, atomic_write_json, resolve_device, set_seed, stable_seed
 
 from .gpvae_gaps import training_cost
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
+from .tutorial_common import (Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
+                              write_results)
 
 NAME = "gpvae_table1"
 
@@ -174,7 +176,7 @@ def build_parser():
     p.add_argument("--dataset", default="binarized_mnist",
                    help="data set (a grey-level one, e.g. mnist_grey, with --model gaussian --variance fixed)")
     p.add_argument("--model", default="bernoulli", choices=MODELS, help="the decoder's likelihood")
-    p.add_argument("--variance", default="network", choices=("network", "learned", "fixed"),
+    p.add_argument("--variance", default="network", choices=GAUSSIAN_VARIANCES,
                    help="variance of a gaussian model (TrainConfig.variance)")
     p.add_argument("--ttest", default="welch", choices=("welch", "student"),
                    help="two-sided t-test against the best model: Welch's (unequal variances) or Student's")
@@ -260,10 +262,9 @@ def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, pro
     t = time.time()
     model, guide = model.to(device), guide.to(device)
     x = model.validate_data(x_test.to(device))
+    evaluation = evaluate_run(model, guide, x, es, stable_seed(args.seed, seed) % 2**32)
     rec = {"model": spec.label, "dim": dim, "seed": seed, "train_config": cfg.to_dict(), "eval_settings": es,
-           "training": training_cost(run_dir), "eval": evaluate_run(model, guide, x, es, stable_seed(args.seed, seed) % 2**32),
-           "eval_seconds": None}
-    rec["eval_seconds"] = time.time() - t
+           "training": training_cost(run_dir), "eval": evaluation, "eval_seconds": time.time() - t}
     atomic_write_json(path, rec)
     progress(f"{spec.label} d={dim} seed {seed}: IWAE-{es['iwae_samples']} {rec['eval']['iwae']['mean']:.2f}, "
              f"IWAE-{es['big_samples']} {rec['eval']['iwae_big']['mean']:.2f} "
@@ -377,7 +378,8 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
         if not c or c.get(f"{k}_mean") is None:
             return "not run"
         return f"{c[f'{k}_mean']:.2f}" + (f" ± {c[f'{k}_sd']:.2f}" if c.get(f"{k}_sd") is not None else "")
-    md += markdown_table(["model"] + [f"d={d} {name}" for d in dims for _, name in est] + [f"d={d} train min" for d in dims],
+    md += markdown_table(["model"] + [f"d={d} {name}" for d in dims for _, name in est]
+                         + [f"d={d} train min" for d in dims],
                          [[sp.label] + [ms(table[sp.label].get(str(d)), k) for d in dims for k, _ in est]
                           + ["%.2f" % (np.mean(c["train_seconds"]) / 60) if c else "not run"
                              for c in (table[sp.label].get(str(d)) for d in dims)] for sp in specs])
