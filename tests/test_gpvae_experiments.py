@@ -126,3 +126,88 @@ def test_bad_options_stop_with_one_line(module, argv, message, capsys, tmp_path)
         module.main(argv + ["--out", str(tmp_path)])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _table1_argv(mnist_dir, out, *extra):
+    return ["--quick", "--data-dir", str(mnist_dir), "--out", str(out), "--quiet", "--families", "vae,sa1,gpvae",
+            "--seeds", "0,1,2", *extra]
+
+
+def test_table1_quick_ttests_and_resume(tmp_path, mnist_dir):
+    """Per (model, seed) one run; the assembled table's means, SDs, best model and p-values equal numpy's and
+    scipy's on the per-run evaluations (read back from each run's eval.json); a rerun trains and evaluates
+    nothing again, and an interrupted training resumes from its checkpoint."""
+    from scipy.stats import ttest_ind
+
+    from pyro_vaegap.experiments import gpvae_table1 as t1
+    from pyro_vaegap.train import read_checkpoint, train
+
+    argv = _table1_argv(mnist_dir, tmp_path, "--epochs", "2")
+    s = t1.settings(t1.build_parser().parse_args(argv))
+    # an interrupted training of one cell, left after its first epoch: the sweep must resume it
+    cfg = t1.train_config(t1.Spec("sa", 1), 2, 1, s, t1.build_parser().parse_args(argv))
+    interrupted = tmp_path / "runs" / "sa1_d2_s1"
+    first_epoch = train(cfg, interrupted, stop_after=1, progress=False).log
+    res = t1.main(argv)
+    assert read_checkpoint(interrupted)["log"][:1] == first_epoch and read_checkpoint(interrupted)["epoch"] == 2
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["git"]["commit"] and saved["results"]["ttest"] == "welch"
+    per_seed = {}
+    for m, slug in (("VAE", "vae"), ("SA(1)", "sa1"), ("GPVAE", "gpvae")):
+        per_seed[m] = [json.loads((tmp_path / "runs" / f"{slug}_d2_s{k}" / "eval.json").read_text())
+                       ["eval"]["iwae"]["mean"] for k in (0, 1, 2)]
+    cells = {m: saved["results"]["table"][m]["2"] for m in per_seed}
+    best = max(per_seed, key=lambda m: sum(per_seed[m]))
+    assert saved["results"]["best"]["2"] == best and cells[best]["best"] and cells[best]["p_vs_best"] is None
+    for m, v in per_seed.items():
+        assert cells[m]["iwae"] == v and cells[m]["seeds"] == [0, 1, 2]
+        assert cells[m]["iwae_mean"] == pytest.approx(sum(v) / 3, abs=1e-9)
+        assert cells[m]["iwae_sd"] == pytest.approx(torch.tensor(v, dtype=torch.float64).std().item(), abs=1e-9)
+        if m != best:
+            p = ttest_ind(v, per_seed[best], equal_var=False).pvalue
+            assert cells[m]["p_vs_best"] == pytest.approx(p, rel=1e-12) and 0 < p <= 1
+            assert cells[m]["not_worse"] == (p >= 0.05)
+    f = saved["results"]["finding"]["2"]
+    assert f["gpvae_best_or_tied"] == cells["GPVAE"]["not_worse"] and set(f["against_groups"]) == {"VAE", "SA"}
+    md = (tmp_path / "results.md").read_text()
+    assert f"**{cells[best]['iwae_mean']:.2f} ± {cells[best]['iwae_sd']:.2f}**" in md and "| – |" in md
+    assert (tmp_path / "table1.png").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*")}
+    assert t1.main(argv)["table"] == res["table"]  # everything read back, nothing recomputed
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/*")} == stamps
+    with pytest.raises(ConfigError, match="other settings"):  # a finished run is never mixed with other settings
+        t1.main(argv + ["--iwae-samples", "7"])
+
+
+def test_table1_gaussian_model_options_pass_through(tmp_path):
+    """--dataset / --model / --variance reach the training runs (continuous data, fixed-variance Gaussian)."""
+    from pyro_vaegap.experiments import gpvae_table1 as t1
+
+    res = t1.main(["--quick", "--out", str(tmp_path), "--quiet", "--families", "vae", "--dataset",
+                   "digits_continuous", "--model", "gaussian", "--variance", "fixed"])
+    cfg = json.loads((tmp_path / "runs" / "vae_d2_s0" / "eval.json").read_text())["train_config"]
+    assert (cfg["dataset"], cfg["model"], cfg["variance"]) == ("digits_continuous", "gaussian", "fixed")
+    assert all(math.isfinite(v) for v in res["table"]["VAE"]["2"]["iwae"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--families", "vae,foo"], "'foo' is not a model of the table"),
+    (["--families", "sa3"], "K=3 is not allowed for SA"),
+    (["--families", "me1"], "M=1 is not allowed for ME"),
+    (["--families", "gpvae2"], "gpvae takes no K"),
+    (["--dims", "10,0"], "--dims '10,0' is not allowed"),
+    (["--seeds", "a"], "--seeds 'a' is not allowed"),
+    (["--test-points", "0"], "--test-points=0 is not allowed"),
+    (["--big-points", "30"], "--big-points=30"),
+    (["--arch", "rnn"], "--arch 'rnn' is not allowed"),
+    (["--device", "tpu"], "--device 'tpu'"),
+])
+def test_table1_bad_options_stop_with_one_line(argv, message, capsys, tmp_path):
+    from pyro_vaegap.experiments import gpvae_table1
+
+    with pytest.raises(SystemExit) as e:
+        gpvae_table1.main(["--quick"] + argv + ["--out", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,462 @@
+r"""Kim & Pavlovic (2021), Table 1: test log-likelihood of VAE, SA(K), IAF(K), HF(K), ME(M), RME(M) and GPVAE.
+
+The 22 models of the paper's table — ``VAE`` (the FFG encoder, ``ffg``); ``SA(K)``, K ∈ {1, 2, 4, 8}
+ELBO-gradient steps of size 1e-3 on the FFG encoder's output (``sa``); ``IAF(K)`` and ``HF(K)``,
+K ∈ {1, 2, 4, 8} inverse-autoregressive or Householder flows on an FFG base (``iaf``, ``householder``);
+``ME(M)`` and ``RME(M)``, M ∈ {2, …, 5} mixture components, trained jointly or recursively (``mixture``,
+``rme``); ``GPVAE`` (``gpvae``, its eq. 15) — each at every dim z of ``--dims`` and every training seed of
+``--seeds``. Every (model, dim z, seed) is one training run through :func:`pyro_vaegap.train.train` in its
+own folder ``OUT/runs/<model>_d<dim>_s<seed>/``, then evaluated on seeded test points:
+
+* :math:`\log\hat p(x)` by IWAE with 100 samples (the paper's estimator) on ``--test-points`` points,
+  with the ELBO of the same draws;
+* IWAE with ``--big-samples`` (5000) samples on the first ``--big-points`` of them, and optionally AIS
+  (:func:`pyro_vaegap.ais.ais`) on the first ``--ais-points``.
+
+A run's evaluation is saved in its folder (``eval.json``, atomically) as soon as it finishes: a rerun of the
+same command skips finished runs, resumes interrupted trainings from their checkpoints and evaluates what
+is left. The assembly writes ``results.json``, ``results.md`` and ``table1.png``: per model and dim z the
+mean ± SD over seeds of the per-seed test log-likelihood (the mean of IWAE-100 over the test points), the
+best model per dim z, and for every other model the two-sided two-sample t-test against the best over the
+per-seed values (:func:`scipy.stats.ttest_ind`; Welch's by default, ``--ttest student`` for Student's —
+which the paper used could not be checked offline). A model whose p ≥ 0.05 is not significantly worse
+than the best. The paper's own numbers are not available offline: its cells are printed as "–".
+
+Profiles: ``cpu`` (default; MLP networks, a 3000-image training subset, 8 epochs, 500 test points and
+IWAE-5000 on 10 of them, 2 seeds — the sweep of 22 models × 3 dims × 2 seeds, 132 runs, took 32 minutes on
+one CPU thread of our shared 2-core machine, busy with other jobs; ``--seeds 0,1,2`` adds a third seed in
+about 11 more), ``paper`` (the
+convolutional networks of :mod:`pyro_vaegap.networks`, all 50,000 images, 1000 epochs at lr 1e-3 — our
+assumption, see :data:`PROFILES` — 5 seeds, all 10,000 test points, IWAE-5000 on 1000 and AIS on 100) and
+``--quick`` (a smoke run whose numbers mean nothing). Single options override the profile.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyro_vaegap.ais import ais
+from pyro_vaegap.data import load_dataset, seeded_subset
+from pyro_vaegap.estimators import importance_sample
+from pyro_vaegap.models import GAUSSIAN_VARIANCES
+from pyro_vaegap.train import MODELS, TrainConfig
+from pyro_vaegap.utils import ConfigError, atomic_write_json, resolve_device, set_seed, stable_seed
+
+from .gpvae_gaps import training_cost
+from .tutorial_common import (Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
+                              write_results)
+
+NAME = "gpvae_table1"
+
+#: key → (label, library family, the option K or M sets, the values the paper's table has)
+FAMILIES = {
+    "vae": ("VAE", "ffg", None, (None,)),
+    "sa": ("SA", "sa", "num_steps", (1, 2, 4, 8)),
+    "iaf": ("IAF", "iaf", "num_transforms", (1, 2, 4, 8)),
+    "hf": ("HF", "householder", "num_transforms", (1, 2, 4, 8)),
+    "me": ("ME", "mixture", "num_components", (2, 3, 4, 5)),
+    "rme": ("RME", "rme", "num_components", (2, 3, 4, 5)),
+    "gpvae": ("GPVAE", "gpvae", None, (None,)),
+}
+#: groups of the paper's finding: GPVAE against the best model of each
+GROUPS = {"VAE": ("vae",), "SA": ("sa",), "flows (IAF, HF)": ("iaf", "hf"), "mixtures (ME, RME)": ("me", "rme")}
+
+#: ``paper``: the paper's protocol as far as we know it. Known (the issue): conv networks, all of MNIST, dim z
+#: 10/20/50, IWAE with 100 samples, mean ± SD over seeds with a t-test against the best. Assumed (the paper's
+#: text could not be consulted offline): Adam, lr 1e-3, batch 100, 1000 epochs, 5 seeds, hidden width 200.
+PROFILES = {
+    "cpu": dict(arch="mlp", hidden=200, num_train=3000, epochs=8, lr=1e-3, batch_size=100, num_valid=1000,
+                dims="10,20,50", seeds="0,1", test_points=500, iwae_samples=100, big_points=10,
+                big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
+    "paper": dict(arch="conv", hidden=200, num_train=None, epochs=1000, lr=1e-3, batch_size=100, num_valid=None,
+                  dims="10,20,50", seeds="0,1,2,3,4", test_points=10_000, iwae_samples=100, big_points=1000,
+                  big_samples=5000, ais_points=100, ais_chains=100, ais_steps=500, ais_leapfrog=10),
+    "quick": dict(arch="mlp", hidden=16, num_train=200, epochs=1, lr=1e-3, batch_size=50, num_valid=100,
+                  dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
+                  ais_points=2, ais_chains=3, ais_steps=5, ais_leapfrog=2),
+}
+#: options that override a profile: name → (type, help)
+OVERRIDES = {
+    "arch": (str, "encoder and decoder architecture: mlp or conv"),
+    "hidden": (int, "width of the hidden layers (2 layers, ELU)"),
+    "num_train": (int, "training images (seeded subset; 0: all)"),
+    "epochs": (int, "training epochs"), "lr": (float, "Adam learning rate"), "batch_size": (int, "minibatch size"),
+    "num_valid": (int, "validation images of the per-epoch validation ELBO (0: all)"),
+    "test_points": (int, "seeded random test points of IWAE-100"),
+    "iwae_samples": (int, "samples of the main IWAE estimate (the paper: 100)"),
+    "big_points": (int, "test points of the large IWAE (the first of the test points)"),
+    "big_samples": (int, "samples of the large IWAE"),
+    "ais_points": (int, "test points of AIS (0: no AIS)"), "ais_chains": (int, "AIS chains"),
+    "ais_steps": (int, "AIS intermediate distributions"), "ais_leapfrog": (int, "leapfrog steps per AIS transition"),
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row of the table: a family and its K (steps, flows) or M (components)."""
+
+    key: str
+    k: int | None = None
+
+    @property
+    def label(self) -> str:
+        return FAMILIES[self.key][0] + ("" if self.k is None else f"({self.k})")
+
+    @property
+    def slug(self) -> str:
+        return self.key + ("" if self.k is None else str(self.k))
+
+    @property
+    def family(self) -> str:
+        return FAMILIES[self.key][1]
+
+    @property
+    def options(self) -> dict:
+        option = FAMILIES[self.key][2]
+        return {} if option is None else {option: self.k}
+
+
+ALL_SPECS = tuple(Spec(key, k) for key, (_, _, _, ks) in FAMILIES.items() for k in ks)
+
+
+def parse_specs(text: str) -> list[Spec]:
+    """``"vae,sa,iaf4,ME(3)"`` → the specs: a family name alone means all its K (M) of the paper's table."""
+    specs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"([a-z]+)\(?(\d+)?\)?", item.lower())
+        if not m or m.group(1) not in FAMILIES:
+            raise ConfigError(f"--families: {item!r} is not a model of the table; allowed: "
+                              f"{', '.join(FAMILIES)}, each alone (all its K) or with one K, e.g. sa4 or SA(4)")
+        key, ks = m.group(1), FAMILIES[m.group(1)][3]
+        if m.group(2) is None:
+            specs += [Spec(key, k) for k in ks]
+        elif ks == (None,):
+            raise ConfigError(f"--families: {item!r}: {key} takes no K; give it as {key!r}")
+        elif int(m.group(2)) not in ks:
+            what = "M" if FAMILIES[key][2] == "num_components" else "K"
+            raise ConfigError(f"--families: {item!r}: {what}={m.group(2)} is not allowed for {FAMILIES[key][0]}; "
+                              f"the paper's table has {what} in {', '.join(map(str, ks))}")
+        else:
+            specs.append(Spec(key, int(m.group(2))))
+    if not specs:
+        raise ConfigError(f"--families {text!r} names no model; allowed: {', '.join(FAMILIES)}")
+    return list(dict.fromkeys(specs))
+
+
+def parse_ints(option: str, text: str, minimum: int) -> list[int]:
+    """A comma-separated list of distinct integers ≥ ``minimum``, in the order given."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not allowed: expected comma-separated integers") from None
+    bad = [v for v in values if v < minimum]
+    if bad or not values:
+        raise ConfigError(f"{option} {text!r} is not allowed: "
+                          f"{'each value' if values else 'give at least one value, each'} must be >= {minimum}")
+    return list(dict.fromkeys(values))
+
+
+def build_parser():
+    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
+    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"),
+                   help="cpu: MLP, 3000 images, 8 epochs, 2 seeds; paper: conv, all images, 1000 epochs, 5 seeds")
+    p.add_argument("--quick", action="store_true", help="smoke run: width 16, 200 images, 1 epoch, dim z 2, 2 seeds")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="models, comma-separated: a family (all its K/M of the table) or one K, e.g. vae,sa2,iaf,me3")
+    p.add_argument("--dims", help="dims z, comma-separated (profile; the paper: 10,20,50)")
+    p.add_argument("--seeds", help="training seeds, comma-separated (profile)")
+    p.add_argument("--dataset", default="binarized_mnist",
+                   help="data set (a grey-level one, e.g. mnist_grey, with --model gaussian --variance fixed)")
+    p.add_argument("--model", default="bernoulli", choices=MODELS, help="the decoder's likelihood")
+    p.add_argument("--variance", default="network", choices=GAUSSIAN_VARIANCES,
+                   help="variance of a gaussian model (TrainConfig.variance)")
+    p.add_argument("--ttest", default="welch", choices=("welch", "student"),
+                   help="two-sided t-test against the best model: Welch's (unequal variances) or Student's")
+    p.add_argument("--device", default="cpu", help="torch device of the evaluation: cpu, cuda or cuda:N")
+    for name, (kind, text) in OVERRIDES.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (profile)")
+    return p
+
+
+def settings(args) -> dict:
+    """The profile's settings with the single options given on the command line, checked."""
+    base = PROFILES["quick" if args.quick else args.profile]
+    s = {k: (getattr(args, k) if getattr(args, k, None) is not None else v) for k, v in base.items()}
+    if s["arch"] not in ("mlp", "conv"):
+        raise ConfigError(f"--arch {s['arch']!r} is not allowed: use mlp or conv")
+    for k, v in s.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and (v < 0 or (v == 0 and k not in (
+                "num_train", "num_valid", "ais_points"))):
+            raise ConfigError(f"--{k.replace('_', '-')}={v} is not allowed: it must be > 0"
+                              + (" (or 0: all)" if k in ("num_train", "num_valid") else ""))
+    s["num_train"], s["num_valid"] = s["num_train"] or None, s["num_valid"] or None
+    if s["big_points"] > s["test_points"] or s["ais_points"] > s["test_points"]:
+        raise ConfigError(f"--big-points={s['big_points']} / --ais-points={s['ais_points']} are not allowed: they "
+                          f"must be <= --test-points={s['test_points']} (they are its first points)")
+    s["dims"], s["seeds"] = parse_ints("--dims", str(s["dims"]), 1), parse_ints("--seeds", str(s["seeds"]), 0)
+    return s
+
+
+def train_config(spec: Spec, dim: int, seed: int, s: dict, args) -> TrainConfig:
+    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, num_train=s["num_train"], model=args.model,
+                       variance=args.variance, latent_dim=dim, hidden=s["hidden"], decoder_layers=2, activation="elu",
+                       arch=s["arch"], guide=spec.family, guide_options={"hidden": s["hidden"], "layers": 2,
+                                                                         "activation": "elu", **spec.options},
+                       objective="elbo", epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                       num_valid=s["num_valid"], seed=seed)
+
+
+def eval_settings(s: dict, seed: int) -> dict:
+    """What an evaluation depends on besides the trained run (a saved one with other settings is not reused)."""
+    keys = ("test_points", "iwae_samples", "big_points", "big_samples", "ais_points", "ais_chains", "ais_steps",
+            "ais_leapfrog")
+    return {"test_seed": seed, **{k: s[k] for k in keys}}
+
+
+def _mean_se(v: torch.Tensor) -> dict:
+    v = v.double().cpu()
+    n = v.numel()
+    return {"mean": float(v.mean()), "se": float(v.std() / math.sqrt(n)) if n > 1 else None, "num_points": n}
+
+
+def evaluate_run(model, guide, x: torch.Tensor, es: dict, seed: int) -> dict:
+    r"""IWAE (and the ELBO of the same draws) on all of ``x``, the large IWAE on its first ``big_points``, AIS on
+    its first ``ais_points``: per estimate the mean over the points (nats) and its standard error."""
+    set_seed(seed)
+    main = importance_sample(model, guide, x, es["iwae_samples"], psis=False)
+    out = {"iwae": _mean_se(main.iwae), "elbo": _mean_se(main.elbo)}
+    set_seed(stable_seed(seed, "big") % 2**32)
+    big = importance_sample(model, guide, x[:es["big_points"]], es["big_samples"], psis=False)
+    out["iwae_big"] = {**_mean_se(big.iwae), "max_mc_se": float(big.iwae_se.max()),
+                       "iwae_same_points": _mean_se(main.iwae[:es["big_points"]])["mean"]}
+    if es["ais_points"]:
+        set_seed(stable_seed(seed, "ais") % 2**32)
+        res = ais(model, x[:es["ais_points"]], es["ais_chains"], es["ais_steps"], es["ais_leapfrog"])
+        out["ais"] = _mean_se(res.log_px.detach())
+    return out
+
+
+def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, progress) -> dict:
+    """Train (or resume) one run and evaluate it, or read its finished evaluation; the record of ``eval.json``."""
+    run_dir = Path(args.out) / "runs" / f"{spec.slug}_d{dim}_s{seed}"
+    cfg, es = train_config(spec, dim, seed, s, args), eval_settings(s, args.seed)
+    path = run_dir / "eval.json"
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        if rec["eval_settings"] != es or rec["train_config"] != json.loads(json.dumps(cfg.to_dict())):
+            raise ConfigError(f"{path} holds a run of other settings: choose another --out, or delete "
+                              f"{str(run_dir)!r} to train and evaluate it afresh")
+        progress(f"{spec.label} d={dim} seed {seed}: finished before, IWAE-{es['iwae_samples']} "
+                 f"{rec['eval']['iwae']['mean']:.2f}")
+        return rec
+    # train() has no device option yet: the run trains on the CPU, its networks move to --device to evaluate
+    model, guide, _ = train_run(cfg, run_dir, progress)
+    t = time.time()
+    model, guide = model.to(device), guide.to(device)
+    x = model.validate_data(x_test.to(device))
+    evaluation = evaluate_run(model, guide, x, es, stable_seed(args.seed, seed) % 2**32)
+    rec = {"model": spec.label, "dim": dim, "seed": seed, "train_config": cfg.to_dict(), "eval_settings": es,
+           "training": training_cost(run_dir), "eval": evaluation, "eval_seconds": time.time() - t}
+    atomic_write_json(path, rec)
+    progress(f"{spec.label} d={dim} seed {seed}: IWAE-{es['iwae_samples']} {rec['eval']['iwae']['mean']:.2f}, "
+             f"IWAE-{es['big_samples']} {rec['eval']['iwae_big']['mean']:.2f} "
+             f"(train {rec['training']['total_seconds']:.0f} s, eval {rec['eval_seconds']:.0f} s)")
+    return rec
+
+
+def ttest_p(a, b, welch: bool) -> float | None:
+    """Two-sided p-value of the two-sample t-test of ``a`` against ``b``; None where it is undefined (fewer
+    than 2 values on a side, or no variance in either)."""
+    from scipy.stats import ttest_ind
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    p = float(ttest_ind(a, b, equal_var=not welch).pvalue)
+    return None if math.isnan(p) else p
+
+
+#: per-seed estimates of a cell: IWAE-100 and the ELBO on the test points, the large IWAE on its first points,
+#: IWAE-100 on those same points, AIS
+ESTIMATES = ("iwae", "elbo", "iwae_big", "iwae_small", "ais")
+
+
+def assemble(records: list[dict], specs: list[Spec], dims: list[int], welch: bool) -> dict:
+    """Per model and dim z: the per-seed values, mean ± SD, the best model, p-values against it, the finding."""
+    table = {sp.label: {} for sp in specs}
+    for rec in records:
+        cell = table[rec["model"]].setdefault(str(rec["dim"]), {k: [] for k in ("seeds", *ESTIMATES, "train_seconds")})
+        cell["seeds"].append(rec["seed"])
+        e = rec["eval"]
+        per_seed = {k: e[k]["mean"] for k in ("iwae", "elbo", "iwae_big", "ais") if k in e}
+        per_seed["iwae_small"] = e["iwae_big"]["iwae_same_points"]
+        for k, v in per_seed.items():
+            cell[k].append(v)
+        cell["train_seconds"].append(rec["training"]["total_seconds"])
+    best, finding = {}, {}
+    for dim in map(str, dims):
+        cells = {m: c[dim] for m, c in table.items() if dim in c}
+        for c in cells.values():
+            for k in ESTIMATES:
+                v = np.asarray(c[k], dtype=float)
+                c[f"{k}_mean"] = float(v.mean()) if v.size else None
+                c[f"{k}_sd"] = float(v.std(ddof=1)) if v.size > 1 else None
+        if not cells:
+            continue
+        best[dim] = top = max(cells, key=lambda m: cells[m]["iwae_mean"])
+        for m, c in cells.items():
+            c["best"] = m == top
+            c["p_vs_best"] = None if m == top else ttest_p(c["iwae"], cells[top]["iwae"], welch)
+            c["not_worse"] = m == top or (c["p_vs_best"] is not None and c["p_vs_best"] >= 0.05)
+        finding[dim] = gpvae_finding(cells, top, welch)
+    return {"table": table, "best": best, "finding": finding}
+
+
+def gpvae_finding(cells: dict, top: str, welch: bool) -> dict | None:
+    """The paper's ranking finding at one dim z: is GPVAE best or tied-best (p ≥ 0.05 against the best), and
+    GPVAE against the best model of each group (difference of means, p-value)."""
+    if "GPVAE" not in cells:
+        return None
+    g = cells["GPVAE"]
+    ranked = sorted(cells, key=lambda m: -cells[m]["iwae_mean"])
+    out = {"gpvae_rank": ranked.index("GPVAE") + 1, "models": len(ranked), "best": top,
+           "gpvae_best_or_tied": bool(g["not_worse"]), "against_groups": {}}
+    for group, keys in GROUPS.items():
+        members = [m for m in cells if any(m == FAMILIES[k][0] or m.startswith(FAMILIES[k][0] + "(") for k in keys)]
+        if members:
+            b = max(members, key=lambda m: cells[m]["iwae_mean"])
+            out["against_groups"][group] = {"model": b, "gpvae_minus": g["iwae_mean"] - cells[b]["iwae_mean"],
+                                            "p": ttest_p(g["iwae"], cells[b]["iwae"], welch)}
+    return out
+
+
+def _cell_text(c: dict | None) -> str:
+    if c is None:
+        return "not run"
+    text = f"{c['iwae_mean']:.2f}" + (f" ± {c['iwae_sd']:.2f}" if c["iwae_sd"] is not None else "")
+    return f"**{text}**" if c["best"] else text + (" †" if c["not_worse"] else "")
+
+
+def _p_text(p) -> str:
+    return "–" if p is None else f"{p:.3g}"
+
+
+def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, welch: bool) -> str:
+    table, n_seeds = results["table"], len(s["seeds"])
+    data = f"{args.dataset} ({args.model} decoder)"
+    md = (f"Test log-likelihood (nats; higher is better) on {data}: per seed the mean of IWAE-{s['iwae_samples']} "
+          f"over {s['test_points']} seeded test points, then mean ± SD over the training seeds "
+          f"{', '.join(map(str, s['seeds']))}. Networks {s['arch']} (hidden width {s['hidden']}, ELU), "
+          f"{s['num_train'] or 'all'} training images, {s['epochs']} epochs, Adam lr {s['lr']:g}, batch "
+          f"{s['batch_size']}, the ELBO (GPVAE: its eq. 15; RME: its recursive criteria). **Bold**: the best model "
+          f"of the column; †: not significantly worse than it (two-sided {'Welch' if welch else 'Student'} t-test "
+          f"over the per-seed values, p ≥ 0.05). Paper: Kim & Pavlovic (2021) Table 1, not available offline "
+          f"(and on grey-level data with a Gaussian decoder): \"–\".\n\n")
+    head = ["model"] + [h for d in dims for h in (f"d={d}", f"d={d} paper")]
+    rows = [[sp.label] + [v for d in dims for v in (_cell_text(table[sp.label].get(str(d))), "–")] for sp in specs]
+    md += markdown_table(head, rows)
+    md += "\nTwo-sided t-test p-values of each model against the best of its column:\n\n"
+    md += markdown_table(["model"] + [f"d={d}" for d in dims], [
+        [sp.label] + [("best" if c.get("best") else _p_text(c.get("p_vs_best"))) if c else "not run"
+                      for c in (table[sp.label].get(str(d)) for d in dims)] for sp in specs])
+    md += (f"\nIWAE-{s['big_samples']}, and IWAE-{s['iwae_samples']} beside it, on the first {s['big_points']} "
+           f"test points"
+           + (f", and AIS ({s['ais_chains']} chains × {s['ais_steps']} steps × {s['ais_leapfrog']} leapfrog) on the "
+              f"first {s['ais_points']}" if s["ais_points"] else "")
+           + f" (mean ± SD over seeds), and training minutes per run (mean over seeds):\n\n")
+    est = [("iwae_small", f"IWAE-{s['iwae_samples']}"), ("iwae_big", f"IWAE-{s['big_samples']}")] + (
+        [("ais", "AIS")] if s["ais_points"] else [])
+
+    def ms(c, k):
+        if not c or c.get(f"{k}_mean") is None:
+            return "not run"
+        return f"{c[f'{k}_mean']:.2f}" + (f" ± {c[f'{k}_sd']:.2f}" if c.get(f"{k}_sd") is not None else "")
+    md += markdown_table(["model"] + [f"d={d} {name}" for d in dims for _, name in est]
+                         + [f"d={d} train min" for d in dims],
+                         [[sp.label] + [ms(table[sp.label].get(str(d)), k) for d in dims for k, _ in est]
+                          + ["%.2f" % (np.mean(c["train_seconds"]) / 60) if c else "not run"
+                             for c in (table[sp.label].get(str(d)) for d in dims)] for sp in specs])
+    md += "\nThe paper's ranking finding (GPVAE best or tied-best), in our runs:\n\n"
+    rows = []
+    for d in map(str, dims):
+        f = results["finding"].get(d)
+        if f is None:
+            rows.append([d, "GPVAE not run", "", ""])
+            continue
+        vs = "; ".join(f"{g}: {v['model']} {v['gpvae_minus']:+.2f} (p {_p_text(v['p'])})"
+                       for g, v in f["against_groups"].items())
+        rows.append([d, f"{f['gpvae_rank']} of {f['models']} (best: {f['best']})",
+                     "yes" if f["gpvae_best_or_tied"] else "no", vs])
+    md += markdown_table(["dim z", "GPVAE's rank", "best or tied-best", "GPVAE − best of each group (nats, p)"], rows)
+    return md + (f"\n{n_seeds} seeds per cell unless a cell says otherwise (`results.json`: per-seed values). "
+                 f"{results['runs']} runs; their training and evaluation took {results['run_seconds'] / 60:.1f} min "
+                 f"in all (the sum over runs of each run's epochs and evaluation, from its `log.csv` and "
+                 f"`eval.json`).\n")
+
+
+def table_figure(results: dict, specs: list[Spec], dims: list[int]):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(dims), figsize=(3.2 * len(dims) + 1.2, 0.22 * len(specs) + 1.4), sharey=True,
+                             squeeze=False)
+    labels = [sp.label for sp in specs]
+    for ax, d in zip(axes[0], dims):
+        for i, m in enumerate(labels):
+            c = results["table"][m].get(str(d))
+            if c is None:
+                continue
+            color = "C3" if c["best"] else ("C1" if c["not_worse"] else "C0")
+            ax.errorbar(c["iwae_mean"], i, xerr=c["iwae_sd"] or 0, fmt="o", ms=3, color=color, capsize=2)
+            ax.plot(c["iwae"], [i] * len(c["iwae"]), "x", ms=3, color=color, alpha=0.5)
+        ax.set_title(f"dim z = {d}", fontsize=9)
+        ax.set_xlabel("test log-likelihood (nats)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_yticks(range(len(labels)), labels)
+    axes[0][0].invert_yaxis()
+    fig.suptitle("mean ± SD over seeds (x: seeds); red: best, orange: not significantly worse (p ≥ 0.05)",
+                 fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    try:
+        specs, s = parse_specs(args.families), settings(args)
+        device = resolve_device(args.device)
+    except ConfigError as e:
+        parser.error(str(e))
+    out, progress = Path(args.out), Progress(args.quiet)
+    x_all = load_dataset(args.dataset, "test", data_dir=args.data_dir)
+    if s["test_points"] > x_all.shape[0]:
+        parser.error(f"--test-points={s['test_points']} is not allowed: the test split has {x_all.shape[0]} rows")
+    x_test = x_all[seeded_subset(x_all.shape[0], s["test_points"], args.seed)]
+    # seed by seed: a sweep stopped early leaves whole seeds of the table (rerun with fewer --seeds to assemble)
+    cells = [(sp, d, seed) for seed in s["seeds"] for d in s["dims"] for sp in specs]
+    records = []
+    for i, (sp, d, seed) in enumerate(cells, 1):
+        progress(f"[{i}/{len(cells)}] {sp.label}, dim z {d}, seed {seed}")
+        records.append(run_cell(sp, d, seed, s, args, x_test, device, progress))
+    welch = args.ttest == "welch"
+    # the runs' own time, whichever invocations made them (a rerun that only assembles takes seconds)
+    run_seconds = sum(r["training"]["total_seconds"] + r["eval_seconds"] for r in records)
+    results = {"settings": s, "device": str(device), "ttest": "welch" if welch else "student",
+               "models": [sp.label for sp in specs], "paper": None, "runs": len(records),
+               "run_seconds": run_seconds, **assemble(records, specs, s["dims"], welch)}
+    md = markdown(results, specs, s["dims"], s, args, welch)
+    write_results(out, NAME, args, results, md, progress.elapsed)
+    save_figure(table_figure(results, specs, s["dims"]), out / "table1.png")
+    progress(f"done in {progress.elapsed / 60:.1f} min -> {out}\n\n{md}")
+    return results
+
+
+if __name__ == "__main__":
+    run_main(main, None)
