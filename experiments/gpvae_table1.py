@@ -47,7 +47,7 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.models import GAUSSIAN_VARIANCES
 from pyro_vaegap.train import MODELS, TrainConfig
-from pyro_vaegap.utils import ConfigError, atomic_write_json, resolve_device, set_seed, stable_seed
+from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed, stable_seed
 
 from .gpvae_gaps import training_cost
 from .tutorial_common import (Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
@@ -180,7 +180,6 @@ def build_parser():
                    help="variance of a gaussian model (TrainConfig.variance)")
     p.add_argument("--ttest", default="welch", choices=("welch", "student"),
                    help="two-sided t-test against the best model: Welch's (unequal variances) or Student's")
-    p.add_argument("--device", default="cpu", help="torch device of the evaluation: cpu, cuda or cuda:N")
     for name, (kind, text) in OVERRIDES.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (profile)")
     return p
@@ -257,10 +256,8 @@ def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, pro
         progress(f"{spec.label} d={dim} seed {seed}: finished before, IWAE-{es['iwae_samples']} "
                  f"{rec['eval']['iwae']['mean']:.2f}")
         return rec
-    # train() has no device option yet: the run trains on the CPU, its networks move to --device to evaluate
-    model, guide, _ = train_run(cfg, run_dir, progress)
+    model, guide, _ = train_run(cfg, run_dir, progress, device)
     t = time.time()
-    model, guide = model.to(device), guide.to(device)
     x = model.validate_data(x_test.to(device))
     evaluation = evaluate_run(model, guide, x, es, stable_seed(args.seed, seed) % 2**32)
     rec = {"model": spec.label, "dim": dim, "seed": seed, "train_config": cfg.to_dict(), "eval_settings": es,
@@ -431,7 +428,7 @@ def main(argv=None):
     args = parse_args(parser, argv)
     try:
         specs, s = parse_specs(args.families), settings(args)
-        device = resolve_device(args.device)
+        device = args.device  # resolved by parse_args
     except ConfigError as e:
         parser.error(str(e))
     out, progress = Path(args.out), Progress(args.quiet)

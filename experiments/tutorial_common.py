@@ -20,8 +20,8 @@ import torch
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
 from pyro_vaegap.cli import Parser, device_option, run_command
-from pyro_vaegap.utils import (atomic_write, atomic_write_json, atomic_write_text, module_device, provenance,
-                               resolve_device, set_threads)
+from pyro_vaegap.utils import (ConfigError, atomic_write, atomic_write_json, atomic_write_text, module_device,
+                               provenance, resolve_device, set_threads)
 
 LN2 = math.log(2.0)
 
@@ -51,7 +51,10 @@ def parse_args(parser: argparse.ArgumentParser, argv, positive=(), nonneg=(), pr
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads={args.threads} is not allowed: it must be >= 1")
     set_threads(args.threads)
-    args.device = resolve_device(args.device)  # a GPU asked for and absent stops here, before any work
+    try:
+        args.device = resolve_device(args.device)  # a GPU asked for and absent stops here, before any work
+    except ConfigError as e:
+        parser.error(str(e))
     for dest in positive:
         if getattr(args, dest) <= 0:
             parser.error(f"--{dest.replace('_', '-')}={getattr(args, dest)} is not allowed: it must be > 0")
