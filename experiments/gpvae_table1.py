@@ -174,7 +174,7 @@ def build_parser():
     p.add_argument("--dims", help="dims z, comma-separated (profile; the paper: 10,20,50)")
     p.add_argument("--seeds", help="training seeds, comma-separated (profile)")
     p.add_argument("--dataset", default="binarized_mnist",
-                   help="data set (a grey-level one, e.g. mnist_grey, with --model gaussian --variance fixed)")
+                   help="data set (a grey-level one, e.g. mnist_continuous or svhn, with --model gaussian --variance fixed)")
     p.add_argument("--model", default="bernoulli", choices=MODELS, help="the decoder's likelihood")
     p.add_argument("--variance", default="network", choices=GAUSSIAN_VARIANCES,
                    help="variance of a gaussian model (TrainConfig.variance)")
