@@ -183,14 +183,14 @@ def main(argv=None):
         flow_z = _flow_draws(flow, x, args.flow_draws)
 
     progress("figure windows and shape numbers")
-    centers, halves, _ = posterior_windows(model, x, 8.0, 0.1, 25.0)
+    centers, halves, _ = posterior_windows(model, x, 8.0, 0.1, 8.0)  # where p(x, z) is within 8 nats of its peak
     panels, per_point = [], []
     for i in range(x.shape[0]):
         loc_i = {"amortized": amort_loc[i], "ffg": ffg.loc[i].detach()}
         pts = torch.stack([centers[i] - halves[i], centers[i] + halves[i]] +
                           [m.double().cpu() for m in loc_i.values()])
         lo, hi = pts.min(0).values, pts.max(0).values
-        half = float((hi - lo).max()) / 2 * 1.15
+        half = float((hi - lo).max()) / 2 * 1.1
         axes, log_post, _ = grid_log_posterior(model, x[i:i + 1], lim=half, n=args.figure_nodes,
                                                center=((lo + hi) / 2).to(x.dtype))
         axes, log_post = axes.cpu(), log_post[0].cpu()
