@@ -25,6 +25,7 @@ Profiles: ``paper`` trains on all 50,000 images for 3000 epochs, lr 1e-4, batch 
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -161,13 +162,15 @@ def main(argv=None):
     cfg = train_config(args)
     runs = Path(args.runs or f"runs/{NAME}_{'quick' if args.quick else args.profile}")
     model, guide, train_secs = train_run(cfg, runs, progress)  # train() runs on the CPU
+    # pyro_vaegap.grid builds its grids on the CPU: the quadrature and the figure grids use a CPU copy
+    grid_model = copy.deepcopy(model) if device.type != "cpu" else model
     model, guide = model.to(device), guide.to(device)
     x_all = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
     rows = seeded_subset(x_all.shape[0], args.num_points, args.seed)
     x = model.validate_data(x_all[rows]).to(device)
 
     progress("true posteriors: adaptive quadrature of log p(x)")
-    log_px, info = adaptive_grid_log_px(model, x, lim=8.0, spacing=args.coarse_spacing, refine=4, levels=args.levels)
+    log_px, info = adaptive_grid_log_px(grid_model, x.cpu(), lim=8.0, spacing=args.coarse_spacing, refine=4, levels=args.levels)
     set_seed(args.seed)
     progress("optimal FFG and flow per image (local optimization from the prior)")
     ffg, ffg_res = fit_local(model, "ffg", x, args)
@@ -183,7 +186,8 @@ def main(argv=None):
         flow_z = _flow_draws(flow, x, args.flow_draws)
 
     progress("figure windows and shape numbers")
-    centers, halves, _ = posterior_windows(model, x, 8.0, 0.1, 8.0)  # where p(x, z) is within 8 nats of its peak
+    # each window: where p(x, z) is within 8 nats of its peak
+    centers, halves, _ = posterior_windows(grid_model, x.cpu(), 8.0, 0.1, 8.0)
     panels, per_point = [], []
     for i in range(x.shape[0]):
         loc_i = {"amortized": amort_loc[i], "ffg": ffg.loc[i].detach()}
@@ -191,7 +195,7 @@ def main(argv=None):
                           [m.double().cpu() for m in loc_i.values()])
         lo, hi = pts.min(0).values, pts.max(0).values
         half = float((hi - lo).max()) / 2 * 1.1
-        axes, log_post, _ = grid_log_posterior(model, x[i:i + 1], lim=half, n=args.figure_nodes,
+        axes, log_post, _ = grid_log_posterior(grid_model, x[i:i + 1].cpu(), lim=half, n=args.figure_nodes,
                                                center=((lo + hi) / 2).to(x.dtype))
         axes, log_post = axes.cpu(), log_post[0].cpu()
         fz = flow_z[:, i].double().cpu().numpy()
