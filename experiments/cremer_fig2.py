@@ -60,6 +60,9 @@ def build_parser():
     p.set_defaults(out="docs/results/cremer_fig2")
     p.add_argument("--profile", default="cpu", choices=("cpu", "paper"), help="training settings (see the module doc)")
     p.add_argument("--quick", action="store_true", help="smoke run (seconds; its numbers mean nothing)")
+    p.add_argument("--trained-with", default="ffg", choices=("ffg", "flow"),
+                   help="the encoder the VAE is trained with: ffg, or the auxiliary flow on an FFG base (the paper "
+                        "shows both)")
     p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
     p.add_argument("--runs", default=None, help="training run folder (default runs/cremer_fig2_PROFILE; reused when "
                                                 "finished, resumed when interrupted)")
@@ -82,7 +85,9 @@ def train_config(args) -> TrainConfig:
     prof = PROFILES["quick" if args.quick else args.profile]
     return TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=prof["num_train"],
                        model="bernoulli", latent_dim=2, hidden=100, decoder_layers=1, activation="tanh",
-                       guide="ffg", guide_options={"hidden": 200, "layers": 2, "activation": "elu"},
+                       guide=args.trained_with,
+                       guide_options={"hidden": 200, "layers": 2, "activation": "elu",
+                                      **({"flow_hidden": args.flow_hidden} if args.trained_with == "flow" else {})},
                        epochs=prof["epochs"], batch_size=50, lr=prof["lr"], num_valid=1000, seed=args.seed)
 
 
@@ -112,7 +117,13 @@ def shape_numbers(axes, log_post, means: dict) -> dict:
     return {"mean": mean.tolist(), "cov": cov.tolist(), "kl_to_gaussian": kl, "mean_distance": dist}
 
 
-def figure(panels, rows_info, labels):
+def _histogram(z: torch.Tensor, axes: torch.Tensor):
+    """``numpy.histogram2d`` of draws ``z`` ``(num, 2)`` over the window of the grid ``axes`` ``(2, n)``, 60 bins a side."""
+    z, a0, a1 = z.double().cpu().numpy(), axes[0].numpy(), axes[1].numpy()
+    return np.histogram2d(z[:, 0], z[:, 1], bins=60, range=[[a0[0], a0[-1]], [a1[0], a1[-1]]])
+
+
+def figure(panels, rows_info, labels, encoder: str):
     import matplotlib.pyplot as plt
 
     n = len(panels)
@@ -125,17 +136,19 @@ def figure(panels, rows_info, labels):
         for row in range(2):
             ax = axes[row, col]
             ax.contourf(a0, a1, dens.T, levels=levels + [1.01], cmap="Greens", alpha=0.8)
-            if row == 0:
-                for key, color in (("amortized", "tab:red"), ("ffg", "tab:blue")):
-                    loc, scale = p[key]
+            drawn = (("amortized", "tab:red"), ("ffg", "tab:blue")) if row == 0 else (("flow", "tab:purple"),)
+            for key, color in drawn:
+                kind, data = p[key]
+                if kind == "gauss":  # an FFG's density, exactly
+                    loc, scale = data
                     q = np.exp(-0.5 * (((u - loc[0]) / scale[0]) ** 2 + ((v - loc[1]) / scale[1]) ** 2))
                     ax.contour(a0, a1, q.T, levels=levels, colors=color, linewidths=0.9)
                     ax.plot(*loc, "+", color=color)
-            else:
-                hist, e0, e1 = p["flow_hist"]
-                c0, c1 = (e0[1:] + e0[:-1]) / 2, (e1[1:] + e1[:-1]) / 2
-                if hist.max() > 0:
-                    ax.contour(c0, c1, (hist / hist.max()).T, levels=levels, colors="tab:purple", linewidths=0.9)
+                else:  # a flow's marginal q(z_T): a histogram of its draws
+                    hist, e0, e1 = data
+                    c0, c1 = (e0[1:] + e0[:-1]) / 2, (e1[1:] + e1[:-1]) / 2
+                    if hist.max() > 0:
+                        ax.contour(c0, c1, (hist / hist.max()).T, levels=levels, colors=color, linewidths=0.9)
             ax.set_xlim(a0[0], a0[-1]), ax.set_ylim(a1[0], a1[-1]), ax.set_aspect("equal")
             ax.tick_params(labelsize=6)
             r = rows_info[col]
@@ -143,8 +156,8 @@ def figure(panels, rows_info, labels):
                      (f"L[q] {r['elbo_amortized']:.2f}, L[q*] {r['elbo_ffg']:.2f}" if row == 0
                       else f"L[q*_flow] {r['elbo_flow']:.2f}"))
             ax.set_title(title, fontsize=7)
-    fig.suptitle("true posterior (green, 5/30/70 % of its peak); top: amortized FFG (red) and optimal FFG (blue); "
-                 "bottom: optimal flow (purple, histogram of draws)", fontsize=8)
+    fig.suptitle(f"true posterior (green, 5/30/70 % of its peak); top: amortized {encoder} (red) and optimal FFG "
+                 "(blue); bottom: optimal flow (purple); flows drawn from histograms of draws", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -160,7 +173,8 @@ def main(argv=None):
     device = resolve_device(args.device)
     out, progress = Path(args.out), Progress(args.quiet)
     cfg = train_config(args)
-    runs = Path(args.runs or f"runs/{NAME}_{'quick' if args.quick else args.profile}")
+    suffix = "" if args.trained_with == "ffg" else f"_{args.trained_with}"
+    runs = Path(args.runs or f"runs/{NAME}_{'quick' if args.quick else args.profile}{suffix}")
     model, guide, train_secs = train_run(cfg, runs, progress)  # train() runs on the CPU
     # pyro_vaegap.grid builds its grids on the CPU: the quadrature and the figure grids use a CPU copy
     grid_model = copy.deepcopy(model) if device.type != "cpu" else model
@@ -181,7 +195,11 @@ def main(argv=None):
         set_seed(args.seed)
         bounds[key] = importance_sample(model, q, x, args.eval_samples, psis=False)
     with torch.no_grad():
-        amort_loc, amort_scale = guide.encode(x)
+        if args.trained_with == "ffg":
+            amort_loc, amort_scale = guide.encode(x)
+        else:  # an amortized flow: drawn as a histogram, like the optimal flow
+            amort_z = _flow_draws(guide, x, args.flow_draws)
+            amort_loc = amort_z.mean(0)
         set_seed(args.seed)
         flow_z = _flow_draws(flow, x, args.flow_draws)
 
@@ -198,14 +216,13 @@ def main(argv=None):
         axes, log_post, _ = grid_log_posterior(grid_model, x[i:i + 1].cpu(), lim=half, n=args.figure_nodes,
                                                center=((lo + hi) / 2).to(x.dtype))
         axes, log_post = axes.cpu(), log_post[0].cpu()
-        fz = flow_z[:, i].double().cpu().numpy()
-        a0, a1 = axes[0].numpy(), axes[1].numpy()
-        hist = np.histogram2d(fz[:, 0], fz[:, 1], bins=60, range=[[a0[0], a0[-1]], [a1[0], a1[-1]]])
-        flow_mean = torch.as_tensor(fz.mean(0))
+        flow_mean = flow_z[:, i].double().cpu().mean(0)
         shapes = shape_numbers(axes, log_post, {**{k: v.cpu() for k, v in loc_i.items()}, "flow": flow_mean})
-        panels.append({"axes": axes, "log_post": log_post, "flow_hist": hist,
-                       "amortized": (amort_loc[i].cpu().numpy(), amort_scale[i].cpu().numpy()),
-                       "ffg": (ffg.loc[i].detach().cpu().numpy(), ffg.scale[i].detach().cpu().numpy())})
+        amortized = (("gauss", (amort_loc[i].cpu().numpy(), amort_scale[i].cpu().numpy()))
+                     if args.trained_with == "ffg" else ("hist", _histogram(amort_z[:, i], axes)))
+        panels.append({"axes": axes, "log_post": log_post, "flow": ("hist", _histogram(flow_z[:, i], axes)),
+                       "amortized": amortized,
+                       "ffg": ("gauss", (ffg.loc[i].detach().cpu().numpy(), ffg.scale[i].detach().cpu().numpy()))})
         r = {"test_row": int(rows[i]), "log_px": float(log_px[i]),
              "log_px_last_refinement": float(info["estimates"][i, -1] - info["estimates"][i, -2])
              if args.levels else None}
@@ -215,20 +232,24 @@ def main(argv=None):
         r["approximation_gap_ffg"] = r["log_px"] - r["elbo_ffg"]
         r["approximation_gap_flow"] = r["log_px"] - r["elbo_flow"]
         r["amortization_gap_ffg"] = r["elbo_ffg"] - r["elbo_amortized"]
+        r["amortization_gap_flow"] = r["elbo_flow"] - r["elbo_amortized"]
         r["inference_gap"] = r["log_px"] - r["elbo_amortized"]
         r["steps_ffg"], r["steps_flow"] = int(ffg_res.steps[i]), int(flow_res.steps[i])
         r["converged_ffg"], r["converged_flow"] = bool(ffg_res.converged[i]), bool(flow_res.converged[i])
         r["posterior"] = shapes
-        r["amortized_q"] = {"loc": amort_loc[i].tolist(), "scale": amort_scale[i].tolist()}
+        r["amortized_q"] = ({"loc": amort_loc[i].tolist(), "scale": amort_scale[i].tolist()}
+                            if args.trained_with == "ffg" else {"mean_of_draws": amort_loc[i].tolist()})
         r["optimal_ffg"] = {"loc": ffg.loc[i].tolist(), "scale": ffg.scale[i].tolist()}
         per_point.append(r)
-    save_figure(figure(panels, per_point, ["amortized and optimal FFG", "optimal flow"]), out / "fig2.png")
+    enc = "FFG" if args.trained_with == "ffg" else "flow"
+    save_figure(figure(panels, per_point, [f"amortized {enc} and optimal FFG", "optimal flow"], enc), out / "fig2.png")
 
     def mean_of(k):
         return float(np.mean([r[k] for r in per_point]))
 
     summary = {k: mean_of(k) for k in ("log_px", "elbo_amortized", "elbo_ffg", "elbo_flow", "approximation_gap_ffg",
-                                       "approximation_gap_flow", "amortization_gap_ffg", "inference_gap")}
+                                       "approximation_gap_flow", "amortization_gap_ffg", "amortization_gap_flow",
+                                       "inference_gap")}
     checks = {
         "posterior_non_gaussian_points": sum(r["posterior"]["kl_to_gaussian"] > 0.05 for r in per_point),
         "flow_better_than_ffg_points": sum(r["elbo_flow"] - r["elbo_ffg"] > 2 * math.hypot(r["elbo_flow_se"], r["elbo_ffg_se"])
@@ -248,11 +269,14 @@ def main(argv=None):
     table = [[r["test_row"], f"{r['log_px']:.2f}", f"{r['elbo_amortized']:.2f} ± {r['elbo_amortized_se']:.2f}",
               f"{r['elbo_ffg']:.2f} ± {r['elbo_ffg_se']:.2f}", f"{r['elbo_flow']:.2f} ± {r['elbo_flow_se']:.2f}",
               f"{r['approximation_gap_ffg']:.2f}", f"{r['approximation_gap_flow']:.2f}",
-              f"{r['amortization_gap_ffg']:.2f}", f"{r['posterior']['kl_to_gaussian']:.3f}",
+              f"{r['amortization_gap_ffg']:.2f}", f"{r['amortization_gap_flow']:.2f}",
+              f"{r['posterior']['kl_to_gaussian']:.3f}",
               f"{r['posterior']['mean_distance']['amortized']:.2f} / {r['posterior']['mean_distance']['ffg']:.2f} / "
               f"{r['posterior']['mean_distance']['flow']:.2f}", f"{r['steps_ffg']} / {r['steps_flow']}"]
              for r in per_point]
-    md = (f"Bernoulli VAE, dim z = 2, decoder 2-100-784 (tanh), FFG encoder 784-200-200-(2+2) (ELU), trained with the "
+    encoder = ("FFG encoder 784-200-200-(2+2) (ELU)" if args.trained_with == "ffg" else
+               f"auxiliary-flow encoder (FFG base 784-200-200-(2+2), ELU; 2 coupling steps of width {args.flow_hidden})")
+    md = (f"Bernoulli VAE, dim z = 2, decoder 2-100-784 (tanh), {encoder}, trained with the "
           f"ELBO for {cfg.epochs} epochs on {cfg.num_train or 50000} binarized MNIST images (lr {cfg.lr}, batch "
           f"{cfg.batch_size}; profile {results['train']['profile']}). {args.num_points} seeded test images. log p(x) by "
           f"adaptive quadrature (finest spacing {info['spacing']:.3g}); L[·] from {args.eval_samples} draws "
@@ -261,7 +285,7 @@ def main(argv=None):
           "distance of the amortized / optimal FFG / optimal flow mean from the posterior mean, in posterior "
           "standard deviations (Mahalanobis).\n\n")
     md += markdown_table(["test row", "log p(x)", "L[q]", "L[q*_FFG]", "L[q*_flow]", "approx. gap FFG",
-                          "approx. gap flow", "amort. gap FFG", "KL→Gauss", "mean dist q / q*_FFG / q*_flow",
+                          "approx. gap flow", "amort. gap FFG", "amort. gap flow", "KL→Gauss", "mean dist q / q*_FFG / q*_flow",
                           "steps FFG / flow"], table)
     md += ("\nMeans over the points: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()) + ".\n\n"
            f"Checks: {checks}\n\nFigure: fig2.png\n")
@@ -272,8 +296,8 @@ def main(argv=None):
 
 @torch.no_grad()
 def _flow_draws(flow, x, num: int) -> torch.Tensor:
-    """``num`` draws of :math:`z_T` from the per-image flow for each row of ``x``: ``(num, N, 2)``, in chunks of
-    10,000 (the per-image networks hold ``chunk × N × flow_hidden`` activations)."""
+    """``num`` draws of :math:`z_T` from a flow guide (per-image or amortized: anything with ``parts(x)``) for each
+    row of ``x``: ``(num, N, 2)``, in chunks of 10,000 (the networks hold ``chunk × N × flow_hidden`` activations)."""
     from pyro import poutine
 
     from pyro_vaegap.models import data_plate
