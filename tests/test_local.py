@@ -64,7 +64,7 @@ def test_row_subsets_batched_equals_per_datapoint_loop():
     model, x = _setup(dtype=torch.float64)
     batched, bres = _run(model, x, seed=7)
     assert bres.steps.unique().numel() > 1  # the others stop at other times
-    for n in range(x.shape[0]):
+    for n in (0, 2, 4):
         only = torch.zeros(x.shape[0], dtype=torch.bool)
         only[n] = True
         single, sres = _run(model, x, active=only, seed=7)
@@ -81,7 +81,7 @@ def test_a_datapoints_result_does_not_depend_on_how_many_run_beside_it():
     model, x = _setup(50, dtype=torch.float64)
     out = {}
     for n in (1, 5, 50):
-        g, res = _run(model, x[:n], seed=7, steps=400)
+        g, res = _run(model, x[:n], seed=7, steps=300)
         out[n] = (g.loc[0].detach().clone(), g.scale[0].detach().clone(), int(res.steps[0]), res.steps)
     assert (out[50][3][1:] < out[50][2]).any() and (out[50][3][1:] > out[50][2]).any()  # others stopped earlier/later
     for n in (5, 50):
@@ -109,7 +109,7 @@ def test_only_running_rows_are_evaluated(monkeypatch):
 @pytest.mark.parametrize("cls", [LocalFFG, FullFFG])
 def test_resume_after_interrupt_equals_uninterrupted(cls):
     model, x = _setup()
-    ref, rres = _run(model, x, steps=1000, cls=cls)
+    ref, rres = _run(model, x, steps=400, cls=cls)
     saved = []
 
     def save_then_stop(state):
@@ -118,12 +118,12 @@ def test_resume_after_interrupt_equals_uninterrupted(cls):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _run(model, x, steps=1000, cls=cls, save_state=save_then_stop, save_every=0.0)
+        _run(model, x, steps=400, cls=cls, save_state=save_then_stop, save_every=0.0)
     state = saved[-1]
     assert state["step"] == 200 and not state["running"].all()
     torch.manual_seed(123)  # the resumed run must not depend on the global generator's state
     fresh = cls(model, x.shape[0])
-    res = optimize_local(model, fresh, x, num_samples=10, lr=1e-2, max_steps=1000, check_every=50, patience=2,
+    res = optimize_local(model, fresh, x, num_samples=10, lr=1e-2, max_steps=400, check_every=50, patience=2,
                          state=state)
     assert torch.equal(fresh.loc, ref.loc) and torch.equal(fresh.scale, ref.scale)
     assert torch.equal(res.steps, rres.steps) and torch.equal(res.best_avg, rres.best_avg)
