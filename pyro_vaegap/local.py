@@ -105,6 +105,11 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
         opt = torch.optim.Adam(params, lr=lr, fused=True)
     first = 1
     if state is not None:
+        if ("seed" in state) != subsets:
+            made, now = (("row subsets", "the full evaluation") if "seed" in state else
+                         ("the full evaluation", "row subsets"))
+            raise ConfigError(f"the saved local-optimization state was made by {made}, but {type(guide).__name__} "
+                              f"now uses {now}; it cannot be continued: delete the saved state and start afresh")
         guide.load_state_dict(state["guide"])
         opt.load_state_dict(state["optimizer"])
         rule.load(state, dev)

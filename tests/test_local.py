@@ -129,6 +129,16 @@ def test_resume_after_interrupt_equals_uninterrupted(cls):
     assert torch.equal(res.steps, rres.steps) and torch.equal(res.best_avg, rres.best_avg)
 
 
+def test_a_state_of_the_other_evaluation_is_refused():
+    """A state saved by the full evaluation (e.g. before the row-subset change) cannot continue a row-subset
+    run, and the reverse: a clear error instead of a KeyError deep inside."""
+    model, x = _setup()
+    saved = []
+    _run(model, x, steps=100, cls=FullFFG, save_state=saved.append, save_every=0.0)
+    with pytest.raises(ConfigError, match="made by the full evaluation, but LocalFFG now uses row subsets"):
+        optimize_local(model, LocalFFG(model, 5), x, num_samples=10, max_steps=200, check_every=50, state=saved[-1])
+
+
 def test_stopping_rule_freezes_converged_datapoints():
     model, x = _setup()
     g, res = _run(model, x, steps=5000)
