@@ -16,8 +16,7 @@ independent optimizations; each datapoint's samples share its one parameter set.
 Stopping rule (Cremer et al. 2018, appendix 6.4): every ``check_every`` (100) steps the last
 ``check_every`` ELBO values of a datapoint are averaged; a datapoint stops once its best average has
 not improved for ``patience`` (10) consecutive checks, or at ``max_steps``. A stopped datapoint is
-frozen — its rows are restored after every later Adam step, since Adam's momentum would otherwise
-keep moving them — while the others continue.
+frozen while the others continue (how, below).
 
 Evaluating only the running datapoints
 --------------------------------------
@@ -36,7 +35,8 @@ and each datapoint's trajectory stays independent of which others run:
   A fused Adam over all rows with the stopped rows restored afterwards (the full-evaluation path)
   would touch every row at every step and count steps globally.
 
-Other guides keep the full evaluation: every row every step, one fused Adam, stopped rows restored.
+Other guides keep the full evaluation: every row every step, one fused Adam, and the stopped rows
+restored after every step (Adam's momentum would otherwise keep moving them).
 
 Long optimizations are resumable: at check boundaries (at most every ``save_every`` seconds) the whole
 state — parameters, Adam's moments, the stopping rule's counters and the noise seed (or, for the full
