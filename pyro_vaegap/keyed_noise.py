@@ -15,8 +15,8 @@ where ``mix`` is a bijective 32-bit integer hash and :math:`r_1, r_2` are two ha
 unless 64 bits do). Torch offers no vectorized counter-based API — a :class:`torch.Generator` is one
 stream, and one generator per datapoint would be a Python loop per step — so the hash is written
 here with int32 tensor operations (products wrapping modulo :math:`2^{32}`), checked against exact integer
-arithmetic by the tests. A uniform of 32 bits puts the smallest draws at
-:math:`|\epsilon| \approx 6.34`; that is ample for Monte Carlo ELBO gradients, and ``tests/test_keyed_noise.py``
+arithmetic by the tests. A uniform of 32 bits bounds the draws by
+:math:`|\epsilon| \le 6.34`; that is ample for Monte Carlo ELBO gradients, and ``tests/test_keyed_noise.py``
 checks the draws' moments, normality and independence across keys.
 
 :class:`KeyedNoise` is a Pyro effect handler that draws every reparameterized Normal site of a guide
