@@ -61,8 +61,12 @@ class LocalFFG(LocalGuide):
     """Per-datum FFG: parameters ``loc`` and ``scale`` of shape ``(num_data, d)``.
 
     ``scale`` is a positive-constrained :class:`~pyro.nn.PyroParam`, so the optimizer works on
-    ``log σ`` (its unconstrained value).
+    ``log σ`` (its unconstrained value). Rows are independent and the one draw is a Normal, so the
+    local optimizer may evaluate running rows only (``row_subsets``; subclasses that put a flow on
+    this base inherit it and must keep both properties).
     """
+
+    row_subsets = True
 
     def __init__(self, model, num_data: int, init_scale: float = 1.0):
         super().__init__(model, num_data)

@@ -34,6 +34,16 @@ What a guide must provide, in one place
     datapoints are optimized as one batched problem. It may implement
     :meth:`LocalGuide.init_from_amortized` to start from an encoder's output.
 
+    **Opt-in: evaluating only the running datapoints.** A guide that sets
+    ``row_subsets = True`` (:attr:`LocalGuide.row_subsets`) promises that (i) evaluated with
+    ``idx``, its row ``b`` is exactly what the full evaluation gives for datapoint ``idx[b]`` (every
+    parameter indexed with :meth:`LocalGuide.rows`, nothing shared across rows), and (ii) every draw is
+    a reparameterized Normal site inside the data plate, possibly ``Independent``, expanded or pushed
+    through a ``TransformedDistribution`` (or a deterministic ``Delta``). The local optimizer then
+    evaluates the running rows only, with noise keyed by datapoint and step
+    (:mod:`pyro_vaegap.keyed_noise`). Guides that do not opt in (the default) get the full evaluation
+    of every row at every step.
+
 :func:`check_guide` tests (a)–(c) on a small batch; run it on any new guide.
 
 Declaring a family
@@ -111,6 +121,10 @@ class LocalGuide(Guide):
     """A per-datum guide: parameters with a leading dimension of size ``num_data``."""
 
     amortized = False
+
+    #: whether the local optimizer may evaluate a subset of rows with keyed Normal noise (the
+    #: opt-in of contract (c) above); False: every row is evaluated at every step
+    row_subsets: bool = False
 
     def __init__(self, model, num_data: int):
         super().__init__(model)
