@@ -18,7 +18,7 @@ Conventions shared with the guides and the estimators:
   data entering training or evaluation (not on every trace: it would cost a pass over the data).
 
 The package has one module per kind of data (:mod:`~pyro_vaegap.models.base`: the plate and the
-base class; ``bernoulli``, ``gaussian``, ``linear_gaussian``, ``logistic``); everything public is
+base class; ``bernoulli``, ``gaussian``, ``linear_gaussian``, ``logistic``, ``pixelcnn``); everything public is
 re-exported here, so ``from pyro_vaegap.models import BernoulliVAE`` is the way to import a model.
 
 Nothing outside this package evaluates a model's density by hand: estimators trace these functions.
@@ -31,7 +31,8 @@ from .bernoulli import BernoulliLogits, BernoulliVAE
 from .gaussian import GAUSSIAN_VARIANCES, GaussianVAE, MSEGaussianVAE
 from .linear_gaussian import LinearGaussian
 from .logistic import PIXEL_LEVELS, DiscretizedLogistic, DiscretizedLogisticVAE, grid_to_pixels, pixels_to_grid
+from .pixelcnn import PixelCNN, PixelCNNBernoulli, PixelCNNVAE
 
 __all__ = ["data_plate", "VAEModel", "BernoulliLogits", "BernoulliVAE", "GAUSSIAN_VARIANCES", "GaussianVAE",
            "MSEGaussianVAE", "LinearGaussian", "PIXEL_LEVELS", "pixels_to_grid", "grid_to_pixels",
-           "DiscretizedLogistic", "DiscretizedLogisticVAE"]
+           "DiscretizedLogistic", "DiscretizedLogisticVAE", "PixelCNN", "PixelCNNBernoulli", "PixelCNNVAE"]
