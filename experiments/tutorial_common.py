@@ -90,7 +90,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress):
     return res.model.eval(), res.guide.eval(), time.time() - t
 
 
-def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None = None) -> dict:
+def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None = None, **chunks) -> dict:
     r"""Per-datapoint ELBO and IWAE(``num_samples``) on ``x``, summarized in nats and bits.
 
     Returns means over datapoints of :math:`-\mathrm{ELBO}` and of :math:`-\log\hat p(x)` (IWAE with
@@ -98,9 +98,10 @@ def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None =
     which dominates the per-point Monte Carlo error here), the inference gap
     :math:`\log\hat p(x) - \mathrm{ELBO} \ge 0`, and, with ``dims``, the same per dimension in bits.
     Bits are nats / ln 2 exactly: for continuous data this is :math:`-\log_2` of a density.
+    ``chunks`` (``sample_chunk``, ``data_chunk``) go to :func:`~pyro_vaegap.estimators.importance_sample`.
     """
     x = model.validate_data(x)
-    r = importance_sample(model, guide, x, num_samples, psis=False)
+    r = importance_sample(model, guide, x, num_samples, psis=False, **chunks)
     n = x.shape[0]
     out = {}
     for key, per_point in (("neg_elbo", -r.elbo), ("nll", -r.iwae), ("gap", r.iwae - r.elbo)):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pyro_vaegap.experiments import infovae_gaps, infovae_latent2d, infovae_prop1, infovae_variance
+from pyro_vaegap.experiments import infovae_gaps, infovae_latent2d, infovae_loglik, infovae_prop1, infovae_variance
 
 
 def test_prop1_quick(tmp_path):
@@ -90,3 +90,19 @@ def test_cli_rejects_bad_options(module, argv, message, capsys, tmp_path):
         module.main(argv + ["--out", str(tmp_path)])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_loglik_quick(tmp_path, mnist_dir):
+    """The four PixelCNN models train, are scored by IWAE and AIS, and stand beside the paper's Table 1."""
+    res = infovae_loglik.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert sorted(res["ranking"]) == sorted(infovae_loglik.PAPER) and res["paper_ranking"][0] == "mmd"
+    for obj, paper in infovae_loglik.PAPER.items():
+        r = res[obj]
+        assert r["config"]["model"] == "pixelcnn" and r["config"]["latent_dim"] == 5
+        assert r["config"]["divergence"] == (None if obj == "elbo" else obj)
+        assert r["paper_nll_nats"] == paper and r["num_points"] == infovae_loglik.QUICK["num_test"]
+        # an untrained model on 784 pixels: far from 0 nats and from the paper's, but finite
+        assert 100 < r["nll_nats"] < 2000 and math.isfinite(r["ais"]["nll_nats"])
+    md = (tmp_path / "results.md").read_text()
+    assert "statically" in md and "82.75" in md and "80.76" in md
+    assert json.loads((tmp_path / "results.json").read_text())["experiment"] == "infovae_loglik"
