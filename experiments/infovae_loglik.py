@@ -23,6 +23,7 @@ A model whose training diverges is recorded as such, not dropped.
 """
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -113,6 +114,12 @@ def evaluate_model(args, model, guide, x_test, device) -> dict:
     return res
 
 
+def train_log(run: Path) -> list[dict]:
+    """The run's ``log.csv``, one dict per epoch (numbers as floats): how far training had come."""
+    with open(run / "log.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
 def main(argv=None):
     parser = build_parser()
     args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
@@ -145,7 +152,7 @@ def main(argv=None):
         progress(f"{LABELS[obj]}: IWAE({args.iwae_samples}) on {args.num_test} test images")
         ev = evaluate_model(args, model, guide, model.validate_data(x_test), device)
         diff = ev["nll_nats"] - PAPER[obj]
-        results[obj] = {"run_dir": str(run), "train_seconds": secs, "config": cfg.to_dict(),
+        results[obj] = {"run_dir": str(run), "train_seconds": secs, "config": cfg.to_dict(), "train_log": train_log(run),
                         "paper_nll_nats": PAPER[obj], "difference_nats": diff, **ev}
         progress(f"{LABELS[obj]}: -log p̂ {ev['nll_nats']:.2f} ± {ev['nll_nats_se']:.2f} (paper {PAPER[obj]:.2f}), "
                  f"-ELBO {ev['neg_elbo_nats']:.2f}, KL(q(z|x)||p) {ev['information']['avg_kl']:.2f}, "

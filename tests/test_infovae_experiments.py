@@ -103,6 +103,7 @@ def test_loglik_quick(tmp_path, mnist_dir):
         assert r["paper_nll_nats"] == paper and r["num_points"] == infovae_loglik.QUICK["num_test"]
         # an untrained model on 784 pixels: far from 0 nats and from the paper's, but finite
         assert 100 < r["nll_nats"] < 2000 and math.isfinite(r["ais"]["nll_nats"])
+        assert [e["epoch"] for e in r["train_log"]] == [1.0] and math.isfinite(r["train_log"][0]["valid_elbo"])
         info = r["information"]  # analytic KL >= 0; the with-self MI estimate lies in [0, log N]
         assert info["avg_kl"] > 0 and -1e-9 <= info["mi"] <= info["log_n"] + 1e-9
     md = (tmp_path / "results.md").read_text()
