@@ -27,8 +27,6 @@ import csv
 import math
 from pathlib import Path
 
-import torch
-
 from pyro_vaegap.aggregate import encode, mutual_information
 from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset

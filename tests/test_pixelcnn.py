@@ -2,6 +2,7 @@
 normalized likelihood, the estimators on it, and ``vaegap train --model pixelcnn``."""
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.grid import grid_log_px
 from pyro_vaegap.models import PixelCNNVAE
 from pyro_vaegap.registry import get_family
+from pyro_vaegap.train import load_run
 from pyro_vaegap.utils import ConfigError
 
 
@@ -116,7 +118,9 @@ def test_train_cli_pixelcnn(tmp_path):
     assert main(["train", "--run-dir", str(run), "--model", "pixelcnn", "--pixelcnn-layers", "2",
                  "--pixelcnn-channels", "4", "--latent-dim", "2", "--guide-options", '{"hidden": 8}',
                  "--num-train", "200", "--batch-size", "50", "--epochs", "1", "--quiet"]) == 0
-    cfg = json.loads((run / "config.json").read_text())
-    assert cfg["config"]["model"] == "pixelcnn" if "config" in cfg else cfg["model"] == "pixelcnn"
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert (cfg["model"], cfg["pixelcnn_layers"], cfg["pixelcnn_channels"]) == ("pixelcnn", 2, 4)
+    model, _, _ = load_run(run)  # the checkpoint rebuilds the same network
+    assert isinstance(model, PixelCNNVAE) and len(model.net.layers) == 2 and model.image_shape == (8, 8)
     rows = (run / "log.csv").read_text().strip().splitlines()
-    assert len(rows) == 2
+    assert len(rows) == 2 and math.isfinite(float(rows[1].split(",")[2]))  # one epoch, a finite validation ELBO
