@@ -106,6 +106,10 @@ def test_loglik_quick(tmp_path, mnist_dir):
         assert [e["epoch"] for e in r["train_log"]] == [1.0] and math.isfinite(r["train_log"][0]["valid_elbo"])
         info = r["information"]  # analytic KL >= 0; the with-self MI estimate lies in [0, log N]
         assert info["avg_kl"] > 0 and -1e-9 <= info["mi"] <= info["log_n"] + 1e-9
+    # paired with the ELBO model on the same test images, one value per image
+    assert set(res["paired_vs_elbo"]) == {"mmd", "stein", "adversarial"}
+    assert all(len(res[o]["nll_nats_per_point"]) == infovae_loglik.QUICK["num_test"] for o in infovae_loglik.PAPER)
+    assert all(math.isfinite(v["mean"]) and v["se"] > 0 for v in res["paired_vs_elbo"].values())
     md = (tmp_path / "results.md").read_text()
     assert "statically" in md and "82.75" in md and "80.76" in md
     assert json.loads((tmp_path / "results.json").read_text())["experiment"] == "infovae_loglik"
