@@ -23,10 +23,12 @@ def small_model(side=5, latent_dim=2, layers=3, channels=4, first_kernel=3):
 
 
 def input_gradients(model, x, z):
-    """``(D, D)``: row i holds d logit_i / d x (autograd on every pixel's logit)."""
-    x = x.clone().requires_grad_()
-    logits = model.likelihood(z).logits(x)[0]
-    return torch.stack([torch.autograd.grad(logits[i], x, retain_graph=True)[0][0] for i in range(x.shape[1])])
+    """``(D, D)``: row i holds d logit_i / d x, by one backward pass over D copies of ``x`` (the rows of a
+    batch are independent, so the gradient of the sum of logit i of copy i has d logit_i / d x in row i)."""
+    D = x.shape[1]
+    copies = x.expand(D, D).clone().requires_grad_()
+    model.likelihood(z.expand(D, z.shape[-1])).logits(copies).diagonal().sum().backward()
+    return copies.grad
 
 
 def test_autoregressive_and_no_blind_spot():
@@ -102,8 +104,8 @@ def test_estimators_work_unchanged():
     # IWAE with 2000 samples: its bias is far below its standard error for an (untrained) broad guide
     assert torch.all((res.iwae - exact).abs() < 4 * res.iwae_se + 0.02)
     assert torch.all(res.elbo <= exact + 4 * res.elbo_se)
-    a = ais(model, x, num_chains=8, num_steps=20, leapfrog_steps=3, pilot_chains=4)
-    assert torch.all((a.log_px - exact).abs() < 0.15)  # a short AIS run: its bias is a few hundredths here
+    a = ais(model, x, num_chains=8, num_steps=20, leapfrog_steps=2, step_size=0.3)  # fixed kernels: no pilot
+    assert torch.all((a.log_px - exact).abs() < 0.15)  # a short AIS run: its error is a few hundredths here
 
 
 def test_bad_shapes_are_refused():
