@@ -95,7 +95,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress, device=None):
     return res.model.eval(), res.guide.eval(), time.time() - t
 
 
-def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None = None) -> dict:
+def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None = None,
+             keep_per_point: bool = False, **chunks) -> dict:
     r"""Per-datapoint ELBO and IWAE(``num_samples``) on ``x``, summarized in nats and bits.
 
     Returns means over datapoints of :math:`-\mathrm{ELBO}` and of :math:`-\log\hat p(x)` (IWAE with
@@ -103,9 +104,12 @@ def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None =
     which dominates the per-point Monte Carlo error here), the inference gap
     :math:`\log\hat p(x) - \mathrm{ELBO} \ge 0`, and, with ``dims``, the same per dimension in bits.
     Bits are nats / ln 2 exactly: for continuous data this is :math:`-\log_2` of a density.
+    ``chunks`` (``sample_chunk``, ``data_chunk``) go to :func:`~pyro_vaegap.estimators.importance_sample`;
+    ``keep_per_point`` adds ``nll_nats_per_point``, the list of :math:`-\log\hat p(x_n)` (for paired
+    comparisons of models on the same data).
     """
     x = model.validate_data(x.to(module_device(model)))
-    r = importance_sample(model, guide, x, num_samples, psis=False)
+    r = importance_sample(model, guide, x, num_samples, psis=False, **chunks)
     n = x.shape[0]
     out = {}
     for key, per_point in (("neg_elbo", -r.elbo), ("nll", -r.iwae), ("gap", r.iwae - r.elbo)):
@@ -116,6 +120,8 @@ def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None =
             out[f"{key}_bits_per_dim"] = mean / LN2 / dims
     out["num_points"], out["num_samples"] = n, num_samples
     out["max_iwae_mc_se_nats"] = float(r.iwae_se.max())
+    if keep_per_point:
+        out["nll_nats_per_point"] = [float(v) for v in -r.iwae.cpu()]
     return out
 
 

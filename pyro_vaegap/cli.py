@@ -43,7 +43,8 @@ _HELP = {
                 "the run as an absolute path, so the run finds its data from any folder",
     "num_train": "train on a seeded random subset of this many training rows",
     "model": "likelihood: bernoulli (binary data), gaussian (continuous data), mse (Gaussian with fixed variance "
-             "1/2: the MSE-loss VAE) or dlogistic (discretized logistic, 8-bit data such as digits_uint8)",
+             "1/2: the MSE-loss VAE), dlogistic (discretized logistic, 8-bit data such as digits_uint8) or pixelcnn (gated "
+             "PixelCNN conditioned on z, binary square images; --pixelcnn-layers, --pixelcnn-channels)",
     "latent_dim": "latent dimension d", "hidden": "width of the decoder's hidden layers",
     "decoder_layers": "number of decoder hidden layers (0, 2, 4 in Cremer et al. Table 5)",
     "activation": "elu, tanh or relu",
@@ -52,6 +53,8 @@ _HELP = {
             "sets the decoder and, unless --guide-options gives its own, the encoder",
     "variance": "gaussian model: network, diagonal, scalar or fixed (homoscedastic, not learned: GPVAE's decoder "
                 "on grey-level images)",
+    "pixelcnn_layers": "pixelcnn model: gated layers (the first masked to exclude the current pixel)",
+    "pixelcnn_channels": "pixelcnn model: channels of every gated layer",
     "sigma2": "gaussian model: the variance when --variance fixed, else the learned variance's initial value",
     "guide": "posterior family of the amortized guide (list them with: vaegap families)",
     "guide_options": "JSON object of options for the guide class, e.g. '{\"hidden\": 200}'",

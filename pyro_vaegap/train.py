@@ -56,7 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import infovae
 from .data import DataError, load_dataset, seeded_subset
-from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE
+from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE, PixelCNNVAE
 from .networks import ARCHITECTURES
 from .registry import get_family
 from .objectives import Annealing, make_objective
@@ -69,8 +69,9 @@ OBJECTIVES = ("elbo", "mean_field", "iwae", "infovae")
 ANNEALING = ("none", "entropy", "kl")
 LR_SCHEDULES = ("constant", "burda", "cosine")
 #: "mse": Gaussian with fixed σ² = 1/2 (the MSE-loss VAE; ignores ``variance``); "dlogistic": discretized
-#: logistic over 8-bit pixels (uint8 data such as ``digits_uint8``)
-MODELS = ("bernoulli", "gaussian", "mse", "dlogistic")
+#: logistic over 8-bit pixels (uint8 data such as ``digits_uint8``); "pixelcnn": a gated PixelCNN over binary
+#: square images (models.PixelCNNVAE; ``pixelcnn_layers``, ``pixelcnn_channels``; ignores the MLP decoder's options)
+MODELS = ("bernoulli", "gaussian", "mse", "dlogistic", "pixelcnn")
 BURDA_EPOCHS = sum(3 ** i for i in range(8))  # 3280
 
 
@@ -93,6 +94,8 @@ class TrainConfig:
     arch: str = "mlp"                 #: decoder and encoder architecture: mlp or conv (networks.ARCHITECTURES)
     variance: str = "network"         #: Gaussian models only (see GaussianVAE)
     sigma2: float = 1.0               #: gaussian model: the fixed variance, or the learned one's start
+    pixelcnn_layers: int = 5          #: pixelcnn model: gated layers (the first with mask A)
+    pixelcnn_channels: int = 32       #: pixelcnn model: channels of every gated layer
     guide: str = "ffg"
     guide_options: dict = field(default_factory=dict)
     objective: str = "elbo"
@@ -128,7 +131,8 @@ class TrainConfig:
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("anneal", self.anneal, ANNEALING)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        for name in ("latent_dim", "hidden", "epochs", "batch_size", "num_particles", "valid_samples"):
+        for name in ("latent_dim", "hidden", "epochs", "batch_size", "num_particles", "valid_samples",
+                     "pixelcnn_layers", "pixelcnn_channels"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("decoder_layers", self.decoder_layers, minimum=0)
         check_positive_int("anneal_epochs", self.anneal_epochs, minimum=0)
@@ -182,6 +186,8 @@ def build_model(cfg: TrainConfig, data_dim: int):
         return MSEGaussianVAE(data_dim, **net)
     if cfg.model == "dlogistic":
         return DiscretizedLogisticVAE(data_dim, **net)
+    if cfg.model == "pixelcnn":
+        return PixelCNNVAE(data_dim, cfg.latent_dim, layers=cfg.pixelcnn_layers, channels=cfg.pixelcnn_channels)
     return GaussianVAE(data_dim, variance=cfg.variance, sigma2=cfg.sigma2, **net)
 
 

@@ -264,7 +264,7 @@ CASES = [
     Case("train-unknown-dataset", "an unknown data set", ["train", "--run-dir", "new", "--dataset", "cifar100"],
          r"unknown dataset 'cifar100'; allowed datasets are binarized_mnist, .*cifar10"),
     Case("train-unknown-model", "an unknown likelihood", ["train", "--run-dir", "new", "--model", "poisson"],
-         r"model='poisson' is not allowed: choose one of \['bernoulli', 'dlogistic', 'gaussian', 'mse'\]"),
+         r"model='poisson' is not allowed: choose one of \['bernoulli', 'dlogistic', 'gaussian', 'mse', 'pixelcnn'\]"),
     Case("train-unknown-guide", "an unknown posterior family", ["train", "--run-dir", "new", "--guide", "nope"],
          r"unknown guide family 'nope'"),
     Case("train-guide-option-typo", "a misspelled guide option",

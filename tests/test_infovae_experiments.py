@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pyro_vaegap.experiments import infovae_gaps, infovae_latent2d, infovae_prop1, infovae_variance
+from pyro_vaegap.experiments import infovae_gaps, infovae_latent2d, infovae_loglik, infovae_prop1, infovae_variance
 
 
 def test_prop1_quick(tmp_path):
@@ -90,3 +90,26 @@ def test_cli_rejects_bad_options(module, argv, message, capsys, tmp_path):
         module.main(argv + ["--out", str(tmp_path)])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_loglik_quick(tmp_path, mnist_dir):
+    """The four PixelCNN models train, are scored by IWAE and AIS, and stand beside the paper's Table 1."""
+    res = infovae_loglik.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert sorted(res["ranking"]) == sorted(infovae_loglik.PAPER) and res["paper_ranking"][0] == "mmd"
+    for obj, paper in infovae_loglik.PAPER.items():
+        r = res[obj]
+        assert r["config"]["model"] == "pixelcnn" and r["config"]["latent_dim"] == 5
+        assert r["config"]["divergence"] == (None if obj == "elbo" else obj)
+        assert r["paper_nll_nats"] == paper and r["num_points"] == infovae_loglik.QUICK["num_test"]
+        # an untrained model on 784 pixels: far from 0 nats and from the paper's, but finite
+        assert 100 < r["nll_nats"] < 2000 and math.isfinite(r["ais"]["nll_nats"])
+        assert [e["epoch"] for e in r["train_log"]] == [1.0] and math.isfinite(r["train_log"][0]["valid_elbo"])
+        info = r["information"]  # analytic KL >= 0; the with-self MI estimate lies in [0, log N]
+        assert info["avg_kl"] > 0 and -1e-9 <= info["mi"] <= info["log_n"] + 1e-9
+    # paired with the ELBO model on the same test images, one value per image
+    assert set(res["paired_vs_elbo"]) == {"mmd", "stein", "adversarial"}
+    assert all(len(res[o]["nll_nats_per_point"]) == infovae_loglik.QUICK["num_test"] for o in infovae_loglik.PAPER)
+    assert all(math.isfinite(v["mean"]) and v["se"] > 0 for v in res["paired_vs_elbo"].values())
+    md = (tmp_path / "results.md").read_text()
+    assert "statically" in md and "82.75" in md and "80.76" in md
+    assert json.loads((tmp_path / "results.json").read_text())["experiment"] == "infovae_loglik"
