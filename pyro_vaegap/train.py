@@ -286,7 +286,7 @@ def micro_batch_step(net, opt: torch.optim.Optimizer, x: torch.Tensor, seeds: li
 
     Micro-batch :math:`m` (the :math:`m`-th of :func:`torch.tensor_split`'s ``M`` contiguous parts of ``x``)
     draws its random numbers after ``torch.manual_seed(seeds[m])`` and is computed by rank ``m % world``;
-    the gradient of :math:`\sum_m 	ext{loss}(x_m) / B` is accumulated over a rank's micro-batches and
+    the gradient of :math:`\sum_m \text{loss}(x_m) / B` is accumulated over a rank's micro-batches and
     summed over the ranks (``net`` from :func:`data_parallel`). So the step — and a whole training run —
     is the same for every number of ranks up to ``M``, up to the order of floating-point additions.
 
