@@ -616,11 +616,11 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                            "anneal_factor": factor, "seconds": round(time.time() - t0, 3),
                            **{k: v / N for k, v in extra.items()}}
                     log.append(row)
-                    bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo'] or 0:.2f}",
+                    if rank != 0:  # rank 0 alone shows progress and writes the run folder
+                        continue
+                    bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}",
                                     refresh=False)
                     bar.update()
-                    if rank != 0:
-                        continue
                     with signals_held():  # the interruption message names the epochs the file holds
                         atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
                                                       "optimizer": opt.state_dict(), "epoch": epoch + 1,
