@@ -85,11 +85,13 @@ _USES_LOG_PX = ("log_px", "inference", "approximation:")
 
 def paper_for(train_config: dict) -> str | None:
     """The key in :data:`PAPERS` of the published column matching a run's training config, if any: Table 2 for
-    the paper's FFG-trained MNIST model (decoder 50-200-200-784), Table 5 for its decoders with 0 or 4 hidden
-    layers."""
+    the paper's FFG-trained MNIST model (encoder 784-200-200, decoder 50-200-200-784, entropy annealing), Table 5
+    for its decoders with 0 or 4 hidden layers."""
     c = train_config
+    encoder = c.get("guide_options", {})
     if not (c.get("dataset") == "binarized_mnist" and c.get("guide") == "ffg" and c.get("latent_dim") == 50
-            and c.get("hidden") == 200 and c.get("arch", "mlp") == "mlp"):
+            and c.get("hidden") == 200 and c.get("arch", "mlp") == "mlp" and c.get("anneal") == "entropy"
+            and encoder.get("hidden", 200) == 200 and encoder.get("layers", 2) == 2):
         return None
     layers = c.get("decoder_layers", 2)
     return "cremer2018_table2_mnist_ffg" if layers == 2 else f"cremer2018_table5_mnist_{layers}_layers" \
