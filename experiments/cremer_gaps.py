@@ -53,6 +53,8 @@ def build_parser():
     p.add_argument("--encoder-hidden", type=int, default=200, help="width of the encoder's hidden layers (200; "
                                                                     "Table 3: a larger encoder)")
     p.add_argument("--encoder-layers", type=int, default=2, help="encoder hidden layers (2)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper 1e-3, initial for --lr-schedule "
+                                                          "burda)")
     p.add_argument("--decoder-layers", type=int, default=2, choices=(0, 2, 4), help="decoder hidden layers")
     p.add_argument("--num-points", type=int, default=100, help="seeded random test points (paper: 1000)")
     p.add_argument("--families", default="ffg,flow", help="comma-separated families for L[q*] (ffg,flow: "
@@ -98,7 +100,7 @@ def configs(args) -> tuple[TrainConfig, GapConfig]:
                                       if v != {"hidden": 200, "layers": 2}[k]},
                        objective="elbo", anneal="entropy" if args.anneal_epochs else "none",
                        anneal_epochs=min(args.anneal_epochs, epochs),
-                       epochs=epochs, batch_size=100, lr=1e-3, lr_schedule=args.lr_schedule,
+                       epochs=epochs, batch_size=100, lr=args.lr, lr_schedule=args.lr_schedule,
                        seed=args.seed, num_train=2000 if q else None)
     gcfg = GapConfig(families=tuple(f for f in args.families.split(",") if f),
                      family_options={"flow": {"flow_hidden": 20 if q else 100}} if "flow" in args.families else {},
