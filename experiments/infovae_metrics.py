@@ -234,9 +234,9 @@ def figure(results: dict, dims, curve_dim: int):
     for ax, panel in zip(axes, panels):
         if panel is not None:
             ax.set_title(panel[0], fontsize=9), ax.set_xlabel("dim z"), ax.set_xscale("log")
-            ax.set_xticks(dims, [str(d) for d in dims])
+            ax.set_xticks(dims, [str(d) for d in dims]), ax.minorticks_off()
     axes[3].set_title(f"(D) MMD² during training (dim z = {curve_dim})", fontsize=9)
-    axes[3].set_xlabel("epoch")
+    axes[3].set_xlabel("epoch"), axes[3].xaxis.get_major_locator().set_params(integer=True)
     for ax in (axes[0], axes[3]):
         ax.set_yscale("symlog", linthresh=1e-3)
     ent = next(r["samples"]["entropy_true"] for d in dims for r in results[str(d)].values() if "samples" in r)
