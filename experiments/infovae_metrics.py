@@ -35,9 +35,9 @@ folder as they finish (``fig6_metrics.json``) and reused by a rerun, as the trai
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,8 @@ from pyro_vaegap.aggregate import encode
 from pyro_vaegap.train import read_checkpoint
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 
-from .infovae_common import aggregate_summary, fmt, json_clean, labelled_test_images, parse_infovae_args, training_images
+from .infovae_common import (aggregate_summary, fmt, json_clean, labelled_test_images, parse_infovae_args,
+                             training_images)
 from .infovae_loglik import add_pixelcnn_options, apply_profile, loglik_config
 from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, train_run, write_results
 
@@ -100,18 +101,9 @@ def check_args(parser, args) -> None:
 def metrics_config(args, objective: str, dim: int):
     """The run of ``objective`` at dim z = ``dim``: :func:`experiments.infovae_loglik.loglik_config`'s
     PixelCNN VAE; the autoencoder is InfoVAE with alpha = 1, lambda = 0 (no KL, no divergence)."""
-    cfg = loglik_config(argparse_copy(args, latent_dim=dim), "mmd" if objective == "ae" else objective)
-    if objective == "ae":
-        cfg = dataclasses.replace(cfg, alpha=1.0, lambda_=0.0)
-    return cfg
-
-
-def argparse_copy(args, **changes):
-    """A copy of the parsed options with ``changes``."""
-    new = type(args)(**vars(args))
-    for k, v in changes.items():
-        setattr(new, k, v)
-    return new
+    at_dim = argparse.Namespace(**{**vars(args), "latent_dim": dim})
+    cfg = loglik_config(at_dim, "mmd" if objective == "ae" else objective)
+    return dataclasses.replace(cfg, alpha=1.0, lambda_=0.0) if objective == "ae" else cfg
 
 
 class LabelledSplits:
@@ -291,7 +283,8 @@ def run(args) -> dict:
             results[str(d)][obj] = r
             s = r["samples"]
             progress(f"dim {d} {LABELS[obj]}: MMD² {r['mmd2']:.4f}, log det Cov/d {r['log_det_cov_per_dim']:.2f}, "
-                     f"class CE {s['cross_entropy']:.3f} (floor {s['entropy_true']:.3f}), SVM error {r['svm_error']:.3f}")
+                     f"class CE {s['cross_entropy']:.3f} (floor {s['entropy_true']:.3f}), "
+                     f"SVM error {r['svm_error']:.3f}")
             rows.append([d, LABELS[obj], fmt(r["mmd2"], 4), fmt(r["log_det_cov_per_dim"]), fmt(s["cross_entropy"], 3),
                          " ".join(map(str, s["argmax_counts"])), fmt(r["svm_error"], 3),
                          " ".join(fmt(v, 4) for v in r["curve"].values())])
