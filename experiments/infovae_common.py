@@ -115,7 +115,8 @@ def aggregate_summary(guide, x: torch.Tensor, draws: int, seed: int, mmd_points:
     centred = loc.double() - loc.double().mean(0)
     cov_means = centred.T @ centred / loc.shape[0]
     pick = torch.randperm(z.shape[0], generator=gen)[:mmd_points]
-    prior = torch.randn(pick.numel(), z.shape[1], generator=gen, dtype=z.dtype)
+    # drawn on the CPU generator, then moved: the same draws on every device
+    prior = torch.randn(pick.numel(), z.shape[1], generator=gen, dtype=z.dtype).to(z.device)
     m2 = mmd(z[pick], prior, MMDKernel("rbf", (1.0,)))
     eig = torch.linalg.eigvalsh(cov).flip(0)
     return {"num_rows": x.shape[0], "draws": draws,

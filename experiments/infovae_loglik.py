@@ -55,27 +55,41 @@ QUICK = {"num_train": 100, "epochs": 1, "pixelcnn_layers": 2, "pixelcnn_channels
 
 def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0])
-    p.add_argument("--profile", choices=tuple(PROFILES), default="cpu",
-                   help="cpu: small PixelCNN, training subset, few epochs; paper: full data, larger network (GPU)")
+    add_pixelcnn_options(p, NAME, PROFILES, "cpu: small PixelCNN, training subset, few epochs; paper: full data, "
+                                            "larger network (GPU)")
+    p.add_argument("--latent-dim", type=int, default=5, help="dim z (the paper's 5)")
+    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate distributions (with --ais-chains)")
+    return p
+
+
+def add_pixelcnn_options(p, name: str, profiles: dict, profile_help: str) -> None:
+    """Options of the InfoVAE PixelCNN experiments: the profile (each integer setting of ``profiles["cpu"]``
+    an option that overrides it), ``--quick``, data and run folders, InfoVAE weights and training."""
+    p.add_argument("--profile", choices=tuple(profiles), default="cpu", help=profile_help)
     p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
                                                         "OUT/runs)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA, then the cache)")
-    p.add_argument("--runs", default="runs/infovae_loglik",
+    p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (and mnist_test.npz for labels; "
+                                                    "else $PYRO_VAEGAP_DATA, then the cache)")
+    p.add_argument("--runs", default=f"runs/{name}",
                    help="folder of the training runs (one sub-folder per model; reused when finished, resumed when "
                         "interrupted)")
-    p.add_argument("--latent-dim", type=int, default=5, help="dim z (the paper's 5)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0,
                    help="InfoVAE's lambda of the MMD, Stein and adversarial models")
     p.add_argument("--alpha", type=float, default=0.0, help="InfoVAE's alpha of those models")
     p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the divergences are over it)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
     p.add_argument("--num-valid", type=int, default=500, help="validation images of the per-epoch validation ELBO")
-    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate distributions (with --ais-chains)")
-    for k in PROFILES["cpu"]:  # the profile's settings, each of which may be overridden
-        p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None,
-                       help=f"default: the profile's (cpu {PROFILES['cpu'][k]}, paper {PROFILES['paper'][k]})")
-    return p
+    for k, v in profiles["cpu"].items():
+        if isinstance(v, int):
+            p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None,
+                           help=f"default: the profile's (cpu {v}, paper {profiles['paper'][k]})")
+
+
+def apply_profile(args, profiles: dict) -> None:
+    """Every setting of ``args.profile`` the command line left out (``None``)."""
+    for k, v in profiles[args.profile].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
 
 
 def loglik_config(args, objective: str) -> TrainConfig:
@@ -136,9 +150,7 @@ def main(argv=None):
     parser = build_parser()
     args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
                               positive=("latent_dim", "batch_size", "lr", "num_valid", "ais_steps"))
-    for k, v in PROFILES[args.profile].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    apply_profile(args, PROFILES)
     for k in ("num_train", "epochs", "pixelcnn_layers", "pixelcnn_channels", "hidden", "num_test", "iwae_samples"):
         if getattr(args, k) <= 0:
             parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be > 0")

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from pyro_vaegap.experiments import infovae_gaps, infovae_latent2d, infovae_loglik, infovae_prop1, infovae_variance
+from pyro_vaegap.experiments import (infovae_gaps, infovae_latent2d, infovae_loglik, infovae_metrics, infovae_prop1,
+                                     infovae_variance)
 
 
 def test_prop1_quick(tmp_path):
@@ -84,6 +85,9 @@ def test_gaps_quick(tmp_path, mnist_dir):
     (infovae_latent2d, ["--grid-points", "5000"], "expected --posterior-points <= --grid-points"),
     (infovae_gaps, ["--mi-batch", "20000"], "at most"),
     (infovae_gaps, ["--alpha", "-0.5"], "--alpha=-0.5"),
+    (infovae_metrics, ["--dims", "0", "5"], "every latent dimension must be >= 1"),
+    (infovae_metrics, ["--classifier-images", "6000"], "must fit in the 10000 labelled test images"),
+    (infovae_metrics, ["--num-samples", "0"], "--num-samples=0 is not allowed"),
 ])
 def test_cli_rejects_bad_options(module, argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
@@ -113,3 +117,28 @@ def test_loglik_quick(tmp_path, mnist_dir):
     md = (tmp_path / "results.md").read_text()
     assert "statically" in md and "82.75" in md and "80.76" in md
     assert json.loads((tmp_path / "results.json").read_text())["experiment"] == "infovae_loglik"
+
+
+def test_metrics_quick(tmp_path, mnist_dir):
+    """Fig. 6's five panels for the five objectives at two dims, each model's saved in its run folder."""
+    argv = ["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"]
+    res = infovae_metrics.main(argv)
+    q = infovae_metrics.QUICK
+    clf = res["classifier"]
+    # 200 labelled images and 10 classes: a linear classifier on pixels is far better than chance (0.1)
+    assert clf["accuracy"] > 0.5 and math.isclose(sum(clf["true_class_freq"]), 1.0)
+    for d in q["dims"]:
+        for obj in infovae_metrics.OBJECTIVES:
+            r = res[str(d)][obj]
+            assert r["config"]["latent_dim"] == d
+            assert list(r["curve"]) == [str(e) for e in range(1, q["epochs"] + 1)]
+            assert all(math.isfinite(v) for v in r["curve"].values())
+            s = r["samples"]  # Gibbs: the cross-entropy is at least the entropy of the true classes
+            assert s["cross_entropy"] >= s["entropy_true"] - 1e-12 and sum(s["argmax_counts"]) == q["num_samples"]
+            assert 0.0 <= r["svm_error"] <= 1.0 and math.isfinite(r["log_det_cov_per_dim"])
+    ae = res[str(q["dims"][0])]["ae"]["config"]
+    assert (ae["objective"], ae["alpha"], ae["lambda_"]) == ("infovae", 1.0, 0.0)
+    assert (tmp_path / "metrics.png").is_file() and "(E) SVM error" in (tmp_path / "results.md").read_text()
+    # every model's metrics sit in its run folder (what a rerun reuses)
+    saved = json.loads((tmp_path / "runs" / "mmd_d3" / infovae_metrics.METRICS_FILE).read_text())
+    assert saved["final"]["mmd2"] == res["3"]["mmd"]["mmd2"] and saved["curve"] == res["3"]["mmd"]["curve"]
