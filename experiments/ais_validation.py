@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_vaegap.ais import ais, bdmc, tune_step_sizes
+from pyro_vaegap.ais import ais, bdmc
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.local import optimize_local

@@ -367,7 +367,7 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
            f"test points"
            + (f", and AIS ({s['ais_chains']} chains × {s['ais_steps']} steps × {s['ais_leapfrog']} leapfrog) on the "
               f"first {s['ais_points']}" if s["ais_points"] else "")
-           + f" (mean ± SD over seeds), and training minutes per run (mean over seeds):\n\n")
+           + " (mean ± SD over seeds), and training minutes per run (mean over seeds):\n\n")
     est = [("iwae_small", f"IWAE-{s['iwae_samples']}"), ("iwae_big", f"IWAE-{s['big_samples']}")] + (
         [("ais", "AIS")] if s["ais_points"] else [])
 

@@ -544,7 +544,7 @@ class InfoVAE(Trace_ELBO):
             self.last_log = {"js": float(js.detach())}
             return js.detach() + (generator - generator.detach())
         # stein: the score of the prior at the (detached) draws, read from the model trace
-        scores, offset = [], 0
+        scores = []
         for weight, g, m, S in draws:
             values = {k: g.nodes[k]["value"].detach() for k in names}
             score = self.prior_score(model, m, x, values, idx)

@@ -21,6 +21,7 @@ import json
 import math
 import re
 import shlex
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -151,11 +152,9 @@ def _fmt(v) -> str:
 
 def _mean_sd(values: list) -> str:
     nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    if not nums:
-        return "–"
-    mean = sum(nums) / len(nums)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in nums) / (len(nums) - 1)) if len(nums) > 1 else float("nan")
-    return f"{mean:.3f} ± {sd:.3f} (n={len(nums)})" if len(nums) > 1 else f"{mean:.3f} (n=1)"
+    if len(nums) < 2:
+        return f"{nums[0]:.3f} (n=1)" if nums else "–"
+    return f"{statistics.mean(nums):.3f} ± {statistics.stdev(nums):.3f} (n={len(nums)})"
 
 
 def merge(sweep_dir, fields: list[str] | None = None, over: str | None = None) -> dict:

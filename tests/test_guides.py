@@ -4,8 +4,6 @@ Tolerances are stated where they are used; Monte Carlo ones come from the estima
 errors, grid ones from the grid's resolution and the tail mass outside it.
 """
 import math
-import shutil
-import sys
 from pathlib import Path
 
 import pytest

@@ -10,7 +10,6 @@ import json
 import math
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro.contrib.gp.kernels import RBF
