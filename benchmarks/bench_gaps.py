@@ -7,7 +7,10 @@ Prints, all measured in this one run:
 (b) the FLOP rate achieved by a local-optimization step and by an AIS leapfrog step, as a fraction
     of the dense-matmul rate measured here for the same matrix shapes;
 (c) optionally (``--gap-json``) the compute time per stage of a full gap table recorded by ``vaegap gaps``
-    (summed over the processes of a resumed evaluation).
+    (summed over the processes of a resumed evaluation), and
+(d) that table's FLOP bound: the matrix-product FLOPs each stage needed (from the report's settings and
+    its per-datapoint step counts) at the dense-matmul rate measured in (b), i.e. the time the table
+    would take on this core if every product ran at the dense rate and nothing else cost anything.
 
 FLOPs counted: the decoder's three matrix products, 2·R·(50·200 + 200·200 + 200·784) forward for
 R = samples × datapoints rows, and the same again backward (gradients flow to z only: the decoder is
@@ -54,6 +57,54 @@ def dense_rate(rows: int) -> float:
             x @ w
             g @ w.T
     return 4 * rows * MACS_PER_ROW / _time(run)
+
+
+def decoder_macs(train_config: dict, data_dim: int) -> int:
+    """Multiply-adds of one decoder pass for one row: ``latent → hidden × layers → data_dim``."""
+    c = train_config
+    dims = [c["latent_dim"]] + [c["hidden"]] * c["decoder_layers"] + [data_dim]
+    return sum(a * b for a, b in zip(dims, dims[1:]))
+
+
+def flow_macs(latent_dim: int, flow_hidden: int = 100, num_steps: int = 2) -> int:
+    """Multiply-adds of the auxiliary flow's networks for one row: ``q(v0|z0)``, the reverse model and two
+    per coupling step, each ``d → h → h → 2d`` (``guides/flow.py``)."""
+    d, h = latent_dim, flow_hidden
+    return (2 + 2 * num_steps) * (d * h + h * h + h * 2 * d)
+
+
+def stage_flops(report: dict, data_dim: int = 784) -> dict[str, float]:
+    r"""Matrix-product FLOPs of each stage of a finished gap report (``vaegap gaps`` JSON).
+
+    Per row (one sample of one datapoint), with ``D`` the decoder's and ``F`` the flow's multiply-adds:
+    a gradient evaluation costs ``4D`` (forward, and the input-gradient products backward: the decoder is
+    frozen); the per-datum flow adds ``6F`` (forward, input- and weight-gradient products: its weights are
+    the per-datum parameters); a forward-only evaluation costs ``2D`` (``+ 2F``).
+
+    * AIS: ``N (K + K_pilot) (T - 1) L`` gradient rows (the pilot chains run the same schedule);
+    * local optimization of a family: ``S Σ_n steps_n`` gradient rows (only running datapoints are evaluated);
+    * importance sampling: IWAE/L[q] and each L[q*] from ``elbo_samples`` forward rows per datapoint.
+    """
+    c, tc, pp = report["config"], report["meta"]["train_config"], report["per_point"]
+    N, dec = report["meta"]["num_points"], decoder_macs(tc, data_dim)
+
+    def extra(family):
+        if family != "flow":
+            return 0
+        opts = c.get("family_options", {}).get("flow", {})
+        return flow_macs(tc["latent_dim"], opts.get("flow_hidden", 100), opts.get("num_steps", 2))
+
+    flops = {}
+    if c["ais"]:
+        rows = N * (c["ais_chains"] + (c["ais_pilot_chains"] if c["ais_step_size"] == "pilot" else 0)) \
+            * (c["ais_steps"] - 1) * c["ais_leapfrog"]
+        flops["ais"] = 4.0 * dec * rows
+    forward = 2.0 * dec * N * max(c["iwae_samples"], c["elbo_samples"])
+    for family in c["families"]:
+        flops[f"local:{family}"] = (4.0 * dec + 6.0 * extra(family)) * c["local_samples"] * sum(pp[f"steps:{family}"])
+        forward += (2.0 * dec + 2.0 * extra(family)) * N * c["elbo_samples"]
+    flops["importance"] = forward
+    return flops
 
 
 def local_throughput(model, x, S, steps):
@@ -115,6 +166,11 @@ def main(argv=None):
         secs = rep["meta"]["seconds"]
         print(f"(c) full gap table, {rep['meta']['num_points']} points: compute {sum(secs.values()) / 60:.1f} min "
               + ", ".join(f"{k} {v / 60:.1f} min" for k, v in secs.items()))
+        flops = stage_flops(rep)
+        rate = dense_rate(args.num_points * 100)  # the shapes of a 100-sample step, as in (b)
+        print(f"(d) FLOP bound of that table at the dense rate {rate / 1e9:.1f} GFLOP/s: "
+              f"{sum(flops.values()) / rate / 60:.1f} min = "
+              + ", ".join(f"{k} {v / 1e12:.2f} TFLOP = {v / rate / 60:.1f} min" for k, v in flops.items()))
 
 
 if __name__ == "__main__":
