@@ -1,0 +1,226 @@
+r"""Cremer, Li & Duvenaud (2018), Tables 2 (both columns), 3, 5, 6 and 10 on MNIST, each one command.
+
+Every table compares a few *variants* of the paper's MNIST model, and every variant is one
+:mod:`experiments.cremer_gaps` run (training, resumed or reused when finished, then a gap report):
+
+========================  ==============================================  ==============================
+variant                   trained with                                    families of L[q*]
+========================  ==============================================  ==============================
+``ffg``                   the paper's recipe: FFG encoder 784-200-200,    ffg, flow
+                          decoder 50-200-200-784, entropy annealing
+``flow_trained``          the auxiliary-flow encoder (Table 2, column 2)  ffg, flow
+``decoder0``/``decoder4`` decoders with 0 / 4 hidden layers (Table 5)     ffg
+``encoder500``            a larger encoder, 784-500-500 (Table 3)         ffg
+``no_anneal``             no entropy annealing (Table 6)                  ffg
+``fullcov_trained``       a full-covariance encoder, lr 3e-4 (Table 10;   ffg, fullcov
+                          it diverges at 1e-3)
+========================  ==============================================  ==============================
+
+A table prints, per variant, log p̂, L[q] and each L[q*] with the approximation, amortization and
+inference gaps (mean ± s.e. over the test points), the paper's value in brackets where
+:data:`pyro_vaegap.gaps.PAPERS` has it, and each gap's difference from the table's reference variant
+(``ffg``; Table 5: the 2-layer decoder, which is ``ffg``) **paired over the same test points** (mean ±
+s.e. of the per-point differences): variants share the seeded test subset, each with its own
+decoder. The amortization gap is the variant's own family's: :math:`\mathcal L[q^*] - \mathcal L[q]`
+for the family its encoder has.
+
+Profiles: ``cpu`` (default; 20 epochs, entropy annealing over 5, 20 test points, AIS 20 × 100 × 5,
+1000 samples, q* with 20 samples per step and a 20,000-step cap: minutes per variant on one core) and
+``paper`` (3280 epochs on Burda et al.'s schedule, 1000 test points, the paper's evaluation; for a GPU)::
+
+    python -m experiments.cremer_tables --tables 2,3,5,6,10 --data-dir ../shared/data \
+        --runs runs/cremer_tables --out docs/results/cremer_tables
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pyro_vaegap.gaps import PAPERS
+from pyro_vaegap.utils import ConfigError
+
+from . import cremer_gaps
+from .tutorial_common import make_parser, markdown_table, parse_args, run_main, write_results
+
+NAME = "cremer_tables"
+#: variant -> (cremer_gaps options beyond the profile's, families of L[q*])
+VARIANTS = {
+    "ffg": ((), "ffg,flow"),
+    "flow_trained": (("--guide", "flow"), "ffg,flow"),
+    "decoder0": (("--decoder-layers", "0"), "ffg"),
+    "decoder4": (("--decoder-layers", "4"), "ffg"),
+    "encoder500": (("--encoder-hidden", "500"), "ffg"),
+    "no_anneal": (("--anneal-epochs", "0"), "ffg"),
+    "fullcov_trained": (("--guide", "fullcov", "--lr", "3e-4"), "ffg,fullcov"),
+}
+#: table -> (title, variants in print order, {variant: the PAPERS column of this table when it is not the one
+#: the report names}); the 2-layer model is Table 2's FFG column, but Table 5 gives it its own value
+TABLES = {
+    2: ("Table 2: the FFG-trained and the flow-trained model", ("ffg", "flow_trained"), {}),
+    3: ("Table 3: a larger encoder", ("ffg", "encoder500"), {}),
+    5: ("Table 5: the decoder's size (0, 2, 4 hidden layers)", ("decoder0", "ffg", "decoder4"),
+        {"ffg": "cremer2018_table5_mnist_2_layers"}),
+    6: ("Table 6: no entropy annealing", ("ffg", "no_anneal"), {}),
+    10: ("Table 10: the full-covariance-trained model", ("ffg", "fullcov_trained"), {}),
+}
+REFERENCE = "ffg"
+PROFILES = {
+    "cpu": ("--epochs", "20", "--anneal-epochs", "5", "--num-points", "20", "--iwae-samples", "1000",
+            "--ais-chains", "20", "--ais-steps", "100", "--ais-leapfrog", "5", "--local-samples", "20",
+            "--local-max-steps", "20000"),
+    "paper": ("--epochs", "3280", "--lr-schedule", "burda", "--num-points", "1000"),
+    "quick": ("--quick",),
+}
+
+
+def build_parser():
+    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p.set_defaults(out="docs/results/cremer_tables")
+    p.add_argument("--tables", default="2,3,5,6,10", help="comma-separated tables of the paper (2, 3, 5, 6, 10)")
+    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"), help="settings (see the module doc)")
+    p.add_argument("--quick", action="store_true", help="smoke run: cremer_gaps --quick per variant")
+    p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
+    p.add_argument("--runs", default=None, help="one folder per variant: VARIANT/run (training) and VARIANT/gaps.json "
+                                                "(report), each reused when finished (default runs/cremer_tables_PROFILE)")
+    return p
+
+
+def parse_tables(text: str) -> list[int]:
+    try:
+        tables = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        tables = None
+    if not tables or any(t not in TABLES for t in tables):
+        raise ConfigError(f"--tables {text!r} is not allowed: expected a comma-separated subset of "
+                          f"{', '.join(map(str, TABLES))}")
+    return tables
+
+
+def variant_report(variant: str, runs: Path, args, profile: str) -> dict:
+    """The variant's gap report (JSON dict): read when finished, else made by :mod:`experiments.cremer_gaps`."""
+    options, families = VARIANTS[variant]
+    stem = runs / variant / "gaps"
+    path = stem.with_suffix(".json")
+    if not path.exists():
+        argv = [*PROFILES[profile], *options, "--families", families, "--run-dir", str(runs / variant / "run"),
+                "--out", str(stem), "--seed", str(args.seed), "--device", str(args.device)]
+        argv += ["--data-dir", args.data_dir] if args.data_dir else []
+        argv += ["--threads", str(args.threads)] if args.threads else []
+        if cremer_gaps.main(argv):
+            raise ConfigError(f"variant {variant!r}: experiments.cremer_gaps {' '.join(argv)} failed (its message "
+                              "is above); rerun this command to resume")
+    report = json.loads(path.read_text())
+    found = ",".join(report["config"]["families"])
+    if found != families:
+        raise ConfigError(f"{path} has families {found!r}, but variant {variant!r} needs {families!r}: move it "
+                          "away (its run folder can stay: the training is reused)")
+    return report
+
+
+def _mean_se(v) -> tuple[float, float]:
+    v = np.asarray(v, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def _gaps(report: dict) -> dict[str, np.ndarray]:
+    """Per-point rows and gaps of a report, keyed by column name; the amortization gap is its own family's."""
+    pp, own = report["per_point"], report["approx_family"]
+    cols = {"log p̂": pp["log_px"], "L[q]": pp["amortized"]}
+    cols.update({f"L[q*_{f}]": pp[f"local:{f}"] for f in report["config"]["families"]})
+    cols.update({f"approx. gap {f}": pp[f"approximation:{f}"] for f in report["config"]["families"]})
+    cols["amort. gap"] = pp[f"amortization:{own}"]
+    cols["inference gap"] = pp["inference"]
+    return {k: np.asarray(v, dtype=float) for k, v in cols.items()}
+
+
+#: per-point columns compared with the reference, paired, and their keys in a paper column's values
+PAIRED = ("approx. gap ffg", "amort. gap", "inference gap")
+PAPER_KEYS = {"log p̂": "log_px", "L[q]": "amortized", "L[q*_ffg]": "local:ffg", "L[q*_flow]": "local:flow",
+              "approx. gap ffg": "approximation:ffg", "approx. gap flow": "approximation:flow",
+              "inference gap": "inference"}
+
+
+def compare(reports: dict[str, dict], reference: str, papers: dict[str, str] | None = None) -> dict:
+    """One table: per variant the mean ± s.e. of every column, the paper's values where known (``papers``:
+    variant → :data:`PAPERS` key, else the report's own), and the paired differences of :data:`PAIRED` from
+    ``reference`` (points must be the same: same seed and number of points)."""
+    ref = reports[reference]
+    rows = {}
+    for name, rep in reports.items():
+        same = (rep["meta"]["num_points"], rep["config"]["seed"]) == (ref["meta"]["num_points"], ref["config"]["seed"])
+        if not same:
+            raise ConfigError(f"variant {name!r} was evaluated on other test points than {reference!r} (points, seed "
+                              f"{rep['meta']['num_points']}, {rep['config']['seed']} vs {ref['meta']['num_points']}, "
+                              f"{ref['config']['seed']}): their gaps cannot be paired")
+        cols, ref_cols = _gaps(rep), _gaps(ref)
+        key = (papers or {}).get(name, rep["meta"].get("paper"))
+        paper = PAPERS[key].values if key else {}
+        if rep["approx_family"] == "ffg" and "amortization:ffg" in paper:
+            paper = {**paper, "amort. gap": paper["amortization:ffg"]}
+        rows[name] = {
+            "family": rep["family"], "commit": rep["meta"]["git"]["commit"],
+            "columns": {k: _mean_se(v) for k, v in cols.items()},
+            "paper": {k: paper[PAPER_KEYS.get(k, k)] for k in cols if PAPER_KEYS.get(k, k) in paper},
+            "paired": {k: _mean_se(cols[k] - ref_cols[k]) for k in PAIRED if name != reference and k in cols},
+            "steps_capped": {f: int(np.sum(~np.asarray(rep["per_point"][f"converged:{f}"], dtype=bool)))
+                             for f in rep["config"]["families"]},
+        }
+    return {"reference": reference, "variants": rows}
+
+
+def table_markdown(title: str, table: dict) -> str:
+    names = list(table["variants"])
+    columns = list(dict.fromkeys(k for v in table["variants"].values() for k in v["columns"]))
+    lines = [f"## {title}\n", f"Reference for the paired differences (Δ): `{table['reference']}`.\n"]
+    rows = []
+    for name in names:
+        v = table["variants"][name]
+        cells = [f"`{name}` ({v['family']}-trained)"]
+        for col in columns:
+            if col not in v["columns"]:
+                cells.append("–")
+                continue
+            m, se = v["columns"][col]
+            cell = f"{m:.2f} ± {se:.2f}"
+            if col in v["paper"]:
+                cell += f" [paper {v['paper'][col]:.2f}]"
+            if col in v["paired"]:
+                dm, dse = v["paired"][col]
+                cell += f" (Δ {dm:+.2f} ± {dse:.2f})"
+            cells.append(cell)
+        rows.append(cells)
+    lines.append(markdown_table(["variant", *columns], rows))
+    capped = [f"`{n}` {f}: {c}" for n, v in table["variants"].items() for f, c in v["steps_capped"].items() if c]
+    lines.append("Local optimizations stopped by the step cap before the paper's rule: "
+                 + (", ".join(capped) if capped else "none") + ".\n")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    tables = parse_tables(args.tables)
+    profile = "quick" if args.quick else args.profile
+    runs = Path(args.runs or f"runs/cremer_tables_{profile}")
+    start = time.time()
+    reports, results, parts = {}, {}, []
+    for t in tables:
+        title, variants, papers = TABLES[t]
+        for variant in variants:
+            if variant not in reports:
+                reports[variant] = variant_report(variant, runs, args, profile)
+        results[str(t)] = compare({v: reports[v] for v in variants}, REFERENCE, papers)
+        parts.append(table_markdown(f"Cremer et al. (2018), {title}", results[str(t)]))
+    header = (f"Profile `{profile}`; nats, mean ± s.e. over the test points; [paper] where "
+              "`pyro_vaegap.gaps.PAPERS` has the value; Δ: paired difference from the reference variant over the "
+              "same points. Each variant's report (with its settings, commit and versions) is "
+              f"`{runs}/VARIANT/gaps.json`.\n\n")
+    write_results(Path(args.out), NAME, args, {"profile": profile, "runs": str(runs), "tables": results},
+                  header + "\n".join(parts), time.time() - start)
+
+
+if __name__ == "__main__":
+    run_main(main, None)
