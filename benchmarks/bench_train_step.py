@@ -15,7 +15,10 @@ shared machine hits all three alike; the figure is the median over all timed ste
 (c) a hand-written PyTorch step of the same networks: :math:`z = \mu + \sigma\epsilon`,
     :math:`-\frac1B\sum_n[\log p(x_n\mid z_n) + \log p(z_n) - \log q(z_n\mid x_n)]` with every constant
     (the single-sample estimate ``Trace_ELBO`` computes; :math:`\log q` in terms of :math:`\epsilon`,
-    which has the same value and gradient), the same Adam.
+    which has the same value and gradient), the same Adam;
+(d) the step's matrix products alone — every layer's forward, weight-gradient and input-gradient
+    products (not the data's input gradient) as plain matmuls of the same shapes — the step's FLOP
+    floor on this CPU; each variant's time over (d)'s is printed as its share of the dense rate.
 
     python -m benchmarks.bench_train_step --threads 1 [--data-dir DIR] [--profile b]
 """
@@ -47,7 +50,12 @@ BATCH, LATENT, HIDDEN, LR = 100, 50, 200, 1e-3
 EPOCH_IMAGES = 50_000
 LABELS = {"a": "(a) `pyro.infer.SVI`, global param store, `pyro.optim.Adam`",
           "b": "(b) `ELBOModule` step of `train.py`, module-local params, `torch.optim.Adam`",
-          "c": "(c) plain PyTorch, same networks and estimate"}
+          "c": "(c) plain PyTorch, same networks and estimate",
+          "d": "(d) the step's matrix products alone (dense-rate floor)"}
+#: (inputs, outputs) of every weight matrix: encoder 784-200-200-(50+50), decoder 50-200-200-784
+SHAPES = ((784, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 2 * LATENT), (LATENT, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 784))
+#: FLOPs of those products per step: 2·B·a·b each for forward, weight and input gradient, less the data's
+STEP_FLOPS = 2 * BATCH * (sum(3 * a * b for a, b in SHAPES) - SHAPES[0][0] * SHAPES[0][1])
 
 
 def build(seed: int):
@@ -105,6 +113,22 @@ def plain_step(seed: int):
     return step, contextlib.nullcontext
 
 
+def dense_step(seed: int):
+    """(d): the matrix products of one step, nothing else."""
+    g = torch.Generator().manual_seed(seed)
+    mats = [(torch.randn(BATCH, a, generator=g), torch.randn(a, b, generator=g), torch.randn(BATCH, b, generator=g))
+            for a, b in SHAPES]
+
+    def step(x):
+        for i, (inp, w, grad) in enumerate(mats):
+            inp @ w
+            inp.T @ grad
+            if i:  # the first layer's input is the data: no gradient
+                grad @ w.T
+        return math.nan
+    return step, contextlib.nullcontext
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
@@ -126,7 +150,8 @@ def main(argv=None):
     perm = torch.randperm(x.shape[0], generator=gen)
     batches = [x[perm[i:i + BATCH]] for i in range(0, x.shape[0] - BATCH + 1, BATCH)]
 
-    variants = {"a": svi_step(args.seed, batches[0]), "b": elbo_module_step(args.seed), "c": plain_step(args.seed)}
+    variants = {"a": svi_step(args.seed, batches[0]), "b": elbo_module_step(args.seed), "c": plain_step(args.seed),
+                "d": dense_step(args.seed)}
     if args.profile:
         step, context = variants[args.profile]
         with context():
@@ -149,7 +174,7 @@ def main(argv=None):
             for i in range(args.warmup):
                 step(batches[i % len(batches)])
     for r in range(args.rounds):
-        order = keys[r % 3:] + keys[:r % 3]
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
         start = n
         for k in order:
             step, context = variants[k]
@@ -169,19 +194,23 @@ def main(argv=None):
     print(f"{args.rounds} interleaved rounds x {args.steps} steps per variant (after {args.warmup} warm-up steps); "
           f"median over the {args.rounds * args.steps} timed steps of each")
     print()
-    print("| variant | median ms / step | steps / s | epochs / s (50,000 images) | ratio to (c) |")
-    print("|---|---|---|---|---|")
+    print(f"matrix products per step: {STEP_FLOPS / 1e6:.1f} MFLOP; (d) runs them at {STEP_FLOPS / med['d'] / 1e9:.1f} "
+          "GFLOP/s")
+    print()
+    print("| variant | median ms / step | steps / s | epochs / s (50,000 images) | ratio to (c) | share of the dense "
+          "rate |")
+    print("|---|---|---|---|---|---|")
     for k in keys:
         sps = 1.0 / med[k]
         print(f"| {LABELS[k]} | {1e3 * med[k]:.2f} | {sps:.1f} | {sps * BATCH / EPOCH_IMAGES:.3f} | "
-              f"**{med[k] / med['c']:.2f}x** |")
+              f"**{med[k] / med['c']:.2f}x** | {med['d'] / med[k]:.0%} |")
     print()
     print(f"(a)/(c) = {med['a'] / med['c']:.2f}   (b)/(c) = {med['b'] / med['c']:.2f}   "
           f"(b)/(a) = {med['b'] / med['a']:.2f}")
     m = args.steps
     print("training sanity (negative ELBO per datapoint, mean of the first and last timed round): "
           + ", ".join(f"{k}: {statistics.fmean(losses[k][:m]):.1f} -> {statistics.fmean(losses[k][-m:]):.1f}"
-                      for k in keys))
+                      for k in "abc"))
 
 
 if __name__ == "__main__":
