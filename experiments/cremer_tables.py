@@ -83,9 +83,12 @@ def build_parser():
     p.add_argument("--tables", default="2,3,5,6,10", help="comma-separated tables of the paper (2, 3, 5, 6, 10)")
     p.add_argument("--profile", default="cpu", choices=("cpu", "paper"), help="settings (see the module doc)")
     p.add_argument("--quick", action="store_true", help="smoke run: cremer_gaps --quick per variant")
-    p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
+    p.add_argument("--dataset", default="binarized_mnist", choices=tuple(cremer_gaps.DATASETS),
+                   help="data set of every variant (see experiments.cremer_gaps; the paper's numbers are MNIST's)")
+    p.add_argument("--data-dir", default=None, help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
     p.add_argument("--runs", default=None, help="one folder per variant: VARIANT/run (training) and VARIANT/gaps.json "
-                                                "(report), each reused when finished (default runs/cremer_tables_PROFILE)")
+                                                "(report), each reused when finished (default runs/cremer_tables_PROFILE, "
+                                                "plus _DATASET for a data set other than binarized MNIST)")
     return p
 
 
@@ -107,7 +110,7 @@ def variant_report(variant: str, runs: Path, args, profile: str) -> dict:
     path = stem.with_suffix(".json")
     if not path.exists():
         argv = [*PROFILES[profile], *options, "--families", families, "--run-dir", str(runs / variant / "run"),
-                "--out", str(stem), "--seed", str(args.seed), "--device", str(args.device)]
+                "--out", str(stem), "--seed", str(args.seed), "--device", str(args.device), "--dataset", args.dataset]
         argv += ["--data-dir", args.data_dir] if args.data_dir else []
         argv += ["--threads", str(args.threads)] if args.threads else []
         if cremer_gaps.main(argv):
@@ -204,7 +207,8 @@ def main(argv=None):
     args = parse_args(build_parser(), argv)
     tables = parse_tables(args.tables)
     profile = "quick" if args.quick else args.profile
-    runs = Path(args.runs or f"runs/cremer_tables_{profile}")
+    suffix = "" if args.dataset == "binarized_mnist" else f"_{args.dataset}"
+    runs = Path(args.runs or f"runs/cremer_tables_{profile}{suffix}")
     start = time.time()
     reports, results, parts = {}, {}, []
     for t in tables:

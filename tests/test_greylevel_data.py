@@ -263,3 +263,29 @@ def test_train_gaussian_conv_on_greylevel_set(tmp_path, monkeypatch, capsys, nam
     checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
     assert checkpoint["data_dim"] == channels * (28 if channels == 1 else 32) ** 2
     assert np.isfinite(checkpoint["log"][-1]["train_objective"])
+
+
+@pytest.mark.parametrize("name,model", [("fashion_mnist", "bernoulli"), ("cifar10", "dlogistic")])
+def test_cremer_gaps_on_other_datasets(tmp_path, monkeypatch, capsys, name, model):
+    """experiments.cremer_gaps --dataset: the whole pipeline (training, AIS, IWAE, the local FFG) on a fake
+    Fashion-MNIST and a fake CIFAR-10 in torchvision's formats; no paper column is claimed for them."""
+    import json
+
+    from experiments import cremer_gaps
+    from test_data import write_fake_fashion_mnist
+
+    root = tmp_path / "data"
+    if name == "cifar10":
+        monkeypatch.setattr(data, "CIFAR10_VALID_SIZE", 5)
+        _fake_copy(monkeypatch, "cifar", _fake_cifar, root)
+    else:
+        root.mkdir()
+        write_fake_fashion_mnist(root)
+    out = tmp_path / "gaps"
+    argv = ["--quick", "--dataset", name, "--data-dir", str(root), "--num-train", "10", "--num-points", "2",
+            "--families", "ffg", "--run-dir", str(tmp_path / "run"), "--out", str(out)]
+    assert cremer_gaps.main(argv) == 0, capsys.readouterr().err
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["meta"]["train_config"]["dataset"] == name and report["meta"]["train_config"]["model"] == model
+    assert report["meta"]["paper"] is None and len(report["per_point"]["log_px"]) == 2
+    assert np.isfinite(report["per_point"]["log_px"]).all() and np.isfinite(report["per_point"]["local:ffg"]).all()
