@@ -69,10 +69,10 @@ def test_bad_tables_option_exits_2(capsys):
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path):
+def test_quick_run_end_to_end(tmp_path, mnist_dir):
     out = tmp_path / "out"
     cremer_tables.main(["--quick", "--tables", "6", "--runs", str(tmp_path / "runs"), "--out", str(out),
-                        "--quiet"])
+                        "--data-dir", str(mnist_dir)])
     res = json.loads((out / "results.json").read_text())["results"]["tables"]["6"]["variants"]
     assert set(res) == {"ffg", "no_anneal"}
     assert all(np.isfinite(v["columns"]["log p̂"][0]) for v in res.values())
