@@ -177,7 +177,9 @@ def compare(reports: dict[str, dict], reference: str, papers: dict[str, str] | N
 
 def table_markdown(title: str, table: dict) -> str:
     names = list(table["variants"])
-    columns = list(dict.fromkeys(k for v in table["variants"].values() for k in v["columns"]))
+    order = ("log p̂", "L[q]", "L[q*", "approx.", "amort.", "inference")  # rows first, then the gaps
+    columns = sorted({k for v in table["variants"].values() for k in v["columns"]},
+                     key=lambda k: (next(i for i, p in enumerate(order) if k.startswith(p)), k))
     lines = [f"## {title}\n", f"Reference for the paired differences (Δ): `{table['reference']}`.\n"]
     rows = []
     for name in names:
