@@ -541,6 +541,11 @@ CASES = [
          r"binarized MNIST not found: .*nodata \(does not exist\)", prog="cremer_gaps"),
     Case("cremer-bad-choice", "an experiment option outside its choices", ["--decoder-layers", "3"],
          r"argument --decoder-layers: invalid choice: 3 \(choose from 0, 2, 4\)", prog="cremer_gaps"),
+    Case("cremer-bad-dataset", "a data set the Cremer experiments do not model", ["--dataset", "svhn"],
+         r"argument --dataset: invalid choice: 'svhn' \(choose from 'binarized_mnist', 'fashion_mnist', 'cifar10'\)",
+         prog="cremer_gaps"),
+    Case("cremer-tables-unknown", "a table of the paper that is not a variant table", ["--tables", "2,4"],
+         r"--tables '2,4' is not allowed: expected a comma-separated subset of 2, 3, 5, 6, 10", prog="cremer_tables"),
     Case("tutorial-negative", "a negative count in a tutorial experiment", ["--toy-epochs", "-1"],
          r"--toy-epochs=-1 is not allowed: it must be > 0", prog="tutorial_mse"),
 ]
