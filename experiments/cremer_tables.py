@@ -86,6 +86,9 @@ def build_parser():
     p.add_argument("--dataset", default="binarized_mnist", choices=tuple(cremer_gaps.DATASETS),
                    help="data set of every variant (see experiments.cremer_gaps; the paper's numbers are MNIST's)")
     p.add_argument("--data-dir", default=None, help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
+    p.add_argument("--compare", nargs="+", metavar="NAME=REPORT",
+                   help="instead of the paper's tables: one table of these finished gap reports (JSON files), their "
+                        "gaps paired against the first's")
     p.add_argument("--runs", default=None, help="one folder per variant: VARIANT/run (training) and VARIANT/gaps.json "
                                                 "(report), each reused when finished (default runs/cremer_tables_PROFILE, "
                                                 "plus _DATASET for a data set other than binarized MNIST)")
@@ -205,8 +208,27 @@ def table_markdown(title: str, table: dict) -> str:
     return "\n".join(lines)
 
 
+def read_reports(items: list[str]) -> dict[str, dict]:
+    """``NAME=PATH`` items → ``{name: report JSON}``, in order."""
+    reports = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path) or name in reports:
+            raise ConfigError(f"--compare {item!r} is not allowed: expected NAME=REPORT.json with a new NAME")
+        if not Path(path).is_file():
+            raise ConfigError(f"--compare {item!r}: no gap report at {path}")
+        reports[name] = json.loads(Path(path).read_text())
+    return reports
+
+
 def main(argv=None):
     args = parse_args(build_parser(), argv)
+    if args.compare:
+        reports = read_reports(args.compare)
+        table = compare(reports, next(iter(reports)))
+        write_results(Path(args.out), NAME, args, {"compare": table},
+                      table_markdown("Gap reports compared", table), 0.0)
+        return
     tables = parse_tables(args.tables)
     profile = "quick" if args.quick else args.profile
     suffix = "" if args.dataset == "binarized_mnist" else f"_{args.dataset}"

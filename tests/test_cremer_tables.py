@@ -77,3 +77,17 @@ def test_quick_run_end_to_end(tmp_path, mnist_dir):
     assert set(res) == {"ffg", "no_anneal"}
     assert all(np.isfinite(v["columns"]["log p̂"][0]) for v in res.values())
     assert "no_anneal" in (out / "results.md").read_text()
+
+
+def test_compare_reports_from_files(tmp_path):
+    rng = np.random.default_rng(2)
+    for name, shift in (("a", 0.0), ("b", 1.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_report(shift=shift, rng=rng)))
+    out = tmp_path / "out"
+    cremer_tables.main(["--compare", f"short={tmp_path / 'a.json'}", f"long={tmp_path / 'b.json'}", "--out", str(out)])
+    table = json.loads((out / "results.json").read_text())["results"]["compare"]
+    assert table["reference"] == "short" and list(table["variants"]) == ["short", "long"]
+    with pytest.raises(ConfigError, match="no gap report at"):
+        cremer_tables.read_reports([f"x={tmp_path / 'missing.json'}"])
+    with pytest.raises(ConfigError, match="expected NAME=REPORT.json"):
+        cremer_tables.read_reports(["just-a-path.json"])
