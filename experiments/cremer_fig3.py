@@ -138,10 +138,12 @@ def train_config(setting: str, args) -> TrainConfig:
                        seed=args.seed)
 
 
-def training_images(cfg: TrainConfig) -> torch.Tensor:
-    """The rows :func:`~pyro_vaegap.train.train` trains ``cfg`` on (its seeded ``num_train`` subset, or all)."""
+def training_images(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images :func:`~pyro_vaegap.train.train` trains ``cfg`` on (its seeded ``num_train`` subset, or all)
+    and their rows in the training split."""
     x = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
-    return x if cfg.num_train is None else x[seeded_subset(x.shape[0], cfg.num_train, cfg.seed)]
+    rows = torch.arange(x.shape[0]) if cfg.num_train is None else seeded_subset(x.shape[0], cfg.num_train, cfg.seed)
+    return x[rows], rows
 
 
 def advance(cfg: TrainConfig, run_dir: Path, epoch: int, device):
@@ -184,8 +186,9 @@ def run_setting(setting: str, args, x_test: torch.Tensor, schedule: list[int], r
     """Train ``setting`` through ``schedule``, evaluating at each epoch (reusing the evaluations saved before)."""
     cfg = train_config(setting, args)
     run_dir = runs / setting
-    x_pool = training_images(cfg)
-    x_train = x_pool[seeded_subset(x_pool.shape[0], args.num_points, stable_seed(args.seed, "train points"))]
+    x_pool, pool_rows = training_images(cfg)
+    pick = seeded_subset(x_pool.shape[0], args.num_points, stable_seed(args.seed, "train points"))
+    x_train = x_pool[pick]
     x_train, x_test = x_train.to(args.device), x_test.to(args.device)
     want = eval_config(args)
     evals = []
@@ -211,7 +214,7 @@ def run_setting(setting: str, args, x_test: torch.Tensor, schedule: list[int], r
         progress(f"{setting}: epoch {epoch}: test log p̂ {np.mean(rec['test']['ais']):.2f}, "
                  f"train log p̂ {np.mean(rec['train']['ais']):.2f} ({rec['seconds']['evaluation']:.0f} s)")
         evals.append(rec)
-    return {"config": asdict(cfg), "schedule": schedule, "evals": evals}
+    return {"config": asdict(cfg), "schedule": schedule, "evals": evals, "train_rows": pool_rows[pick].tolist()}
 
 
 def mean_se(values) -> tuple[float, float]:
@@ -361,13 +364,15 @@ def main(argv=None):
     x_all = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
     if args.num_points > x_all.shape[0]:
         parser.error(f"--num-points={args.num_points} is not allowed: the test split has {x_all.shape[0]} images")
-    x_test = x_all[seeded_subset(x_all.shape[0], args.num_points, stable_seed(args.seed, "test points"))]
+    test_rows = seeded_subset(x_all.shape[0], args.num_points, stable_seed(args.seed, "test points"))
+    x_test = x_all[test_rows]
     results = {}
     for s in settings:
         results[s] = run_setting(s, args, x_test, schedules[s.split("-")[1]], runs, progress)
     found = findings(results)
     save_figure(figure(results), out / "fig3.png")
-    payload = {"profile": profile, "settings": {s: {"config": r["config"], "schedule": r["schedule"],
+    payload = {"profile": profile, "test_rows": test_rows.tolist(),
+               "settings": {s: {"config": r["config"], "schedule": r["schedule"], "train_rows": r["train_rows"],
                                                    "summary": [summarize(e) for e in r["evals"]],
                                                    "evaluation_seconds": [e["seconds"] for e in r["evals"]]}
                                                for s, r in results.items()},
