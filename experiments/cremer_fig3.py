@@ -281,6 +281,7 @@ def findings(results: dict) -> dict:
 
 def figure(results: dict):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), squeeze=False)
     colors = {"ais": "tab:blue", "iwae": "tab:orange", "elbo": "tab:green"}
@@ -294,6 +295,13 @@ def figure(results: dict):
                 ax.plot(epochs, [r[f"{split}_{key}"] for r in rows], style, color=colors[key], marker=".",
                         label=f"{label}, {split}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter()), ax.xaxis.set_minor_formatter(NullFormatter())
+        # the first epochs are far below the rest: the axis starts at the lowest value from the second
+        # quarter of the schedule on (the table lists every value)
+        later = [r[f"{sp}_{k}"] for r in rows[len(rows) // 4:] for sp in ("train", "test") for k, _ in ESTIMATORS]
+        top = max(r[f"{sp}_{k}"] for r in rows for sp in ("train", "test") for k, _ in ESTIMATORS)
+        margin = 0.05 * (top - min(later)) + 1e-6
+        ax.set_ylim(min(later) - margin, top + margin)
         n = res["config"]["num_train"] or 50_000
         ax.set_title(f"{encoder.upper() if encoder == 'ffg' else 'flow'} encoder, {n:,} training images", fontsize=9)
         ax.set_xlabel("epoch"), ax.set_ylabel("nats per image")
@@ -303,7 +311,8 @@ def figure(results: dict):
             ax.set_visible(False)
     handles, labels = next(ax for ax in axes.flat if ax.lines).get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
-    fig.suptitle("Training curves (train solid, test dashed); means over the evaluated points", fontsize=10)
+    fig.suptitle("Training curves (train solid, test dashed); means over the evaluated points; the y-axes start at the "
+                 "lowest value after the first quarter of the checkpoints", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     return fig
 
