@@ -93,6 +93,12 @@ def build_parser():
     p.add_argument("--ais-steps", type=int, default=None, help="AIS intermediate distributions (cpu 100, paper 500)")
     p.add_argument("--ais-leapfrog", type=int, default=None, help="leapfrog steps per HMC transition (cpu 5, paper 10)")
     p.add_argument("--iwae-samples", type=int, default=None, help="importance samples of IWAE and L[q] (cpu 1000)")
+    p.add_argument("--check-points", type=int, default=0,
+                   help="AIS check: at the last epoch, rerun AIS with --check-ais on the first N training and N test "
+                        "points of the settings in --check-settings (0: no check)")
+    p.add_argument("--check-settings", default=None, help="settings the AIS check runs on (default: the small-set "
+                                                          "ones among --settings)")
+    p.add_argument("--check-ais", default="100,500,10", help="CHAINS,STEPS,LEAPFROG of the check's AIS (the paper's)")
     return p
 
 
@@ -182,39 +188,67 @@ def eval_config(args) -> dict:
                                           "seed")} | {"ais_schedule": "sigmoid", "ais_step_size": "pilot"}
 
 
+def saved_or_made(path: Path, want: dict, make, progress, label: str) -> dict:
+    """The record at ``path`` when it was made with the options ``want``, else ``make()`` written there atomically
+    (so a rerun reuses every finished record unchanged). A saved record made with other options is an error."""
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        if rec["eval_config"] != want:
+            raise ConfigError(f"{path} was evaluated with {rec['eval_config']}, these options ask for {want}: "
+                              "use another --runs folder, or delete its evals/ to evaluate again")
+        progress(f"{label}: evaluated before, reused")
+        return rec
+    rec = {"eval_config": want, **make()}
+    atomic_write_json(path, rec)
+    return rec
+
+
 def run_setting(setting: str, args, x_test: torch.Tensor, schedule: list[int], runs: Path, progress) -> dict:
-    """Train ``setting`` through ``schedule``, evaluating at each epoch (reusing the evaluations saved before)."""
+    """Train ``setting`` through ``schedule``, evaluating at each epoch (reusing the evaluations saved before),
+    and for a setting of ``--check-settings`` compare AIS with the check's settings at the last epoch."""
     cfg = train_config(setting, args)
     run_dir = runs / setting
     x_pool, pool_rows = training_images(cfg)
     pick = seeded_subset(x_pool.shape[0], args.num_points, stable_seed(args.seed, "train points"))
     x_train = x_pool[pick]
     x_train, x_test = x_train.to(args.device), x_test.to(args.device)
-    want = eval_config(args)
-    evals = []
-    for epoch in schedule:
-        path = run_dir / "evals" / f"epoch_{epoch:05d}.json"
-        if path.is_file():
-            rec = json.loads(path.read_text())
-            if rec["eval_config"] != want:
-                raise ConfigError(f"{path} was evaluated with {rec['eval_config']}, these options ask for {want}: "
-                                  "use another --runs folder, or delete its evals/ to evaluate again")
-            progress(f"{setting}: epoch {epoch} evaluated before, reused")
-            evals.append(rec)
-            continue
+
+    def make_eval(epoch):
         t = time.time()
         model, guide, log_row = advance(cfg, run_dir, epoch, args.device)
         t_train = time.time() - t
         progress(f"{setting}: trained to epoch {epoch} ({t_train:.0f} s); evaluating")
         t = time.time()
-        rec = {"setting": setting, "epoch": epoch, "eval_config": want, "train_log": log_row,
+        rec = {"setting": setting, "epoch": epoch, "train_log": log_row,
                **evaluate(model, guide, x_train, x_test, args, stable_seed(args.seed, "eval", setting, epoch))}
         rec["seconds"] = {"train_segment": round(t_train, 1), "evaluation": round(time.time() - t, 1)}
-        atomic_write_json(path, rec)
         progress(f"{setting}: epoch {epoch}: test log p̂ {np.mean(rec['test']['ais']):.2f}, "
                  f"train log p̂ {np.mean(rec['train']['ais']):.2f} ({rec['seconds']['evaluation']:.0f} s)")
-        evals.append(rec)
-    return {"config": asdict(cfg), "schedule": schedule, "evals": evals, "train_rows": pool_rows[pick].tolist()}
+        return rec
+
+    want = eval_config(args)
+    evals = [saved_or_made(run_dir / "evals" / f"epoch_{e:05d}.json", want, lambda e=e: make_eval(e), progress,
+                           f"{setting}: epoch {e}") for e in schedule]
+    out = {"config": asdict(cfg), "schedule": schedule, "evals": evals, "train_rows": pool_rows[pick].tolist()}
+    if args.check_points and setting in args.check_settings:
+        last, n = schedule[-1], args.check_points
+
+        def make_check():
+            model = advance(cfg, run_dir, last, args.device)[0]
+            progress(f"{setting}: AIS check at epoch {last} ({n} + {n} points, {args.check_ais})")
+            t = time.time()
+            chains, steps, leapfrog = args.check_ais
+            set_seed(stable_seed(args.seed, "check", setting, last) % 2 ** 32)
+            a = ais(model, model.validate_data(torch.cat([x_train[:n], x_test[:n]])), chains, steps, leapfrog)
+            check_finite("AIS log p̂ of the check", a.log_px)
+            return {"setting": setting, "epoch": last, "train": {"ais": a.log_px[:n].tolist(), "ais_se": a.se[:n].tolist()},
+                    "test": {"ais": a.log_px[n:].tolist(), "ais_se": a.se[n:].tolist()},
+                    "seconds": round(time.time() - t, 1)}
+
+        check_want = {"points": n, "ais": list(args.check_ais), "seed": args.seed}
+        out["check"] = saved_or_made(run_dir / "evals" / f"check_epoch_{last:05d}.json", check_want, make_check,
+                                     progress, f"{setting}: AIS check")
+    return out
 
 
 def mean_se(values) -> tuple[float, float]:
@@ -271,6 +305,12 @@ def findings(results: dict) -> dict:
             f["train_ais_minus_iwae_change"] = paired_change(start, last, "train", "ais_minus_iwae")
             (dt, st), (dtr, str_) = f["test_ais_minus_iwae_change"], f["train_ais_minus_iwae_change"]
             f["encoder_overfitting"] = bool(dt - 2 * st > 0 and dt - dtr > 2 * math.hypot(st, str_))
+        if "check" in res:
+            check, n = res["check"], res["check"]["eval_config"]["points"]
+            f["check_epoch"], f["check_ais"], f["check_points"] = check["epoch"], check["eval_config"]["ais"], n
+            for split in ("train", "test"):
+                f[f"check_minus_ours_{split}"] = mean_se(np.asarray(check[split]["ais"]) -
+                                                         np.asarray(last[split]["ais"][:n]))
         s = summarize(last)
         diff = s["test_iwae_minus_elbo"] - s["train_iwae_minus_elbo"]
         f["last_iwae_minus_elbo_test_minus_train"] = (diff, math.hypot(s["test_iwae_minus_elbo_se"],
@@ -350,6 +390,11 @@ def findings_text(found: dict) -> str:
                 f"(ii) encoder overfitting {'HOLDS' if f['encoder_overfitting'] else 'does not hold'}.")
         lines.append(f"- {setting}: (iii) final IWAE − L[q], test minus train: "
                      f"{pm(f['last_iwae_minus_elbo_test_minus_train'])}.")
+        if "check_epoch" in f:
+            chains, steps, leapfrog = f["check_ais"]
+            lines.append(f"- {setting}: AIS check at epoch {f['check_epoch']}: AIS {chains} × {steps} × {leapfrog} "
+                         f"minus ours on the first {f['check_points']} points: train {pm(f['check_minus_ours_train'])}, "
+                         f"test {pm(f['check_minus_ours_test'])}.")
     return "\n".join(lines) + "\n"
 
 
@@ -365,6 +410,21 @@ def main(argv=None):
                                         args.num_checkpoints),
                  "small": parse_schedule(parser, args.small_checkpoints, args.small_epochs, "--small-checkpoints",
                                          "--small-epochs", args.num_checkpoints)}
+    args.check_settings = ([s for s in settings if s.endswith("-small")] if args.check_settings is None else
+                           [s.strip() for s in args.check_settings.split(",") if s.strip()])
+    for s in args.check_settings if args.check_points else ():
+        if s not in settings:
+            parser.error(f"--check-settings entry {s!r} is not allowed: it is not among --settings {args.settings}")
+    try:
+        args.check_ais = tuple(int(v) for v in args.check_ais.split(","))
+    except ValueError:
+        args.check_ais = ()
+    if len(args.check_ais) != 3 or min(args.check_ais) < 1:
+        parser.error(f"--check-ais is not allowed as given: expected three positive integers CHAINS,STEPS,LEAPFROG, "
+                     "e.g. 100,500,10")
+    if not 0 <= args.check_points <= args.num_points:
+        parser.error(f"--check-points={args.check_points} is not allowed: it must be in 0..--num-points "
+                     f"({args.num_points})")
     if args.small_size < args.num_points:
         parser.error(f"--num-points={args.num_points} is not allowed: the small training set has only "
                      f"--small-size={args.small_size} images to draw the training points from")
@@ -383,7 +443,8 @@ def main(argv=None):
     payload = {"profile": profile, "test_rows": test_rows.tolist(),
                "settings": {s: {"config": r["config"], "schedule": r["schedule"], "train_rows": r["train_rows"],
                                                    "summary": [summarize(e) for e in r["evals"]],
-                                                   "evaluation_seconds": [e["seconds"] for e in r["evals"]]}
+                                                   "evaluation_seconds": [e["seconds"] for e in r["evals"]],
+                                                   "check": r.get("check")}
                                                for s, r in results.items()},
                "findings": found, "evaluations": f"{runs}/SETTING/evals/epoch_NNNNN.json (per point)"}
     md = (f"Profile {profile}. Bernoulli VAE, latent 50, decoder 50-200-200-784, encoder 784-200-200 (ELU), ELBO with "

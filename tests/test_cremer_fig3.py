@@ -27,7 +27,8 @@ def test_fig3_quick_resume(tmp_path, mnist_dir):
     quick(mnist_dir, runs, tmp_path / "out1", "--checkpoints", "1", "--small-checkpoints", "1")
     first = {s: evals(runs, s) for s in SETTINGS.split(",")}
     assert all(list(v) == ["epoch_00001.json"] for v in first.values())
-    res = quick(mnist_dir, runs, tmp_path / "out")  # the whole schedules: full [1, 2], small [1, 4]
+    # the whole schedules (full [1, 2], small [1, 4]), and a stronger AIS at the small run's last epoch
+    res = quick(mnist_dir, runs, tmp_path / "out", "--check-points", "2", "--check-ais", "4,20,2")
     assert res["settings"]["flow-full"]["schedule"] == [1, 2] and res["settings"]["ffg-small"]["schedule"] == [1, 4]
     for s in SETTINGS.split(","):
         now = evals(runs, s)
@@ -49,6 +50,9 @@ def test_fig3_quick_resume(tmp_path, mnist_dir):
         b = {k: json.loads(v) for k, v in evals(fresh, s).items()}
         for k in a:
             assert a[k]["test"] == b[k]["test"] and a[k]["train"] == b[k]["train"], (s, k)
+    check = res["findings"]["ffg-small"]
+    assert check["check_epoch"] == 4 and check["check_points"] == 2 and "check_epoch" not in res["findings"]["flow-full"]
+    assert all(math.isfinite(v) for split in ("train", "test") for v in check[f"check_minus_ours_{split}"])
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["experiment"] == "cremer_fig3" and "git" in saved and saved["seed"] == 0
     assert set(saved["results"]["findings"]) == set(SETTINGS.split(","))
@@ -70,6 +74,9 @@ def test_fig3_quick_resume(tmp_path, mnist_dir):
     (["--checkpoints", "1,x"], "expected comma-separated epoch numbers"),
     (["--settings", "ffg-huge"], "--settings entry 'ffg-huge' is not allowed"),
     (["--num-points", "200"], "--num-points=200 is not allowed"),
+    (["--check-points", "9"], "--check-points=9 is not allowed: it must be in 0..--num-points (5)"),
+    (["--check-points", "1", "--check-ais", "100,500"], "--check-ais is not allowed as given"),
+    (["--check-points", "1", "--check-settings", "ffg-full"], "--check-settings entry 'ffg-full' is not allowed"),
 ])
 def test_fig3_bad_options(tmp_path, mnist_dir, capsys, extra, message):
     with pytest.raises(SystemExit) as e:
