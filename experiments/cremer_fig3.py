@@ -361,7 +361,8 @@ def tables(results: dict) -> str:
     md = ""
     for setting, res in results.items():
         n = res["config"]["num_train"] or 50_000
-        md += f"\n### {setting}: {setting.split('-')[0]} encoder, {n:,} training images\n\n"
+        # a bold line, not a heading: the docs include this file into a page with its own headings
+        md += f"\n**{setting}**: {setting.split('-')[0]} encoder, {n:,} training images\n\n"
         rows = []
         for rec in res["evals"]:
             s = summarize(rec)

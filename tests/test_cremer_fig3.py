@@ -58,7 +58,7 @@ def test_fig3_quick_resume(tmp_path, mnist_dir):
     assert set(saved["results"]["findings"]) == set(SETTINGS.split(","))
     assert (tmp_path / "out" / "fig3.png").is_file()
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "### ffg-small" in md and "### flow-full" in md and "AIS−IW test" in md
+    assert "**ffg-small**" in md and "**flow-full**" in md and "AIS−IW test" in md
 
     # a schedule entry whose model is gone (the run is trained past it) is a clear error, not a silent wrong model
     with pytest.raises(ConfigError, match="past checkpoint epoch 2"):
