@@ -20,6 +20,9 @@ ending at a checkpoint epoch; a segmented run equals an uninterrupted one (the c
 state). Each evaluation is written atomically to ``RUNS/SETTING/evals/epoch_NNNNN.json`` when it finishes
 and seeded by (seed, setting, epoch), so an interrupted command resumes where it stopped and reuses the
 finished evaluations unchanged; a longer ``--checkpoints`` schedule extends a finished command.
+``--check-points N`` reruns AIS with ``--check-ais`` (the paper's 100 chains × 500 steps × 10 leapfrog) on
+the first ``N`` training and test points at the last epoch of the ``--check-settings``, to measure how far
+the cheaper AIS of the curves is from it (saved and reused the same way, as ``check_epoch_NNNNN.json``).
 
 Profiles: ``cpu`` (default) trains 40 epochs on the full set and 1,500 on the small one (8 log-spaced
 checkpoints each), 100 + 100 points, AIS 20 chains × 100 steps × 5 leapfrog, 1,000 importance samples;
@@ -421,7 +424,7 @@ def main(argv=None):
     except ValueError:
         args.check_ais = ()
     if len(args.check_ais) != 3 or min(args.check_ais) < 1:
-        parser.error(f"--check-ais is not allowed as given: expected three positive integers CHAINS,STEPS,LEAPFROG, "
+        parser.error("--check-ais is not allowed as given: expected three positive integers CHAINS,STEPS,LEAPFROG, "
                      "e.g. 100,500,10")
     if not 0 <= args.check_points <= args.num_points:
         parser.error(f"--check-points={args.check_points} is not allowed: it must be in 0..--num-points "
