@@ -36,6 +36,7 @@ whole pipeline (2 epochs on 2,000 images for every training, a tiny evaluation) 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -67,21 +68,23 @@ QUICK = {"epochs": 2, "num_train": 2000, "flow_hidden": 20}
 def build_parser():
     """``experiments.cremer_gaps``' options with the CPU profile's defaults, and this command's own."""
     p = Parser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0], error_name=NAME,
-               parents=[cremer_gaps.build_parser()], conflict_handler="resolve")  # its --out, --run-dir, --quick replaced
+               parents=[cremer_gaps.build_parser()], conflict_handler="resolve",  # its --out, --run-dir, --quick replaced
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # the CPU profile's defaults shown
     p.set_defaults(**CPU_PROFILE)
-    p.add_argument("--out", default=f"results/{NAME}", help="results folder: results.json, results.md, and base/, "
-                   "ffg/, flow/, each with its encoder's training run and gap report (gaps.json, gaps.md)")
+    p.add_argument("--out", default=f"results/{NAME}", help="results folder: results.json, results.md, base/ and a "
+                   "folder per new encoder, each with its training run (run/) and gap report (gaps.json, gaps.md)")
     p.add_argument("--run-dir", help="the base model's training run folder, resumed if present (default OUT/base/run)")
     p.add_argument("--base-run", help="take the decoder and the original encoder from this finished training run "
                                       "instead of training one (the training options above then do not apply)")
-    p.add_argument("--encoder-epochs", type=int, default=20, help="epochs of each new encoder (20)")
-    p.add_argument("--small-hidden", type=int, default=100, help="width of the new encoders' hidden layers (100)")
-    p.add_argument("--small-layers", type=int, default=1, help="hidden layers of the new encoders (1)")
+    p.add_argument("--encoder-epochs", type=int, default=20, help="epochs of each new encoder")
+    p.add_argument("--small-hidden", type=int, default=100, help="width of the new encoders' hidden layers (ffg_wide: "
+                                                                     "widened to the flow encoder's parameters)")
+    p.add_argument("--small-layers", type=int, default=1, help="hidden layers of the new encoders")
     p.add_argument("--encoder-flow-hidden", type=int, default=100,
-                   help="width of the flow encoder's networks: q(v0|z0), the reverse model and 2 coupling steps (100)")
+                   help="width of the flow encoder's networks: q(v0|z0), the reverse model and 2 coupling steps")
     p.add_argument("--encoders", default=",".join(ENCODERS),
                    help="comma-separated new encoders: ffg, flow, ffg_wide (an FFG with as many parameters as the flow "
-                        f"encoder: a control) (default {','.join(ENCODERS)})")
+                        "encoder: a control)")
     p.add_argument("--quick", action="store_true", help="smoke run: every training 2 epochs on 2000 images, tiny "
                                                         "evaluation (its numbers mean nothing)")
     return p
