@@ -88,6 +88,8 @@ _HELP = {
     "num_valid": "compute the per-epoch validation ELBO on a seeded random subset of this many validation rows "
                  "(default: all; cheaper for many short epochs)",
     "seed": "random seed (fixes the run)",
+    "decoder_from": "a finished run folder: load its decoder, freeze it and train only a new encoder (its model "
+                    "options must equal this run's; Cremer et al. Table 4) (default: train both)",
     # GapConfig
     "families": "comma-separated families whose per-datum optimum L[q*] is computed, e.g. ffg,fullcov,flow",
     "family_options": "JSON object {family: {option: value}} for the per-datum guides",

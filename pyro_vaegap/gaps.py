@@ -89,6 +89,8 @@ def paper_for(train_config: dict) -> str | None:
     for its decoders with 0 or 4 hidden layers."""
     c = train_config
     encoder = c.get("guide_options", {})
+    if c.get("decoder_from"):  # an encoder trained on a frozen decoder is not one of the paper's jointly trained models
+        return None
     if not (c.get("dataset") == "binarized_mnist" and c.get("guide") == "ffg" and c.get("latent_dim") == 50
             and c.get("hidden") == 200 and c.get("arch", "mlp") == "mlp" and c.get("anneal") == "entropy"
             and encoder.get("hidden", 200) == 200 and encoder.get("layers", 2) == 2):

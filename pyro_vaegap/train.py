@@ -24,6 +24,11 @@ is changed in place in the optimizer's parameter groups, so Adam's moments carry
 ``lr_schedule="cosine"``: :math:`\mathrm{lr}\cdot\tfrac12(1 + \cos(\pi e / E))` in 0-based epoch ``e`` of
 ``E = epochs`` (depends on ``epochs``, so extending a finished run by resuming changes its schedule).
 
+A new encoder for a fixed model: ``decoder_from`` names a finished run folder whose model weights are loaded
+(:func:`frozen_decoder`, which checks that the run's model options, :data:`MODEL_FIELDS`, equal the config's)
+and frozen (``requires_grad`` off, so Adam holds only the guide's parameters); the run's checkpoint then holds
+that decoder unchanged, and resuming it needs the decoder's folder no more.
+
 A run lives in a folder: ``checkpoint.pt`` (parameters, optimizer state, epoch, every RNG state, log,
 config) written atomically after every epoch, so an interrupted run resumes to exactly the result of
 an uninterrupted one; ``log.csv`` (one row per epoch: objective, validation ELBO, learning rate,
@@ -73,6 +78,9 @@ LR_SCHEDULES = ("constant", "burda", "cosine")
 #: square images (models.PixelCNNVAE; ``pixelcnn_layers``, ``pixelcnn_channels``; ignores the MLP decoder's options)
 MODELS = ("bernoulli", "gaussian", "mse", "dlogistic", "pixelcnn")
 BURDA_EPOCHS = sum(3 ** i for i in range(8))  # 3280
+#: the TrainConfig fields that define the model (the decoder): a run's ``decoder_from`` must agree on all of them
+MODEL_FIELDS = ("dataset", "model", "latent_dim", "hidden", "decoder_layers", "activation", "dense", "arch", "variance",
+                "sigma2", "pixelcnn_layers", "pixelcnn_channels")
 
 
 @dataclass
@@ -120,10 +128,18 @@ class TrainConfig:
     valid_samples: int = 1            #: samples of the validation ELBO each epoch
     num_valid: int | None = None      #: seeded random subset of the validation split for that ELBO (None: all)
     seed: int = 0
+    #: a finished run folder (stored as an absolute path) whose decoder is loaded and frozen: only the guide is
+    #: trained (a new encoder for a fixed model, Cremer et al.'s Table 4); its model options must equal these
+    decoder_from: str | None = None
 
     def __post_init__(self):
         if self.data_dir is not None:
             self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if str(self.data_dir) else None
+        if self.decoder_from is not None:
+            if not isinstance(self.decoder_from, (str, os.PathLike)) or not str(self.decoder_from):
+                raise ConfigError(f"decoder_from={self.decoder_from!r} is not allowed: expected the path of a "
+                                  "finished run folder")
+            self.decoder_from = os.path.abspath(os.path.expanduser(self.decoder_from))
         check_choice("model", self.model, MODELS)
         check_choice("arch", self.arch, ARCHITECTURES)
         if self.arch == "conv" and self.dense:
@@ -206,6 +222,28 @@ def guide_options(cfg: TrainConfig) -> dict:
 def build_guide(cfg: TrainConfig, model):
     """The amortized guide of family ``cfg.guide`` for ``model``."""
     return get_family(cfg.guide).make_amortized(model, **guide_options(cfg))
+
+
+def frozen_decoder(cfg: TrainConfig) -> dict:
+    """The model weights (``state_dict``) of the finished run ``cfg.decoder_from``.
+
+    :raises ConfigError: naming the folder when it is not a finished training run, or naming every
+        :data:`MODEL_FIELDS` option in which its model differs from ``cfg``'s.
+    """
+    try:
+        ckpt = read_checkpoint(cfg.decoder_from)
+    except ConfigError as e:
+        raise ConfigError(f"decoder_from: {e}") from None
+    theirs = TrainConfig.from_dict(ckpt["config"])
+    differ = [k for k in MODEL_FIELDS if getattr(theirs, k) != getattr(cfg, k)]
+    if differ:
+        raise ConfigError(f"decoder_from={cfg.decoder_from!r}: its model differs from this config's in "
+                          + ", ".join(f"{k} ({getattr(theirs, k)!r} there, {getattr(cfg, k)!r} here)" for k in differ)
+                          + "; give the run's model options")
+    if ckpt["epoch"] < theirs.epochs:
+        raise ConfigError(f"decoder_from={cfg.decoder_from!r} is not finished ({ckpt['epoch']} of {theirs.epochs} "
+                          "epochs trained): finish that run first, so the frozen decoder is the one it reports")
+    return ckpt["model"]
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -513,6 +551,8 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                           "its own, so the run is the same for any number of ranks up to micro_batches")
     _check_start(run_dir, resume)  # fast answers first; checked again under the lock
     get_family(cfg.guide).check_options("amortized", guide_options(cfg))  # before any data is read
+    # a resumed run's checkpoint holds the frozen decoder already: the decoder's run is read only at the start
+    decoder = frozen_decoder(cfg) if cfg.decoder_from is not None and not resume else None
     saved_epoch, epoch = None, None
     try:
         set_seed(cfg.seed)
@@ -539,7 +579,11 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             raise DataError(f"dataset {cfg.dataset!r} does not suit model {cfg.model!r}: {e}") from None
         guide = build_guide(cfg, model).to(device)
         guide.set_training_size(x_train.shape[0])  # a family with global latents weights their KL by 1/N
-        params = list(model.parameters()) + list(guide.parameters())
+        if decoder is not None:
+            model.load_state_dict(decoder)
+        if cfg.decoder_from is not None:  # a fixed decoder: Adam gets only the guide's parameters
+            model.requires_grad_(False)
+        params = [p for p in (*model.parameters(), *guide.parameters()) if p.requires_grad]
         opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
         loss_fn, annealing = make_loss(cfg, model, guide)
         net = data_parallel(loss_fn, device)

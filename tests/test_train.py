@@ -237,3 +237,56 @@ def test_num_valid_takes_a_seeded_subset_of_the_validation_split(tmp_path):
         train(TrainConfig(epochs=1, num_valid=100_000, **SMALL), tmp_path / "b", progress=False)
     with pytest.raises(ConfigError, match="num_valid"):
         TrainConfig(num_valid=0, **SMALL)
+
+
+# ------------------------------------------------------------------------------------------------
+# A new encoder on a frozen decoder (decoder_from; Cremer et al.'s Table 4)
+# ------------------------------------------------------------------------------------------------
+
+def test_decoder_from_trains_only_a_new_encoder_and_leaves_the_decoder_bit_identical(tmp_path):
+    """The decoder of the base run is loaded and never changes (bit for bit, in memory and in the new run's
+    checkpoint); Adam holds only the guide's parameters; the new encoder's ELBO beats an untrained one's on
+    validation data, paired per point, by more than 4 standard errors of the per-point differences."""
+    from pyro_vaegap.data import load_dataset
+    from pyro_vaegap.traces import log_weights
+    from pyro_vaegap.train import build_guide, read_checkpoint
+
+    base = train(TrainConfig(epochs=2, **SMALL), tmp_path / "base", progress=False)
+    decoder = {k: v.clone() for k, v in base.model.state_dict().items()}
+    small = {**SMALL, "guide_options": {"hidden": 16, "layers": 1}}
+    cfg = TrainConfig(epochs=3, decoder_from=str(tmp_path / "base"), seed=1, **small)
+    new = train(cfg, tmp_path / "enc", progress=False)
+    saved = read_checkpoint(tmp_path / "enc")
+    for state in (new.model.state_dict(), saved["model"]):
+        assert state.keys() == decoder.keys() and all(torch.equal(state[k], decoder[k]) for k in decoder)
+    n_guide = sum(1 for _ in new.guide.parameters())
+    assert len(saved["optimizer"]["param_groups"][0]["params"]) == n_guide < n_guide + len(decoder)
+    assert json.loads((tmp_path / "enc" / "config.json").read_text())["config"]["decoder_from"] == \
+        str(tmp_path / "base")
+    x = load_dataset("digits", "valid")
+    torch.manual_seed(2)
+    untrained = build_guide(cfg, new.model)
+    with torch.no_grad():
+        diff = log_weights(new.model, new.guide, x, 20).mean(0) - log_weights(new.model, untrained, x, 20).mean(0)
+    assert diff.mean() > 4 * diff.std() / math.sqrt(len(diff))
+    # resuming needs the checkpoint only: the decoder's folder may be gone
+    train(cfg, tmp_path / "cut", stop_after=2, progress=False)
+    (tmp_path / "base" / "checkpoint.pt").rename(tmp_path / "moved.pt")
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert all(torch.equal(resumed.guide.state_dict()[k], v) for k, v in new.guide.state_dict().items())
+
+
+def test_decoder_from_refuses_a_missing_unfinished_or_different_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"decoder_from: .*nope is not a training run: no checkpoint.pt"):
+        train(TrainConfig(epochs=1, decoder_from=str(tmp_path / "nope"), **SMALL), tmp_path / "a", progress=False)
+    train(TrainConfig(epochs=2, **SMALL), tmp_path / "base", stop_after=1, progress=False)
+    with pytest.raises(ConfigError, match=r"is not finished \(1 of 2 epochs trained\)"):
+        train(TrainConfig(epochs=1, decoder_from=str(tmp_path / "base"), **SMALL), tmp_path / "b", progress=False)
+    train(TrainConfig(epochs=2, **SMALL), tmp_path / "base", resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"differs from this config's in latent_dim \(4 there, 3 here\), hidden "
+                                          r"\(32 there, 16 here\); give the run's model options"):
+        train(TrainConfig(epochs=1, decoder_from=str(tmp_path / "base"), **{**SMALL, "latent_dim": 3, "hidden": 16}),
+              tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError, match="decoder_from=''"):
+        TrainConfig(decoder_from="")
+    assert not any((tmp_path / r / "checkpoint.pt").exists() for r in "abc")
