@@ -183,7 +183,8 @@ def table_markdown(title: str, table: dict) -> str:
     order = ("log p̂", "L[q]", "L[q*", "approx.", "amort.", "inference")  # rows first, then the gaps
     columns = sorted({k for v in table["variants"].values() for k in v["columns"]},
                      key=lambda k: (next(i for i, p in enumerate(order) if k.startswith(p)), k))
-    lines = [f"## {title}\n", f"Reference for the paired differences (Δ): `{table['reference']}`.\n"]
+    # bold, not a heading: the docs include the file inside their own sections
+    lines = [f"**{title}**\n", f"Reference for the paired differences (Δ): `{table['reference']}`.\n"]
     rows = []
     for name in names:
         v = table["variants"][name]
