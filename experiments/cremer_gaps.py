@@ -37,6 +37,10 @@ from pyro_vaegap.train import TrainConfig, train
 from pyro_vaegap.utils import ConfigError, resolve_device, set_threads
 
 QUICK_RUN_DIR = "runs/cremer_quick"
+#: the CPU profile of the Cremer tables (experiments.cremer_tables, experiments.cremer_table4), as values of this
+#: command's options: minutes per model on one core instead of the paper's days
+CPU_PROFILE = dict(epochs=20, anneal_epochs=5, num_points=20, iwae_samples=1000, ais_chains=20, ais_steps=100,
+                   ais_leapfrog=5, local_samples=20, local_max_steps=20_000)
 #: data set -> (model, architecture) of the VAE trained on it
 DATASETS = {"binarized_mnist": ("bernoulli", "mlp"), "fashion_mnist": ("bernoulli", "mlp"),
             "cifar10": ("dlogistic", "conv")}

@@ -52,12 +52,10 @@ from pyro_vaegap.train import MODEL_FIELDS, TrainConfig, build_guide, frozen_dec
 from pyro_vaegap.utils import ConfigError, check_folder, check_positive_int, resolve_device, set_threads
 
 from . import cremer_gaps
+from .cremer_gaps import CPU_PROFILE
 from .tutorial_common import markdown_table, write_results
 
 NAME = "cremer_table4"
-#: the CPU profile of the Table 5 and Tables 3, 6, 10 runs: this command's defaults for cremer_gaps' options
-CPU_PROFILE = dict(epochs=20, anneal_epochs=5, num_points=20, iwae_samples=1000, ais_chains=20, ais_steps=100,
-                   ais_leapfrog=5, local_samples=20, local_max_steps=20_000)
 #: the new encoders, in the table's order: name -> family. ``ffg_wide`` is a control the paper does not have: an FFG
 #: encoder as large as the flow encoder (its hidden width chosen so), which tells more parameters from a flow
 ENCODERS = {"ffg": "ffg", "flow": "flow", "ffg_wide": "ffg"}

@@ -69,9 +69,7 @@ TABLES = {
 }
 REFERENCE = "ffg"
 PROFILES = {
-    "cpu": ("--epochs", "20", "--anneal-epochs", "5", "--num-points", "20", "--iwae-samples", "1000",
-            "--ais-chains", "20", "--ais-steps", "100", "--ais-leapfrog", "5", "--local-samples", "20",
-            "--local-max-steps", "20000"),
+    "cpu": tuple(a for k, v in cremer_gaps.CPU_PROFILE.items() for a in (f"--{k.replace('_', '-')}", str(v))),
     "paper": ("--epochs", "3280", "--lr-schedule", "burda", "--num-points", "1000"),
     "quick": ("--quick",),
 }
