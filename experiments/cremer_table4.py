@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ import numpy as np
 
 from pyro_vaegap.cli import Parser, run_command, run_gaps
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.gaps import GapReport
+from pyro_vaegap.gaps import GapReport, mean_se
 from pyro_vaegap.train import MODEL_FIELDS, TrainConfig, build_guide, frozen_decoder, load_run, read_checkpoint, train
 from pyro_vaegap.utils import ConfigError, check_folder, check_positive_int, resolve_device, set_threads
 
@@ -189,8 +188,8 @@ def report(model, guide, tcfg: TrainConfig, gcfg, x, stem: Path, overwrite: bool
 
 
 def _mean_se(v) -> dict:
-    v = np.asarray(v, dtype=float)
-    return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None}
+    m, se = mean_se(np.asarray(v, dtype=float))
+    return {"mean": m, "se": se if len(v) > 1 else None}  # JSON: no NaN
 
 
 def _pm(d: dict) -> str:

@@ -34,13 +34,12 @@ Profiles: ``cpu`` (default; 20 epochs, entropy annealing over 5, 20 test points,
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pyro_vaegap.gaps import PAPERS
+from pyro_vaegap.gaps import PAPERS, mean_se
 from pyro_vaegap.utils import ConfigError
 
 from . import cremer_gaps
@@ -125,11 +124,6 @@ def variant_report(variant: str, runs: Path, args, profile: str) -> dict:
     return report
 
 
-def _mean_se(v) -> tuple[float, float]:
-    v = np.asarray(v, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
-
-
 def _gaps(report: dict) -> dict[str, np.ndarray]:
     """Per-point rows and gaps of a report, keyed by column name; the amortization gap is its own family's."""
     pp, own = report["per_point"], report["approx_family"]
@@ -167,9 +161,9 @@ def compare(reports: dict[str, dict], reference: str, papers: dict[str, str] | N
             paper = {**paper, "amort. gap": paper["amortization:ffg"]}
         rows[name] = {
             "family": rep["family"], "commit": rep["meta"]["git"]["commit"],
-            "columns": {k: _mean_se(v) for k, v in cols.items()},
+            "columns": {k: mean_se(v) for k, v in cols.items()},
             "paper": {k: paper[PAPER_KEYS.get(k, k)] for k in cols if PAPER_KEYS.get(k, k) in paper},
-            "paired": {k: _mean_se(cols[k] - ref_cols[k]) for k in PAIRED if name != reference and k in cols},
+            "paired": {k: mean_se(cols[k] - ref_cols[k]) for k in PAIRED if name != reference and k in cols},
             "steps_capped": {f: int(np.sum(~np.asarray(rep["per_point"][f"converged:{f}"], dtype=bool)))
                              for f in rep["config"]["families"]},
         }

@@ -176,7 +176,8 @@ class GapConfig:
         return dataclasses.asdict(self)
 
 
-def _mean_se(v: np.ndarray) -> tuple[float, float]:
+def mean_se(v: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the mean of ``v`` ``(N,)`` (NaN standard error for one value)."""
     with np.errstate(invalid="ignore", over="ignore"):  # an inf entry (k̂ of a few samples) gives inf/NaN, quietly
         return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
@@ -206,7 +207,7 @@ class GapReport:
 
     def summary(self) -> dict[str, tuple[float, float]]:
         """Mean and standard error (over datapoints) of every per-datapoint quantity."""
-        return {k: _mean_se(np.asarray(v, dtype=float)) for k, v in self.per_point.items()}
+        return {k: mean_se(np.asarray(v, dtype=float)) for k, v in self.per_point.items()}
 
     def to_dict(self) -> dict:
         """JSON-ready; an undefined value (the standard error of a single point or sample) is ``None``."""
