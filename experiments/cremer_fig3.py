@@ -46,6 +46,7 @@ import torch
 from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
+from pyro_vaegap.gaps import mean_se
 from pyro_vaegap.train import CHECKPOINT, TrainConfig, read_checkpoint, train
 from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, set_seed, stable_seed
 
@@ -252,11 +253,6 @@ def run_setting(setting: str, args, x_test: torch.Tensor, schedule: list[int], r
         out["check"] = saved_or_made(run_dir / "evals" / f"check_epoch_{last:05d}.json", check_want, make_check,
                                      progress, f"{setting}: AIS check")
     return out
-
-
-def mean_se(values) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
 
 
 def summarize(rec: dict) -> dict:
