@@ -42,6 +42,9 @@ _HELP = {
     "data_dir": "directory holding the data files (else $PYRO_VAEGAP_DATA, then ~/.cache/pyro_vaegap); stored in "
                 "the run as an absolute path, so the run finds its data from any folder",
     "num_train": "train on a seeded random subset of this many training rows",
+    "train_split": "train, or train+valid (both splits, as Cremer et al.'s code trains MNIST)",
+    "valid_split": "split of the per-epoch validation ELBO in log.csv: valid, or test (needed with train+valid)",
+    "adam_eps": "Adam's epsilon (torch's 1e-8; Cremer et al.'s code: 1e-4)",
     "model": "likelihood: bernoulli (binary data), gaussian (continuous data), mse (Gaussian with fixed variance "
              "1/2: the MSE-loss VAE), dlogistic (discretized logistic, 8-bit data such as digits_uint8) or pixelcnn (gated "
              "PixelCNN conditioned on z, binary square images; --pixelcnn-layers, --pixelcnn-channels)",

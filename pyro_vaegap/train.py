@@ -73,6 +73,11 @@ from .utils import (ConfigError, ConfigWarning, FolderLock, atomic_torch_save, a
 OBJECTIVES = ("elbo", "mean_field", "iwae", "infovae")
 ANNEALING = ("none", "entropy", "kl")
 LR_SCHEDULES = ("constant", "burda", "cosine")
+#: what a run trains on: the training split, or training and validation splits together (Cremer et al.'s released
+#: code trains its MNIST models on all 60,000 non-test images)
+TRAIN_SPLITS = ("train", "train+valid")
+#: the split of the per-epoch validation ELBO in log.csv (monitoring only: no choice is made by it)
+VALID_SPLITS = ("valid", "test")
 #: "mse": Gaussian with fixed σ² = 1/2 (the MSE-loss VAE; ignores ``variance``); "dlogistic": discretized
 #: logistic over 8-bit pixels (uint8 data such as ``digits_uint8``); "pixelcnn": a gated PixelCNN over binary
 #: square images (models.PixelCNNVAE; ``pixelcnn_layers``, ``pixelcnn_channels``; ignores the MLP decoder's options)
@@ -93,6 +98,8 @@ class TrainConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     num_train: int | None = None      #: seeded random subset of the training split (None: all)
+    train_split: str = "train"        #: train, or train+valid (the two splits concatenated, in that order)
+    valid_split: str = "valid"        #: split of log.csv's per-epoch validation ELBO: valid, or test
     model: str = "bernoulli"
     latent_dim: int = 50
     hidden: int = 200
@@ -124,6 +131,7 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    adam_eps: float = 1e-8            #: Adam's epsilon (torch's default 1e-8; Cremer et al.'s code 1e-4)
     micro_batches: int | None = None  #: split each batch into this many seeded parts (torchrun; see train())
     valid_samples: int = 1            #: samples of the validation ELBO each epoch
     num_valid: int | None = None      #: seeded random subset of the validation split for that ELBO (None: all)
@@ -147,6 +155,13 @@ class TrainConfig:
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("anneal", self.anneal, ANNEALING)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("train_split", self.train_split, TRAIN_SPLITS)
+        check_choice("valid_split", self.valid_split, VALID_SPLITS)
+        if self.train_split == "train+valid" and self.valid_split == "valid":
+            raise ConfigError("train_split='train+valid' trains on the validation split: give valid_split='test' "
+                              "for the per-epoch validation ELBO")
+        if not (isinstance(self.adam_eps, (int, float)) and math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            raise ConfigError(f"adam_eps={self.adam_eps!r} is not allowed: expected a finite positive number")
         for name in ("latent_dim", "hidden", "epochs", "batch_size", "num_particles", "valid_samples",
                      "pixelcnn_layers", "pixelcnn_channels"):
             check_positive_int(name, getattr(self, name))
@@ -557,12 +572,14 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
     try:
         set_seed(cfg.seed)
         x_train = load_split(cfg, "train", download)
+        if cfg.train_split == "train+valid":
+            x_train = torch.cat([x_train, load_split(cfg, "valid")])
         if cfg.num_train is not None:
             if cfg.num_train > x_train.shape[0]:
                 raise ConfigError(f"num_train={cfg.num_train} exceeds the {x_train.shape[0]} training rows")
             x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
         infovae.check_batches(cfg, x_train.shape[0])
-        x_valid = load_split(cfg, "valid")
+        x_valid = load_split(cfg, cfg.valid_split)
         if cfg.num_valid is not None:  # a cheaper per-epoch validation ELBO (many short epochs of a small set)
             if cfg.num_valid > x_valid.shape[0]:
                 raise ConfigError(f"num_valid={cfg.num_valid} exceeds the {x_valid.shape[0]} validation rows")
@@ -584,7 +601,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         if cfg.decoder_from is not None:  # a fixed decoder: Adam gets only the guide's parameters
             model.requires_grad_(False)
         params = [p for p in (*model.parameters(), *guide.parameters()) if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0))
+        opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0), eps=cfg.adam_eps)
         loss_fn, annealing = make_loss(cfg, model, guide)
         net = data_parallel(loss_fn, device)
         shuffle = torch.Generator().manual_seed(cfg.seed)

@@ -290,3 +290,25 @@ def test_decoder_from_refuses_a_missing_unfinished_or_different_run(tmp_path):
     with pytest.raises(ConfigError, match="decoder_from=''"):
         TrainConfig(decoder_from="")
     assert not any((tmp_path / r / "checkpoint.pt").exists() for r in "abc")
+
+
+def test_train_plus_valid_trains_on_both_splits_and_adam_eps_reaches_the_optimizer(tmp_path):
+    """Cremer et al.'s protocol: ``train_split='train+valid'`` trains on both splits (so ``num_train`` may reach
+    their summed size and no further), the per-epoch ELBO then needs ``valid_split='test'``, and ``adam_eps`` is
+    the optimizer's epsilon in the checkpoint."""
+    from pyro_vaegap.data import load_dataset
+    from pyro_vaegap.train import read_checkpoint
+
+    both = load_dataset("digits", "train").shape[0] + load_dataset("digits", "valid").shape[0]
+    base = {k: v for k, v in SMALL.items() if k != "num_train"}
+    cfg = TrainConfig(epochs=1, train_split="train+valid", valid_split="test", adam_eps=1e-4, num_train=both, **base)
+    train(cfg, tmp_path / "a", progress=False)
+    ckpt = read_checkpoint(tmp_path / "a")
+    assert ckpt["optimizer"]["param_groups"][0]["eps"] == 1e-4
+    with pytest.raises(ConfigError, match=f"num_train={both + 1} exceeds the {both} training rows"):
+        train(TrainConfig(epochs=1, train_split="train+valid", valid_split="test", num_train=both + 1, **base),
+              tmp_path / "b", progress=False)
+    with pytest.raises(ConfigError, match="valid_split='test'"):
+        TrainConfig(train_split="train+valid", **SMALL)
+    with pytest.raises(ConfigError, match="adam_eps=0"):
+        TrainConfig(adam_eps=0, **SMALL)
