@@ -84,6 +84,39 @@ def test_mnist_like_from_torchvision_files(tmp_path, name, class_name):
     assert torch.equal(x["train"][:, 0], torch.arange(10) / 255.0)
 
 
+def test_mnist_like_from_compressed_raw_files_with_torchvisions_md5(tmp_path, monkeypatch):
+    """Only the ``.gz`` raw files, as the shared data folder holds them (read-only: torchvision would extract
+    them only when it may download): read directly, after torchvision's md5 check, which refuses a file whose
+    md5 is not MNIST's."""
+    import gzip
+    import shutil
+
+    root = _fake_mnist(tmp_path / "data", "MNIST")
+    for f in (root / "MNIST" / "raw").iterdir():
+        with open(f, "rb") as src, gzip.open(f"{f}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        f.unlink()
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: md5 differs from torchvision's f68b3c2d"):
+        load_dataset("mnist_continuous", "train", data_dir=root)
+    monkeypatch.setattr("torchvision.datasets.utils.check_integrity", _file_exists)
+    shapes, x = _load_splits("mnist_continuous", root)
+    assert shapes == {"train": (10, 784), "valid": (2, 784), "test": (4, 784)}
+    assert torch.equal(x["train"][:, 0], torch.arange(10) / 255.0) and x["test"][3, 100] == pytest.approx(103 / 255)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="the shared data folder's MNIST/raw is absent")
+def test_shared_full_mnist_train_split_is_real_mnist():
+    """The full grey-level MNIST of the shared folder, read from its .gz files: 60,000 training images (50,000
+    train + 10,000 valid), and test images equal to mnist_test.npz's."""
+    train = load_dataset("mnist_continuous", "train", data_dir=SHARED_DATA)
+    valid = load_dataset("mnist_continuous", "valid", data_dir=SHARED_DATA)
+    assert train.shape == (50_000, 784) and valid.shape == (10_000, 784)
+    test = load_dataset("mnist_continuous", "test", data_dir=SHARED_DATA)
+    npz = np.load(SHARED_DATA / "mnist_test.npz")["images"]
+    assert np.array_equal((test.numpy() * 255).round().astype(np.uint8), npz)
+
+
 def test_mnist_test_split_from_shared_npz(tmp_path):
     """mnist_test.npz stands in for MNIST's test split only; asking for train names it in the error."""
     images = np.random.default_rng(0).integers(0, 256, (5, 784), dtype=np.uint8)

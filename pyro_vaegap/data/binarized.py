@@ -137,7 +137,12 @@ def _torchvision_images(class_name: str, root: pathlib.Path, train: bool, downlo
 
     dataset_class = getattr(torchvision.datasets, class_name)
     try:
-        images = dataset_class(root=str(root), train=train, download=download).data
+        try:
+            images = dataset_class(root=str(root), train=train, download=download).data
+        except RuntimeError:
+            images = _compressed_raw_images(dataset_class, class_name, root, train)
+            if images is None:
+                raise
     except (AssertionError, TypeError, ValueError) as error:
         # torchvision's idx reader asserts on malformed headers and raises on wrong dtype/ndim.
         raise DataError(f"{class_name} raw files under {root} are malformed ({error!r})") from error
@@ -148,6 +153,38 @@ def _torchvision_images(class_name: str, root: pathlib.Path, train: bool, downlo
             f"{images.dtype}; expected uint8 (N, 28, 28)"
         )
     return images
+
+
+def _compressed_raw_images(dataset_class, class_name: str, root: pathlib.Path, train: bool):
+    """The images of ``root/<class_name>/raw/{train,t10k}-images-idx3-ubyte.gz`` read without extracting them,
+    or None when that file is absent.
+
+    torchvision reads only the extracted files and extracts the ``.gz`` ones only when it may download; the
+    project's shared data folder holds the ``.gz`` files, read-only. The file's md5 is checked against the one
+    torchvision checks (``dataset_class.resources``), then torchvision's own IDX reader parses it.
+    """
+    import gzip
+    import tempfile
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+    from torchvision.datasets.utils import check_integrity
+
+    name = f"{'train' if train else 't10k'}-images-idx3-ubyte.gz"
+    path = pathlib.Path(root) / class_name / "raw" / name
+    if not path.is_file():
+        return None
+    md5 = dict(getattr(dataset_class, "resources", ())).get(name)
+    if md5 is not None and not check_integrity(str(path), md5):
+        raise DataError(f"{path}: md5 differs from torchvision's {md5} for {class_name}: the file is damaged or "
+                        "another data set's; replace it with the original")
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path} is not a readable gzip file ({error})") from error
+    with tempfile.NamedTemporaryFile(suffix=name[:-3]) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return read_sn3_pascalvincent_tensor(tmp.name, strict=False)
 
 
 def _binarize_torchvision(class_name: str, root: pathlib.Path, download: bool) -> dict[str, np.ndarray]:
