@@ -60,7 +60,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from . import infovae
-from .data import DataError, load_dataset, seeded_subset
+from .data import DYNAMIC_DATASETS, DataError, dynamic_binarize, load_dataset, seeded_subset, validate_continuous
 from .models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE, PixelCNNVAE
 from .networks import ARCHITECTURES
 from .registry import get_family
@@ -591,7 +591,13 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                               f"{last_rows} micro-batches, or a batch size or num_train that leaves none or more rows")
         model = build_model(cfg, x_train.shape[1]).to(device)
         try:
-            x_train, x_valid = model.validate_data(x_train.to(device)), model.validate_data(x_valid.to(device))
+            x_valid = model.validate_data(x_valid.to(device))
+            # a dynamically binarized set trains on Bernoulli probabilities, drawn anew for every minibatch
+            dynamic = cfg.dataset in DYNAMIC_DATASETS
+            x_train = model.validate_data(x_train.to(device)) if not dynamic else \
+                validate_continuous(x_train.to(device), name=f"{cfg.dataset} train")
+            if dynamic:  # the model must take the bits drawn from these probabilities (a width check, too)
+                model.validate_data(dynamic_binarize(x_train[:1], cfg.seed))
         except DataError as e:
             raise DataError(f"dataset {cfg.dataset!r} does not suit model {cfg.model!r}: {e}") from None
         guide = build_guide(cfg, model).to(device)
@@ -661,11 +667,14 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                                   min(1.0, (epoch + b / batches_per_epoch) / cfg.anneal_epochs))
                         annealing.factor = factor
                         where = f" at epoch {epoch + 1}, batch {b + 1}"
+                        xb = x_train[idx]
+                        if dynamic:  # its own seed: the same bits on any number of ranks, and after a resume
+                            xb = dynamic_binarize(xb, stable_seed(cfg.seed, "binarize", epoch, b))
                         if cfg.micro_batches is None:
-                            loss = training_step(loss_fn, opt, x_train[idx], where=where)
+                            loss = training_step(loss_fn, opt, xb, where=where)
                         else:
                             seeds = [stable_seed(cfg.seed, "train", epoch, b, m) for m in range(cfg.micro_batches)]
-                            loss = micro_batch_step(net, opt, x_train[idx], seeds, rank, world, where=where)
+                            loss = micro_batch_step(net, opt, xb, seeds, rank, world, where=where)
                         total += loss * idx.numel()
                         for k, v in getattr(loss_fn.elbo, "last_log", {}).items():
                             extra[k] = extra.get(k, 0.0) + v * idx.numel()

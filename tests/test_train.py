@@ -312,3 +312,38 @@ def test_train_plus_valid_trains_on_both_splits_and_adam_eps_reaches_the_optimiz
         TrainConfig(train_split="train+valid", **SMALL)
     with pytest.raises(ConfigError, match="adam_eps=0"):
         TrainConfig(adam_eps=0, **SMALL)
+
+
+def test_dynamic_binarization_draws_fresh_bits_per_batch_and_resumes_exactly(tmp_path, monkeypatch):
+    """``dynamic_mnist``: training minibatches are fresh Bernoulli draws of the grey levels (two epochs see
+    different bits of the same image, at the rate the probabilities give), the test split is one fixed draw,
+    and a resumed run equals an uninterrupted one."""
+    from pyro_vaegap import data as data_pkg
+    from pyro_vaegap.data import DYNAMIC_EVAL_SEED, dynamic_binarize, load_dataset
+
+    g = torch.Generator().manual_seed(12345)  # not a seed the binarization uses: its uniforms would be the data
+    grey = {s: torch.rand(n, 64, generator=g) for s, n in (("train", 200), ("valid", 50), ("test", 50))}
+    monkeypatch.setitem(data_pkg.dynamic._GREY, "dynamic_mnist", lambda split, data_dir=None, download=False:
+                        grey[split].clone())
+    test = load_dataset("dynamic_mnist", "test")
+    assert torch.equal(test, dynamic_binarize(grey["test"], DYNAMIC_EVAL_SEED + 1))
+    assert set(test.unique().tolist()) <= {0.0, 1.0} and torch.equal(test, load_dataset("dynamic_mnist", "test"))
+    # the bits follow the probabilities: mean of 12,800 Bernoulli draws, sd <= 0.5 / sqrt(12800) = 0.0044
+    draws = torch.stack([dynamic_binarize(grey["train"], s) for s in range(2)])
+    assert abs(float(draws[0].mean() - grey["train"].mean())) < 5 * 0.0044
+    assert (draws[0] != draws[1]).float().mean() > 0.3  # two seeds: independent draws of p(1-p)-mixed pixels
+    seen = []
+    real_step = __import__("pyro_vaegap.train", fromlist=["training_step"]).training_step
+
+    def spy(loss_fn, opt, x, where=""):
+        seen.append(x.clone())
+        return real_step(loss_fn, opt, x, where)
+    monkeypatch.setattr("pyro_vaegap.train.training_step", spy)
+    cfg = TrainConfig(dataset="dynamic_mnist", latent_dim=4, hidden=16, guide_options={"hidden": 16}, batch_size=200,
+                      epochs=2)
+    full = train(cfg, tmp_path / "a", progress=False)
+    assert len(seen) == 2 and set(seen[0].unique().tolist()) <= {0.0, 1.0} and not torch.equal(seen[0], seen[1])
+    train(cfg, tmp_path / "b", stop_after=1, progress=False)
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    a, b = _state(full), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

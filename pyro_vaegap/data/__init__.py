@@ -12,6 +12,7 @@ is the way to use them:
 * ``search``: where data files are looked for (:func:`candidate_dirs`);
 * ``validate``: checks of data handed to a likelihood, and seeded evaluation subsets;
 * ``binarized``: statically binarized MNIST and Fashion-MNIST;
+* ``dynamic``: dynamically binarized MNIST and Fashion-MNIST (a fresh draw at every use in training);
 * ``digits``: scikit-learn's 8x8 digits;
 * ``toy``: the 2-D toy densities of R. Yu's tutorial;
 * ``torchvision_images``: CIFAR-10 (8-bit), and the grey-level image sets in [0, 1] of the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .binarized import load_binarized_mnist, load_fashion_mnist
+from .dynamic import DYNAMIC_DATASETS, DYNAMIC_EVAL_SEED, dynamic_binarize, load_dynamic
 from .digits import load_digits, load_digits_continuous, load_digits_uint8
 from .errors import SPLITS, DataError, _check_split
 from .search import DATA_ENV, candidate_dirs
@@ -49,6 +51,10 @@ __all__ = [
     "candidate_dirs",
     "load_binarized_mnist",
     "load_fashion_mnist",
+    "DYNAMIC_DATASETS",
+    "DYNAMIC_EVAL_SEED",
+    "dynamic_binarize",
+    "load_dynamic",
     "load_digits",
     "load_digits_continuous",
     "load_digits_uint8",
@@ -90,14 +96,16 @@ GREYLEVEL_DATASETS = tuple(_GREYLEVEL_LOADERS)
 #: the generated 2-D toy densities (:data:`~pyro_vaegap.data.toy.TOY_DATASETS`, defined with their
 #: samplers in ``toy``), 8-bit CIFAR-10 and the grey-level image sets (:data:`GREYLEVEL_DATASETS`).
 DATASETS = BINARY_DATASETS + ("digits_continuous", "digits_uint8", "8gaussians", "checkerboard", "2spirals",
-                              "cifar10") + GREYLEVEL_DATASETS
+                              "cifar10") + GREYLEVEL_DATASETS + DYNAMIC_DATASETS
 
 def load_dataset(name: str, split: str, data_dir=None, download: bool = False) -> torch.Tensor:
     """Load one split of the data set called ``name``.
 
     :param name: one of :data:`DATASETS`: ``binarized_mnist``, ``fashion_mnist``, ``digits``,
         ``digits_continuous``, ``digits_uint8``, or a toy set ``8gaussians``, ``checkerboard``,
-        ``2spirals`` (generated; ignore ``data_dir`` and ``download``), ``cifar10`` (uint8,
+        ``2spirals`` (generated; ignore ``data_dir`` and ``download``), ``dynamic_mnist`` or
+        ``dynamic_fashion_mnist`` (train: grey levels to draw bits from at each use; valid, test: binarized
+        once; see ``dynamic``), ``cifar10`` (uint8,
         through torchvision), or a grey-level image set of :data:`GREYLEVEL_DATASETS` (float32 in
         [0, 1], through torchvision): ``mnist_continuous``, ``fashion_mnist_continuous``,
         ``omniglot``, ``svhn``, ``cifar10_continuous``, ``celeba``.
@@ -115,6 +123,8 @@ def load_dataset(name: str, split: str, data_dir=None, download: bool = False) -
         return load_binarized_mnist(split, data_dir=data_dir, download=download)
     if name == "fashion_mnist":
         return load_fashion_mnist(split, data_dir=data_dir, download=download)
+    if name in DYNAMIC_DATASETS:
+        return load_dynamic(name, split, data_dir=data_dir, download=download)
     if name in TOY_DATASETS:
         return load_toy(name, split)
     if name == "cifar10":
