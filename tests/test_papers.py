@@ -250,5 +250,43 @@ def test_gaps_papers_come_from_papers_module():
     from pyro_vaegap import gaps
     col = gaps.PAPERS["cremer2018_table2_mnist_ffg"]
     assert col.values == papers.gap_values("cremer2018", "2", "mnist/ffg")
-    assert "first 1000 training images" in col.settings and "test points" not in col.settings
+    assert "first 1000 training images" in col.settings and "1000 test points" not in col.settings
     assert gaps.PAPERS["cremer2018_table5_mnist_2_layers"].values == {"approximation:ffg": 1.83}
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _paper_tables_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_paper_tables", DOCS / "make_paper_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_paper_tables_are_what_the_generator_writes():
+    """docs/results/paper_tables/*.md equal what docs/make_paper_tables.py writes from papers.py and the
+    results files now: the docs cannot drift from either."""
+    frags = _paper_tables_module().all_fragments()
+    folder = DOCS / "results" / "paper_tables"
+    assert sorted(p.stem for p in folder.glob("*.md")) == sorted(frags)
+    for name, text in frags.items():
+        assert (folder / f"{name}.md").read_text() == text, f"{name}.md is stale: run python docs/make_paper_tables.py"
+
+
+def test_docs_numbers_citing_an_entry_equal_it():
+    """A number written in the docs followed by its entry id, ``1.43 (``cremer2018:2:...``)``, is that entry's
+    value, and every fully named entry id the docs cite exists."""
+    cited = 0
+    for page in DOCS.glob("*.rst"):
+        s = page.read_text()
+        for m in re.finditer(r"(−?\d+(?:\.\d+)?)\s*\(``([a-z0-9_]+:[^`\s]+)``\)", s):
+            e = papers.parse_id(m.group(2))
+            assert float(m.group(1).replace("−", "-")) == e.value, (page.name, m.group(0))
+            cited += 1
+        for m in re.finditer(r"``((?:cremer2018|cremer2018_poster|zhao2019|kim2021|yu2020):[^`\s]+)``", s):
+            if not re.search(r"[A-Z]{3,}|\*", m.group(1)):  # ROW, COLUMN, MODEL: placeholders
+                papers.parse_id(m.group(1))
+    assert cited >= 10
