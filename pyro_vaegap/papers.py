@@ -177,8 +177,8 @@ _CREMER_EVAL = ("log p̂(x) = the maximum of the IWAE and AIS bounds; AIS with 1
                 "against the best average, stopped after 10 checks without improvement; the flow's networks "
                 "Xavier-initialized and all its parameters optimized the same way)")
 _CREMER_TRAIN = ("MNIST (statically binarized, Larochelle) and Fashion-MNIST (binarized statically), Bernoulli "
-                 "decoder, ELU, the architecture of the paper's Table 7 (784-200-200 encoder, 50-d latent, "
-                 "200-200-784 decoder), flow of Table 8 (2 steps of 100-unit networks with an auxiliary "
+                 "decoder, ELU, the architecture of the paper's Table 7 (its body is missing from the text: the "
+                 "text gives the encoder's 200 hidden units and Table 8 a 50-d latent), flow of Table 8 (2 steps of 100-unit networks with an auxiliary "
                  "variable); batch 100, Adam, Burda et al.'s learning-rate schedule and number of epochs (3280 "
                  "epochs: 3^i epochs at lr 1e-3·10^(-i/7), i = 0…7), entropy annealing (warm-up) linear over "
                  "the first 400 epochs, λ = min(1, epoch/400). From the authors' code (chriscremer/"
