@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import papers
 from .ais import SCHEDULES, STEP_SIZE_MODES, ais
 from .estimators import importance_sample
 from .local import optimize_local
@@ -61,24 +62,26 @@ class PaperColumn:
     settings: str
 
 
-#: Cremer et al. (2018), Table 2, MNIST, the model trained with the FFG encoder. The gaps are keyed
-#: by the family whose q* defines them, so a report pairs them only with the same quantity.
+#: Published columns a report can set beside ours, from :mod:`pyro_vaegap.papers` (the one home of published
+#: numbers): Cremer et al. (2018), Table 2, MNIST, the FFG-trained model, and Table 5's approximation gaps. The gaps
+#: are keyed by the family whose q* defines them, so a report pairs them only with the same quantity.
 PAPERS = {
     "cremer2018_table2_mnist_ffg": PaperColumn(
-        title="Cremer et al. (2018), Table 2, MNIST, FFG-trained model",
-        values={"log_px": -89.80, "local:flow": -90.80, "local:ffg": -91.23, "amortized": -92.57,
-                "approximation:ffg": 1.43, "amortization:ffg": 1.34, "inference": 2.77},
-        settings=("3280 epochs (Burda schedule), 1000 test points, log p̂ = max(IWAE, AIS) per point, AIS 100 "
-                  "chains × 500 intermediate distributions × 10 leapfrog steps, IWAE and L[q] with 5000 "
-                  "samples, local optimization with 100 samples per step")),
+        title="Cremer et al. (2018), Table 2, MNIST, FFG-trained model (pyro_vaegap.papers: cremer2018:2:*:mnist/ffg)",
+        values=papers.gap_values("cremer2018", "2", "mnist/ffg"),
+        settings=("3280 epochs (Burda schedule) on 60k training images, λ = min(1, epoch/400), Adam eps 1e-4; gaps on the "
+                  "first 1000 training images (the authors' code), log p̂ = max(IWAE, AIS) per point, AIS 100 chains × "
+                  "500 intermediate distributions × 10 leapfrog steps, IWAE and L[q] with 5000 samples, local "
+                  "optimization with 100 samples per step. On test points, ours − paper also holds the encoder's "
+                  "generalization error (the amortization gap on unseen images), which the paper's number does not")),
 }
-# Cremer et al. (2018), Table 5: the FFG approximation gap on MNIST as the decoder grows (0, 2, 4 hidden
-# layers); only these three values are known here (from the issue tracker, not the paper's text).
-for _layers, _gap in ((0, 3.90), (2, 1.83), (4, 1.63)):
+for _layers in (0, 2, 4):
     PAPERS[f"cremer2018_table5_mnist_{_layers}_layers"] = PaperColumn(
-        title=f"Cremer et al. (2018), Table 5, MNIST, decoder with {_layers} hidden layers (approximation gap only)",
-        values={"approximation:ffg": _gap},
-        settings="the paper's appendix protocol for Table 5 (its other numbers are not available offline)")
+        title=f"Cremer et al. (2018), Table 5, MNIST, decoder with {_layers} hidden layers (approximation gap; "
+              f"pyro_vaegap.papers: cremer2018:5:approximation:decoder{_layers})",
+        values={"approximation:ffg": papers.value("cremer2018", "5", "approximation", f"decoder{_layers}")},
+        settings="Table 5's protocol (pyro_vaegap.papers.table_info('cremer2018', '5').protocol); only its "
+                 "approximation gap is paired here")
 #: quantities whose paper value depends on the paper's log p̂, which uses AIS
 _USES_LOG_PX = ("log_px", "inference", "approximation:")
 
