@@ -413,7 +413,8 @@ class Pieces:
 
 def fingerprint(model, guide, x, cfg: GapConfig, family: str) -> dict:
     """What an evaluation depends on: config, data, model and guide parameters (short hashes) and the code
-    (git commit and dirty flag, or the package version): pieces of different code are never mixed."""
+    (git commit, dirty flag and a hash of the uncommitted changes anywhere in the repository, or the package
+    version): pieces of different code are never mixed."""
     def digest(tensors):
         h = hashlib.sha256()
         for t in tensors:
