@@ -1,7 +1,9 @@
 """Provenance: the git state a result records covers the whole repository, and the resume fingerprint
 of a gap evaluation changes when any code changes (``guides/`` included)."""
+import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +70,38 @@ def test_resume_fingerprint_changes_when_a_guide_is_edited(repo, lg_model, lg_da
         Pieces(tmp_path / "partial", after)
     (repo / "guides/flow.py").write_text("K = 4\n")
     assert fp()["code"] != after["code"]
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def _records_commit(d) -> bool:
+    """A results JSON names the code that made it: ``git`` (or ``meta.git``, or a sweep's plan or merge) with a commit."""
+    if not isinstance(d, dict):
+        return False
+    if isinstance(d.get("git"), dict) and "commit" in d["git"]:
+        return True
+    return any(_records_commit(d.get(k)) for k in ("meta", "merged_with", "planned_with"))
+
+
+def test_every_committed_results_file_records_a_commit():
+    """Every JSON under docs/results records the commit of its code, or, for files written before results
+    recorded one, a ``committed`` stamp whose commits are what git says: ``commit_added`` added the file and
+    ``commit_content`` holds exactly these numbers (the file with the stamp removed)."""
+    top = RESULTS.parents[1]
+    in_git = (top / ".git").exists() and shutil.which("git")
+    for path in sorted(RESULTS.rglob("*.json")):
+        d = json.loads(path.read_text())
+        if _records_commit(d):
+            continue
+        assert "committed" in d, f"{path} records no commit"
+        stamp = d.pop("committed")
+        if not in_git:
+            continue
+        rel = str(path.relative_to(top))
+
+        def git(*args):
+            return subprocess.run(["git", "-C", str(top), *args], check=True, capture_output=True, text=True).stdout
+
+        assert stamp["commit_added"] == git("log", "--diff-filter=A", "--format=%H", "--", rel).split()[0], rel
+        assert json.loads(git("show", f"{stamp['commit_content']}:{rel}")) == d, rel
