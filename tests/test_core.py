@@ -2,6 +2,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -156,6 +157,34 @@ def test_paper_numbers_pair_only_with_the_same_quantity():
     assert "– | – |" in row(md, "Approximation gap (log p̂ − L[q*_FLOW])")
     md = _synthetic_report("max").to_markdown()
     assert "biased upward" in md
+
+
+def test_cross_family_rows_are_not_called_amortization_gaps():
+    """L[q*_FLOW] − L[q] of an FFG encoder mixes the amortization gap with the families' difference: the
+    table labels it as cross-family and splits off L[q*_FLOW] − L[q*_FFG] (paired, per datapoint); and the
+    settings line gives the draws IWAE and L[q] really use, max(iwae_samples, elbo_samples)."""
+    from pyro_vaegap.gaps import GapReport
+
+    def row(md, label):
+        return next(line for line in md.splitlines() if line.startswith(f"| {label}"))
+
+    rep = _synthetic_report("ais")
+    rep.per_point["local:flow"] = np.array([-91.0, -88.5])
+    rep.per_point["amortization:flow"] = rep.per_point["local:flow"] - rep.per_point["amortized"]
+    rep.config.update(iwae_samples=100, elbo_samples=3000)
+    md = rep.to_markdown()
+    assert not any(line.startswith("| Amortization gap (L[q*_FLOW]") for line in md.splitlines())
+    assert "2.25 ± 0.25 |" in row(md, "L[q*_FLOW] − L[q] (cross-family: FLOW optimum vs FFG encoder; not an amortization gap)")
+    assert "1.25 ± 0.25 |" in row(md, "of which family difference L[q*_FLOW] − L[q*_FFG]")  # (1.0 + 1.5) / 2
+    assert "1.00 ± 0.00 | 1.34 |" in row(md, "Amortization gap (L[q*_FFG] − L[q])")
+    assert "IWAE and L[q] with k = 3000 samples" in md and "IS ESS of q (of 3000)" not in md  # no ESS here
+    assert "IWAE k = 100" not in md
+    assert GapReport.from_dict(json.loads(json.dumps(rep.to_dict()))).to_markdown() == md
+    # an FFG encoder whose q* was computed only for the flow: the headline difference is cross-family too
+    rep = _synthetic_report("ais", approx_family="flow", families=("flow",))
+    rep.family = "ffg"
+    md = rep.to_markdown()
+    assert "not an amortization gap" in md and "Amortization gap" not in md and "family difference" not in md
 
 
 def test_gap_config_rejects_bad_values():
