@@ -231,7 +231,10 @@ def adaptive_grid_log_px(model, x: torch.Tensor, lim: float = 10.0, spacing: flo
     with :math:`v_c = \log p(x, z_c)` at its centre: a mode narrower than the spacing, lying between nodes,
     shows as a steep change between neighbouring nodes, and for a Gaussian bump of any width the largest
     change among the 8 neighbours of the node nearest its peak exceeds the peak's height above that node.
-    (The bound is exact for log-quadratic bumps and a heuristic for other shapes.) At each of ``levels``
+    (The bound holds for log-quadratic bumps and is a heuristic for other shapes: a bump that leaves no
+    trace at any node — far narrower than the spacing and on the slope of another mode, whose density
+    dominates at every node around it — is invisible to this and to any rule that only evaluates the
+    joint at points; choose ``spacing`` against the narrowest mode expected.) At each of ``levels``
     levels, per datapoint, the cells with the largest bounds are refined — cut into ``refine``² sub-cells,
     evaluated at their centres, together with their 8 neighbours — until the summed bound of the cells
     left unrefined is below :math:`e^{-\mathrm{margin}}` of the current estimate; the other cells keep
