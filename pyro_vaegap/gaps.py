@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .ais import SCHEDULES, STEP_SIZE_MODES, ais
-from .estimators import importance_sample
+from .estimators import PSIS_MIN_SAMPLES, importance_sample
 from .local import optimize_local
 from .registry import get_family
 from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
@@ -133,6 +133,10 @@ class GapConfig:
         self.families = tuple(self.families)
         if not self.families:
             raise ConfigError("families is empty: name at least one family to optimize locally")
+        twice = sorted({f for f in self.families if self.families.count(f) > 1})
+        if twice:
+            raise ConfigError(f"families={','.join(self.families)!r} names {', '.join(twice)} more than once: "
+                              "list each family once")
         for name in ("iwae_samples", "elbo_samples", "sample_chunk", "data_chunk", "ais_chains", "ais_steps",
                      "ais_leapfrog", "ais_pilot_chains", "ais_data_chunk", "local_samples", "local_max_steps", "local_check_every",
                      "local_patience"):
@@ -319,9 +323,12 @@ class GapReport:
         for key, label in (("psis_khat", "PSIS k̂ of q's weights"), ("iwae_ess", f"IS ESS of q (of {self.amortized_samples})"),
                            ("ais_ess", f"AIS ESS (of {c['ais_chains']} chains)"), ("ais_accept", "AIS acceptance rate"),
                            ("ais_minus_iwae", "AIS − IWAE"), ("uncertainty", "encoder uncertainty (guide.uncertainty)")):
-            if key in s:
+            if key == "psis_khat" and key in p and np.isnan(np.asarray(p[key], dtype=float)).all():
+                out.append(f"- {label}: undefined (PSIS needs at least {PSIS_MIN_SAMPLES} draws; "
+                           f"{self.amortized_samples} were drawn)")
+            elif key in s:
                 out.append(f"- {label}: mean {s[key][0]:.3g} ± {s[key][1]:.2g}")
-        if "psis_khat" in p:
+        if "psis_khat" in p and not np.isnan(np.asarray(p["psis_khat"], dtype=float)).all():
             out.append(f"- datapoints with k̂ > 0.7 (q far from the posterior): {int((np.asarray(p['psis_khat']) > 0.7).sum())}/{n}")
         if self.log_px_estimator == "max":
             out.append("- log p̂ is the per-datapoint max of IWAE and AIS (the paper's rule): biased upward, and the "

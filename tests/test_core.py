@@ -187,9 +187,31 @@ def test_cross_family_rows_are_not_called_amortization_gaps():
     assert "not an amortization gap" in md and "Amortization gap" not in md and "family difference" not in md
 
 
+def test_psis_khat_is_undefined_below_its_minimum_and_one_draw_works(lg_model, lg_data):
+    """ArviZ's PSIS fits the Pareto tail only to more than 4 of the largest weights (S ≥ 21); with fewer
+    draws k̂ is undefined (NaN, null in JSON, "undefined" in the table), never a traceback or a false inf;
+    and one draw per point (IWAE-1 = L[q]) gives a whole report."""
+    from pyro_vaegap.estimators import PSIS_MIN_SAMPLES
+
+    enc = FFGEncoder(lg_model, hidden=4).double()
+    assert PSIS_MIN_SAMPLES == 21
+    for S, defined in ((1, False), (20, False), (21, True)):
+        khat = importance_sample(lg_model, enc, lg_data, S).khat
+        assert bool(torch.isfinite(khat).all()) == defined and (defined or bool(torch.isnan(khat).all())), (S, khat)
+    cfg = GapConfig(iwae_samples=1, elbo_samples=1, ais=False, local_max_steps=20, local_check_every=10)
+    rep = gap_report(lg_model, enc, lg_data, cfg, progress=False, log=None)
+    assert np.isnan(rep.per_point["psis_khat"]).all() and np.allclose(rep.per_point["iwae"], rep.per_point["amortized"])
+    md = rep.to_markdown()
+    assert "PSIS k̂ of q's weights: undefined (PSIS needs at least 21 draws; 1 were drawn)" in md
+    assert "k̂ > 0.7" not in md
+    assert rep.to_dict()["summary"]["psis_khat"] == {"mean": None, "se": None}
+
+
 def test_gap_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="families is empty"):
         GapConfig(families=())
+    with pytest.raises(ConfigError, match="names ffg more than once"):
+        GapConfig(families=("ffg", "flow", "ffg"))
     with pytest.raises(ConfigError, match="ais_chains=0"):
         GapConfig(ais_chains=0)
     with pytest.raises(ConfigError, match="local_init='encoderr'"):
