@@ -235,7 +235,7 @@ def adaptive_grid_log_px(model, x: torch.Tensor, lim: float = 10.0, spacing: flo
     trace at any node — far narrower than the spacing and on the slope of another mode, whose density
     dominates at every node around it — is invisible to this and to any rule that only evaluates the
     joint at points; choose ``spacing`` against the narrowest mode expected.) At each of ``levels``
-    levels, per datapoint, the cells with the largest bounds are refined — cut into ``refine``² sub-cells,
+    levels, per datapoint, the cells with the largest bounds are refined — cut into ``refine`` × ``refine`` sub-cells,
     evaluated at their centres, together with their 8 neighbours — until the summed bound of the cells
     left unrefined is below :math:`e^{-\mathrm{margin}}` of the current estimate; the other cells keep
     their value. The estimate is :math:`\log\sum_\text{cells} p(x, z_c)\,h_c^2`. Every cell's mass is
