@@ -89,7 +89,9 @@ def test_every_committed_results_file_records_a_commit():
     recorded one, a ``committed`` stamp whose commits are what git says: ``commit_added`` added the file and
     ``commit_content`` holds exactly these numbers (the file with the stamp removed)."""
     top = RESULTS.parents[1]
-    in_git = (top / ".git").exists() and shutil.which("git")
+    in_git = (top / ".git").exists() and shutil.which("git") and subprocess.run(
+        ["git", "-C", str(top), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True
+    ).stdout.strip() == "false"  # a shallow clone lacks the commits the stamps name: only their presence is checked
     for path in sorted(RESULTS.rglob("*.json")):
         d = json.loads(path.read_text())
         if _records_commit(d):
