@@ -6,6 +6,9 @@ Build (warnings are errors, as in ``tests/test_docs.py``)::
 """
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pyro_vaegap  # the installed package (``pip install -e .``), guides and experiments included
 
 project = "pyro_vaegap"
@@ -17,7 +20,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",  # only emits <script> tags: the build itself needs no network
+    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_parser",  # benchmarks.md: measured results stay plain markdown, readable on GitHub too
 ]
@@ -34,9 +37,20 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = True
 nitpicky = False
 
-html_theme = "alabaster"
-html_theme_options = {
-    "description": "Approximation and amortization gaps of VAEs, with Pyro",
-    "fixed_sidebar": True,
-}
-html_static_path: list[str] = []
+# Pyro's own documentation theme (Read the Docs): a fluid content column whose code blocks and wide
+# tables scroll inside the page instead of running off it
+html_theme = "sphinx_rtd_theme"
+html_theme_options = {"navigation_depth": 3, "collapse_navigation": False}
+# MathJax 3 is served with the pages, from the copy in the sphinx-mathjax-offline package (copied into
+# _static/mathjax like any static folder), not from a CDN: formulas render offline, and
+# tests/test_docs.py checks that no page loads math from the network
+_MATHJAX = Path(importlib.util.find_spec("sphinx-mathjax-offline").origin).parent / "static"
+mathjax_path = "mathjax/tex-chtml.js"
+html_static_path = ["_static", str(_MATHJAX)]
+html_css_files = ["custom.css"]
+
+
+def setup(app):
+    # MathJax on every page, not only on pages with math in their body: the navigation sidebar shows
+    # section titles with formulas (e.g. the API's) on every page, the indexes and search included
+    app.set_html_assets_policy("always")

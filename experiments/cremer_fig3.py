@@ -48,7 +48,7 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import mean_se
 from pyro_vaegap.train import CHECKPOINT, TrainConfig, read_checkpoint, train
-from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, set_seed, stable_seed
+from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, provenance, set_seed, stable_seed
 
 from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 
@@ -202,7 +202,7 @@ def saved_or_made(path: Path, want: dict, make, progress, label: str) -> dict:
                               "use another --runs folder, or delete its evals/ to evaluate again")
         progress(f"{label}: evaluated before, reused")
         return rec
-    rec = {"eval_config": want, **make()}
+    rec = {"eval_config": want, **make(), "git": provenance()["git"]}  # a record may outlive its results.json
     atomic_write_json(path, rec)
     return rec
 

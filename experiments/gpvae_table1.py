@@ -47,7 +47,7 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.models import GAUSSIAN_VARIANCES
 from pyro_vaegap.train import MODELS, TrainConfig
-from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed, stable_seed
+from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed
 
 from .gpvae_gaps import training_cost
 from .tutorial_common import (Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
@@ -261,7 +261,8 @@ def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, pro
     x = model.validate_data(x_test.to(device))
     evaluation = evaluate_run(model, guide, x, es, stable_seed(args.seed, seed) % 2**32)
     rec = {"model": spec.label, "dim": dim, "seed": seed, "train_config": cfg.to_dict(), "eval_settings": es,
-           "training": training_cost(run_dir), "eval": evaluation, "eval_seconds": time.time() - t}
+           "training": training_cost(run_dir), "eval": evaluation, "eval_seconds": time.time() - t,
+           "git": provenance()["git"]}  # reused by later sweeps: it records its own code
     atomic_write_json(path, rec)
     progress(f"{spec.label} d={dim} seed {seed}: IWAE-{es['iwae_samples']} {rec['eval']['iwae']['mean']:.2f}, "
              f"IWAE-{es['big_samples']} {rec['eval']['iwae_big']['mean']:.2f} "

@@ -257,7 +257,8 @@ def _paper_diff(tcfg, gcfg, n):
     ais = (f"AIS {gcfg.ais_chains}×{gcfg.ais_steps}×{gcfg.ais_leapfrog} ({gcfg.ais_schedule}, {gcfg.ais_step_size} "
            f"step sizes)" if gcfg.ais else "AIS off")
     return (f"{tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, log p̂ = {gcfg.log_px_estimator}, {ais}, "
-            f"IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} samples/step (init {gcfg.local_init}).")
+            f"IWAE and L[q] {max(gcfg.iwae_samples, gcfg.elbo_samples)}, L[q*] with {gcfg.local_samples} samples/step "
+            f"(init {gcfg.local_init}).")
 
 
 def cmd_gaps(args):

@@ -42,8 +42,17 @@ class ImportanceResult:
     num_samples: int
 
 
+#: fewest draws for which PSIS k-hat is defined: ArviZ fits the Pareto tail to the largest
+#: ``ceil(min(S / 5, 3 sqrt(S)))`` weights and only when that is more than 4 draws (fewer: an IndexError at
+#: S = 1, k-hat = inf otherwise)
+PSIS_MIN_SAMPLES = 21
+
+
 def _psis_khat(lw: torch.Tensor) -> torch.Tensor:
-    """ArviZ's PSIS k-hat for each column of ``lw`` (shape ``(S, N)``)."""
+    """ArviZ's PSIS k-hat for each column of ``lw`` (shape ``(S, N)``); NaN (undefined) for every column
+    when ``S`` < :data:`PSIS_MIN_SAMPLES`."""
+    if lw.shape[0] < PSIS_MIN_SAMPLES:
+        return torch.full((lw.shape[1],), float("nan"), dtype=lw.dtype)
     with warnings.catch_warnings():
         # ArviZ announces its refactor on import (a FutureWarning of several lines) and warns for every
         # datapoint whose k-hat exceeds 0.7; that value *is* the diagnostic, reported by the caller
@@ -66,7 +75,8 @@ def importance_sample(model, guide, x: torch.Tensor, num_samples: int = 5000, *,
     :param num_samples: ``S`` draws from the guide per datapoint (the paper uses 5000).
     :param sample_chunk: samples drawn per vectorized call; ``data_chunk``: datapoints per call.
         Peak memory is about ``sample_chunk * data_chunk`` decoder outputs.
-    :param psis: compute PSIS k-hat (keeps the ``(S, data_chunk)`` log-weights of one chunk).
+    :param psis: compute PSIS k-hat (keeps the ``(S, data_chunk)`` log-weights of one chunk); NaN, undefined,
+        with fewer than :data:`PSIS_MIN_SAMPLES` draws.
     """
     S = check_positive_int("num_samples", num_samples)
     sample_chunk = check_positive_int("sample_chunk", sample_chunk)

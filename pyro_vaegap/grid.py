@@ -183,6 +183,35 @@ def _log_joint_at(model, x1: torch.Tensor, z: torch.Tensor, site: str, max_eleme
     return torch.cat([sum(log_joint_parts(model, x1, {site: zc[:, None, :]}))[:, 0] for zc in z.split(chunk)])
 
 
+def _neighbour_spread(idx: torch.Tensor, vals: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    r""":math:`\delta_c = \max_{c'}|v_{c'} - v_c|` over the evaluated cells ``c'`` among the 8 neighbours of each
+    cell ``c`` (integer indices ``idx`` ``(K, 2)`` on one level, values ``vals`` ``(K,)``); 0 with none, and
+    :math:`+\infty` where :math:`v_c = -\infty` beside a finite neighbour."""
+    span = int(idx.max()) + 3
+    key = (idx[:, 0] + 1) * span + idx[:, 1] + 1  # unique per cell, neighbours included (-1 .. max + 1)
+    order = torch.argsort(key)
+    skey = key[order]
+    nb = idx[:, None, :] + offsets[None]                               # (K, 9, 2), (0, 0) included
+    nkey = (nb[..., 0] + 1) * span + nb[..., 1] + 1
+    pos = torch.searchsorted(skey, nkey).clamp_max(len(skey) - 1)
+    found = skey[pos] == nkey
+    nv = vals[order[pos]]
+    diff = torch.where(found & torch.isfinite(nv), (nv - vals[:, None]).abs(), torch.zeros_like(nv))
+    return diff.nan_to_num(nan=0.0).amax(-1)
+
+
+def _refine_set(bound: torch.Tensor, total: float, margin: float) -> torch.Tensor:
+    """A mask of the fewest cells, largest ``bound`` first, whose refinement leaves the others' summed
+    bound below ``total - margin`` (log scale)."""
+    order = torch.argsort(bound, descending=True)
+    tail = torch.logcumsumexp(bound[order].flip(0), 0).flip(0)  # tail[i] = log Σ_{k >= i} e^{bound_k}
+    below = (tail < total - margin).nonzero()
+    cut = int(below[0]) if below.numel() else len(order)
+    mask = torch.zeros_like(bound, dtype=torch.bool)
+    mask[order[:cut]] = True
+    return mask
+
+
 @torch.no_grad()
 def adaptive_grid_log_px(model, x: torch.Tensor, lim: float = 10.0, spacing: float = 0.1, refine: int = 4,
                          levels: int = 3, margin: float = 15.0, site: str = "z",
@@ -191,17 +220,33 @@ def adaptive_grid_log_px(model, x: torch.Tensor, lim: float = 10.0, spacing: flo
     much narrower than any grid that covers them all (those of an over-fitted decoder).
 
     Level 0 is the grid of :func:`grid_log_joint` over :math:`[-\mathrm{lim}, \mathrm{lim}]^2` with the given
-    ``spacing`` (shared by all datapoints, each node the centre of a square cell). At each of ``levels``
-    levels, per datapoint, every cell whose :math:`\log p(x, z)` is within ``margin`` nats of that level's
-    largest, and its 8 neighbours, is cut into ``refine``² sub-cells, evaluated at their centres; the other
-    cells keep their value. The estimate is :math:`\log\sum_\text{cells} p(x, z_c)\,h_c^2`. Cells that are
-    not refined lie at least ``margin`` nats below the peak, so their coarse value costs a negligible
-    share of the integral; the refined ones converge as the spacing shrinks.
+    ``spacing`` (shared by all datapoints, each node the centre of a square cell of side :math:`h`). Every
+    cell :math:`c` gets a bound on its mass,
+
+    .. math::
+
+        \log\int_c p(x, z)\,dz \;\le\; U_c = v_c + \delta_c + 2\log h, \qquad
+        \delta_c = \max_{c'\in\text{neighbours}(c)} |v_{c'} - v_c|,
+
+    with :math:`v_c = \log p(x, z_c)` at its centre: a mode narrower than the spacing, lying between nodes,
+    shows as a steep change between neighbouring nodes, and for a Gaussian bump of any width the largest
+    change among the 8 neighbours of the node nearest its peak exceeds the peak's height above that node.
+    (The bound holds for log-quadratic bumps and is a heuristic for other shapes: a bump that leaves no
+    trace at any node — far narrower than the spacing and on the slope of another mode, whose density
+    dominates at every node around it — is invisible to this and to any rule that only evaluates the
+    joint at points; choose ``spacing`` against the narrowest mode expected.) At each of ``levels``
+    levels, per datapoint, the cells with the largest bounds are refined — cut into ``refine`` × ``refine`` sub-cells,
+    evaluated at their centres, together with their 8 neighbours — until the summed bound of the cells
+    left unrefined is below :math:`e^{-\mathrm{margin}}` of the current estimate; the other cells keep
+    their value. The estimate is :math:`\log\sum_\text{cells} p(x, z_c)\,h_c^2`. Every cell's mass is
+    bounded, not only those near the largest value, so a narrow second mode is refined, not lost.
 
     :returns: ``(log_px (N,), info)``; ``info`` holds per datapoint ``estimates`` (the estimate after each
-        level, ``(N, levels + 1)``: their last difference is a check of the quadrature), ``cells`` (cells
-        evaluated at the finest level), ``edge`` (whether level 0 put mass within ``margin`` of the peak on
-        the square's edge: the square is then too small) and the final ``spacing``.
+        level, ``(N, levels + 1)``: their last difference is a check of the quadrature), ``unrefined``
+        (``(N,)``, :math:`\log\sum_{\text{unrefined }c} e^{U_c} - \log\hat p(x)`: the most, as a log
+        fraction of the estimate, that the cells kept at a coarser level could add under the bound),
+        ``cells`` (cells evaluated at the finest level), ``edge`` (whether level 0 refines a cell on the
+        square's edge: the square is then too small) and the final ``spacing``.
     """
     check_positive_int("refine", refine, minimum=2)
     check_positive_int("levels", levels, minimum=0)
@@ -214,28 +259,33 @@ def adaptive_grid_log_px(model, x: torch.Tensor, lim: float = 10.0, spacing: flo
     offsets = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)], device=dev)
     sub = torch.tensor([(a, b) for a in range(refine) for b in range(refine)], device=dev)
     dtype = lj0.dtype
-    log_px, estimates, cells, edge = [], [], [], []
+    log_px, estimates, cells, edge, unrefined = [], [], [], [], []
     for n in range(x.shape[0]):
-        idx, vals, h, kept, est = idx0, lj0[:, n], h0, [], []
-        sel0 = vals > vals.max() - margin
-        edge.append(bool(((idx[sel0] == 0) | (idx[sel0] == n0 - 1)).any()))
+        idx, vals, h, kept, kept_bound, est = idx0, lj0[:, n].double(), h0, [], [], []
         for level in range(levels + 1):
             est.append(float(torch.logsumexp(torch.cat(kept + [vals + 2 * math.log(h)]), 0)))
+            bound = vals + _neighbour_spread(idx, vals, offsets) + 2 * math.log(h)
+            bound = torch.where(torch.isnan(bound), math.inf, bound)  # -inf beside a finite value: refine
+            sel = idx[_refine_set(bound, est[-1], margin)]
+            if level == 0:
+                edge.append(bool(((sel == 0) | (sel == n0 - 1)).any()))
             if level == levels:
                 break
-            sel = idx[vals > vals.max() - margin]
             near = (sel[:, None, :] + offsets[None]).reshape(-1, 2)
             key = lambda t: t[:, 0] * 4 * n0 * refine ** levels + t[:, 1]  # noqa: E731 - unique per level
             refined = torch.isin(key(idx), key(near))
             kept.append(vals[~refined] + 2 * math.log(h))
+            kept_bound.append(bound[~refined])
             idx = (idx[refined][:, None, :] * refine + sub[None]).reshape(-1, 2)
             h = h / refine
             # centre of cell (i, j) at spacing h: -lim - h0/2 + (i + 1/2) h
             z = (-lim - h0 / 2 + (idx.to(dtype) + 0.5) * h)
-            vals = _log_joint_at(model, x[n:n + 1], z.to(dtype), site, max_elements)
+            vals = _log_joint_at(model, x[n:n + 1], z.to(dtype), site, max_elements).double()
         log_px.append(est[-1])
         estimates.append(est)
         cells.append(int(idx.shape[0]))
+        kb = torch.cat(kept_bound) if kept_bound else vals.new_empty(0)
+        unrefined.append(float(torch.logsumexp(kb, 0)) - est[-1] if kb.numel() else -math.inf)
     info = {"estimates": torch.tensor(estimates, dtype=torch.float64), "cells": cells, "edge": edge,
-            "spacing": h0 / refine ** levels}
+            "unrefined": torch.tensor(unrefined, dtype=torch.float64), "spacing": h0 / refine ** levels}
     return torch.tensor(log_px, dtype=torch.float64), info

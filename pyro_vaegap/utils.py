@@ -150,22 +150,31 @@ def package_versions() -> dict[str, str]:
 
 def git_state(path: str | os.PathLike | None = None) -> dict:
     """The git commit of the checkout holding this package (or ``path``) and whether its tracked
-    files (results under ``docs/results`` aside) differ from that commit; ``None`` for both outside a
-    git checkout (an installed wheel)."""
+    files differ from that commit, anywhere in the repository (``guides/``, ``experiments/`` and
+    ``benchmarks/`` are code too; results under ``docs/results`` aside, they are outputs); ``None`` for
+    all three outside a git checkout (an installed wheel).
+
+    ``diff`` is a short hash of those differences (``git diff HEAD``), ``None`` when clean: two dirty
+    states of the same commit are told apart, so a resumable computation fingerprinted with this state
+    (:func:`pyro_vaegap.gaps.fingerprint`) never mixes pieces from different code. Untracked files are
+    not looked at (a new module counts once it is added to git)."""
     import subprocess
 
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
-        def git(*args):
-            return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
-                                  check=True, timeout=30).stdout.strip()
+        def git(*args, cwd=where):
+            return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
+                                  check=True, timeout=30).stdout
 
-        # results under docs/results are outputs, not code: rewriting one does not make the code dirty
-        return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                  ":(exclude)docs/results"))}
+        top = git("rev-parse", "--show-toplevel").strip()
+        # pathspecs relative to the top of the repository, not to ``where``: the whole checkout counts
+        spec = ("--", ".", ":(exclude)docs/results")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", *spec, cwd=top).strip())
+        diff = (hashlib.sha256(git("diff", "HEAD", "--binary", *spec, cwd=top).encode()).hexdigest()[:16]
+                if dirty else None)
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": dirty, "diff": diff}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "diff": None}
 
 
 _PROVENANCE: dict | None = None

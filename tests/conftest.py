@@ -20,6 +20,21 @@ def _seed():
     torch.manual_seed(0)
 
 
+#: environment variables of the user's shell that change what the library does; no test may depend on them
+USER_ENV = ("PYRO_VAEGAP_DATA", "PYRO_VAEGAP_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch):
+    """Every test sees neither the user's data directory nor their thread setting (a test that needs one
+    sets it), and torch's thread count is restored after it (commands set it from ``--threads``)."""
+    for name in USER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_linear_gaussian(dtype=torch.float64):
     """D = 5, d = 2; W's columns are far from orthogonal, so the posterior is correlated and the
     FFG approximation gap 0.5 (Σ log Λ_ii − log det Λ) is clearly non-zero (≈ 0.15 nats)."""

@@ -428,6 +428,8 @@ CASES = [
          setup=damage("run/checkpoint.pt", "truncated")),
     Case("gaps-unknown-family", "an unknown family", ["gaps", "--run", "run", "--families", "ffg,nope"],
          r"unknown guide family 'nope'"),
+    Case("gaps-family-twice", "a family listed twice", ["gaps", "--run", "run", "--families", "ffg,ffg"],
+         r"families='ffg,ffg' names ffg more than once: list each family once"),
     Case("gaps-family-option-unknown", "an unknown --family-options key",
          ["gaps", "--run", "run", "--family-options", '{"ffg": {"bogus": 1}}'],
          r"unknown option\(s\) \['bogus'\] for the local guide of family 'ffg'; allowed: \['init_scale'\]"),

@@ -2,6 +2,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,9 +159,59 @@ def test_paper_numbers_pair_only_with_the_same_quantity():
     assert "biased upward" in md
 
 
+def test_cross_family_rows_are_not_called_amortization_gaps():
+    """L[q*_FLOW] − L[q] of an FFG encoder mixes the amortization gap with the families' difference: the
+    table labels it as cross-family and splits off L[q*_FLOW] − L[q*_FFG] (paired, per datapoint); and the
+    settings line gives the draws IWAE and L[q] really use, max(iwae_samples, elbo_samples)."""
+    from pyro_vaegap.gaps import GapReport
+
+    def row(md, label):
+        return next(line for line in md.splitlines() if line.startswith(f"| {label}"))
+
+    rep = _synthetic_report("ais")
+    rep.per_point["local:flow"] = np.array([-91.0, -88.5])
+    rep.per_point["amortization:flow"] = rep.per_point["local:flow"] - rep.per_point["amortized"]
+    rep.config.update(iwae_samples=100, elbo_samples=3000)
+    md = rep.to_markdown()
+    assert not any(line.startswith("| Amortization gap (L[q*_FLOW]") for line in md.splitlines())
+    assert "2.25 ± 0.25 |" in row(md, "L[q*_FLOW] − L[q] (cross-family: FLOW optimum vs FFG encoder; not an amortization gap)")
+    assert "1.25 ± 0.25 |" in row(md, "of which family difference L[q*_FLOW] − L[q*_FFG]")  # (1.0 + 1.5) / 2
+    assert "1.00 ± 0.00 | 1.34 |" in row(md, "Amortization gap (L[q*_FFG] − L[q])")
+    assert "IWAE and L[q] with k = 3000 samples" in md and "IS ESS of q (of 3000)" not in md  # no ESS here
+    assert "IWAE k = 100" not in md
+    assert GapReport.from_dict(json.loads(json.dumps(rep.to_dict()))).to_markdown() == md
+    # an FFG encoder whose q* was computed only for the flow: the headline difference is cross-family too
+    rep = _synthetic_report("ais", approx_family="flow", families=("flow",))
+    rep.family = "ffg"
+    md = rep.to_markdown()
+    assert "not an amortization gap" in md and "Amortization gap" not in md and "family difference" not in md
+
+
+def test_psis_khat_is_undefined_below_its_minimum_and_one_draw_works(lg_model, lg_data):
+    """ArviZ's PSIS fits the Pareto tail only to more than 4 of the largest weights (S ≥ 21); with fewer
+    draws k̂ is undefined (NaN, null in JSON, "undefined" in the table), never a traceback or a false inf;
+    and one draw per point (IWAE-1 = L[q]) gives a whole report."""
+    from pyro_vaegap.estimators import PSIS_MIN_SAMPLES
+
+    enc = FFGEncoder(lg_model, hidden=4).double()
+    assert PSIS_MIN_SAMPLES == 21
+    for S, defined in ((1, False), (20, False), (21, True)):
+        khat = importance_sample(lg_model, enc, lg_data, S).khat
+        assert bool(torch.isfinite(khat).all()) == defined and (defined or bool(torch.isnan(khat).all())), (S, khat)
+    cfg = GapConfig(iwae_samples=1, elbo_samples=1, ais=False, local_max_steps=20, local_check_every=10)
+    rep = gap_report(lg_model, enc, lg_data, cfg, progress=False, log=None)
+    assert np.isnan(rep.per_point["psis_khat"]).all() and np.allclose(rep.per_point["iwae"], rep.per_point["amortized"])
+    md = rep.to_markdown()
+    assert "PSIS k̂ of q's weights: undefined (PSIS needs at least 21 draws; 1 were drawn)" in md
+    assert "k̂ > 0.7" not in md
+    assert rep.to_dict()["summary"]["psis_khat"] == {"mean": None, "se": None}
+
+
 def test_gap_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="families is empty"):
         GapConfig(families=())
+    with pytest.raises(ConfigError, match="names ffg more than once"):
+        GapConfig(families=("ffg", "flow", "ffg"))
     with pytest.raises(ConfigError, match="ais_chains=0"):
         GapConfig(ais_chains=0)
     with pytest.raises(ConfigError, match="local_init='encoderr'"):

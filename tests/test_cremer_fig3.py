@@ -35,6 +35,7 @@ def test_fig3_quick_resume(tmp_path, mnist_dir):
         assert now["epoch_00001.json"] == first[s]["epoch_00001.json"]  # reused, not recomputed
         assert len(now) == 2
         for rec in map(json.loads, now.values()):
+            assert len(rec["git"]["commit"]) == 40  # each record says which code made it (reused later)
             for split in ("train", "test"):
                 assert len(rec[split]["ais"]) == 5
                 assert all(math.isfinite(v) for k in ("ais", "iwae", "elbo") for v in rec[split][k])

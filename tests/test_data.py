@@ -128,16 +128,25 @@ def test_mnist_amat(tmp_path):
     assert torch.equal(x, torch.from_numpy(bits).float())
 
 
-def test_explicit_dir_searched_before_environment_variable(tmp_path, monkeypatch):
+def test_explicit_dir_is_used_or_refused_never_replaced(tmp_path, monkeypatch):
+    """A directory the user names is the only one searched: its data are read even when
+    $PYRO_VAEGAP_DATA holds other data, and a missing file there (or a directory that does not exist)
+    is an error naming it, never a silent read of the environment's directory."""
     explicit, from_env = tmp_path / "explicit", tmp_path / "env"
     explicit.mkdir()
     from_env.mkdir()
     write_amat(explicit / "binarized_mnist_train.amat", np.ones((2, 784), dtype=int))
     write_amat(from_env / "binarized_mnist_train.amat", np.zeros((2, 784), dtype=int))
+    write_amat(from_env / "binarized_mnist_test.amat", np.zeros((2, 784), dtype=int))
     monkeypatch.setenv(DATA_ENV, str(from_env))
-    assert data.candidate_dirs(explicit) == [explicit, from_env, Path.home() / ".cache" / "pyro_vaegap"]
+    assert data.candidate_dirs(explicit) == [explicit]
+    assert data.candidate_dirs() == [from_env, Path.home() / ".cache" / "pyro_vaegap"]
     assert load_binarized_mnist("train", data_dir=explicit).mean() == 1
     assert load_binarized_mnist("train").mean() == 0
+    for missing in (explicit, tmp_path / "nonexistent"):  # no test split there; no directory at all
+        with pytest.raises(DataError, match=f"in {missing}") as info:
+            load_binarized_mnist("test", data_dir=missing)
+        assert str(from_env) not in str(info.value)
 
 
 def test_missing_mnist_names_directories_and_fixes(tmp_path, monkeypatch):
@@ -146,8 +155,7 @@ def test_missing_mnist_names_directories_and_fixes(tmp_path, monkeypatch):
     with pytest.raises(DataError) as info:
         load_binarized_mnist("train", data_dir=tmp_path / "explicit")
     message = str(info.value)
-    for d in data.candidate_dirs(tmp_path / "explicit"):
-        assert str(d) in message
+    assert str(tmp_path / "explicit") in message and str(from_env) not in message  # only the named one
     assert DATA_ENV in message and "download=True" in message and data.MNIST_NPZ in message
     assert "--download" in message and "\n" not in message  # one line; vaegap train/gaps/bdmc have --download
 

@@ -154,8 +154,9 @@ def test_table1_quick_ttests_and_resume(tmp_path, mnist_dir):
     assert saved["git"]["commit"] and saved["results"]["ttest"] == "welch"
     per_seed = {}
     for m, slug in (("VAE", "vae"), ("SA(1)", "sa1"), ("GPVAE", "gpvae")):
-        per_seed[m] = [json.loads((tmp_path / "runs" / f"{slug}_d2_s{k}" / "eval.json").read_text())
-                       ["eval"]["iwae"]["mean"] for k in (0, 1, 2)]
+        recs = [json.loads((tmp_path / "runs" / f"{slug}_d2_s{k}" / "eval.json").read_text()) for k in (0, 1, 2)]
+        assert all(r["git"]["commit"] == saved["git"]["commit"] for r in recs)  # each run records its own code
+        per_seed[m] = [r["eval"]["iwae"]["mean"] for r in recs]
     cells = {m: saved["results"]["table"][m]["2"] for m in per_seed}
     best = max(per_seed, key=lambda m: sum(per_seed[m]))
     assert saved["results"]["best"]["2"] == best and cells[best]["best"] and cells[best]["p_vs_best"] is None

@@ -46,7 +46,7 @@ import torch
 
 from ..utils import atomic_write
 from .errors import SPLITS, DataError, _check_split
-from .search import DATA_ENV, _first_writable_dir, _format_dirs, candidate_dirs
+from .search import _first_writable_dir, _format_dirs, _location_fix, candidate_dirs
 from .validate import validate_binary
 
 
@@ -261,8 +261,7 @@ def load_binarized_mnist(split: str, data_dir=None, download: bool = False) -> t
     raise DataError(
         f"binarized MNIST not found: looked for {MNIST_NPZ} and binarized_mnist_{split}.amat in "
         f"{_format_dirs(dirs)}. Fix it in one of three ways: (1) put {MNIST_NPZ} (keys train/valid/test, "
-        f"np.packbits rows) in one of those directories; (2) set the environment variable {DATA_ENV} "
-        f"(or pass --data-dir, data_dir=) to the directory that holds it; (3) pass --download "
+        f"np.packbits rows) in one of those directories; (2) {_location_fix(dirs)}; (3) pass --download "
         f"(download=True) to download MNIST with torchvision and binarize it with a fixed seed (not the "
         f"standard Larochelle & Murray binarization, so not comparable to published numbers)."
     )
@@ -300,8 +299,7 @@ def load_fashion_mnist(split: str, data_dir=None, download: bool = False) -> tor
     raise DataError(
         f"Fashion-MNIST not found: looked for {FASHION_NPZ} and torchvision's raw files "
         f"FashionMNIST/raw/*-ubyte in {_format_dirs(dirs)}. Fix it in one of three ways: (1) put "
-        f"{FASHION_NPZ} or the FashionMNIST/raw folder in one of those directories; (2) set the environment "
-        f"variable {DATA_ENV} (or pass --data-dir, data_dir=) to the directory that holds it; (3) pass "
+        f"{FASHION_NPZ} or the FashionMNIST/raw folder in one of those directories; (2) {_location_fix(dirs)}; (3) pass "
         f"--download (download=True) to download it with torchvision."
     )
 

@@ -51,7 +51,7 @@ import torch
 
 from .binarized import _torchvision_images
 from .errors import DataError, _check_split
-from .search import DATA_ENV, _first_writable_dir, _format_dirs, candidate_dirs
+from .search import _first_writable_dir, _format_dirs, _location_fix, candidate_dirs
 from .validate import seeded_subset
 
 #: Validation rows taken from the end of CIFAR-10's 50,000 training images.
@@ -90,8 +90,8 @@ def _open_torchvision(what: str, files: str, dirs: list[pathlib.Path], download:
             raise DataError(f"downloading {what} with torchvision into {root} failed: {error}") from error
     raise DataError(
         f"{what} not found: looked for torchvision's {files} in {_format_dirs(dirs)}. "
-        f"Put them in one of those directories, set {DATA_ENV} (or pass --data-dir, data_dir=) "
-        f"to the directory holding them, or pass --download (download=True) to download them with torchvision."
+        f"Put them in one of those directories, {_location_fix(dirs, 'them')}, or pass --download "
+        f"(download=True) to download them with torchvision."
         + (f" {extra}" if extra else "")
     )
 
