@@ -11,7 +11,7 @@ the test split (``OUT/gaps.json``, ``OUT/gaps.md``) through the Python API. The 
 line, with the saved weights::
 
     vaegap gaps --model docs/examples/pyro_vae_tutorial.py:VAE --checkpoint OUT/vae.pt \\
-        --dataset binarized_mnist --num-points 20 --out OUT/gaps_cli --families ffg,auto_normal ...
+        --dataset binarized_mnist --num-points 16 --out OUT/gaps_cli --families ffg,auto_normal ...
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ from pyro_vaegap.data import load_dataset, seeded_subset  # noqa: E402
 from pyro_vaegap.gaps import GapConfig, gap_report  # noqa: E402
 
 #: the evaluation settings of the committed report (docs/results/byom): small enough for a CPU, stated in full
-SETTINGS = dict(families=("ffg", "auto_normal"), iwae_samples=1000, elbo_samples=1000, sample_chunk=250,
-                ais_chains=20, ais_steps=200, ais_leapfrog=5, local_samples=20, local_lr=1e-3,
-                local_max_steps=3000, local_init="encoder", data_chunk=20, ais_data_chunk=20)
+SETTINGS = dict(families=("ffg", "auto_normal"), iwae_samples=500, elbo_samples=500, sample_chunk=250,
+                ais_chains=10, ais_steps=100, ais_leapfrog=5, ais_pilot_chains=4, local_samples=10, local_lr=1e-3,
+                local_max_steps=1000, local_check_every=100, local_patience=3, local_init="encoder", data_chunk=16,
+                ais_data_chunk=16)
 #: a smoke-test version (tests/test_contract.py runs the whole script with it)
 QUICK = dict(families=("ffg", "auto_normal"), iwae_samples=50, elbo_samples=50, sample_chunk=50, ais_chains=4,
              ais_steps=10, ais_leapfrog=2, ais_pilot_chains=2, local_samples=4, local_max_steps=20,
@@ -46,9 +47,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data-dir", help="folder holding binarized_mnist.npz")
-    p.add_argument("--epochs", type=int, default=5, help="training epochs (5)")
-    p.add_argument("--train-points", type=int, default=50000, help="training images used (50000: all)")
-    p.add_argument("--num-points", type=int, default=20, help="test images evaluated (20, a seeded subset)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs (3)")
+    p.add_argument("--train-points", type=int, default=10000, help="training images used (the first 10000)")
+    p.add_argument("--num-points", type=int, default=16, help="test images evaluated (16, a seeded subset)")
     p.add_argument("--quick", action="store_true", help="tiny evaluation settings (a smoke test)")
     args = p.parse_args(argv)
     out = Path(args.out)
