@@ -9,20 +9,15 @@ from its trace, :mod:`pyro_vaegap.contract`); as in Pyro, each datapoint's laten
 unconstrained vector :math:`u` (:meth:`~pyro_vaegap.guide.Guide.sample_latents`) and mapped onto each site's
 support by ``biject_to``.
 
-============== =================================== ===============================================================
-family         Pyro autoguide                      :math:`q(u)` per datapoint
-============== =================================== ===============================================================
-``auto_normal`` ``AutoNormal``                     Pyro's own ``AutoNormal`` over the data plate, whose
-                                                   parameters are already one row per datapoint: the family is
-                                                   the fully factorized Gaussian, its :math:`q^*` the FFG optimum
-``auto_mvn``   ``AutoMultivariateNormal``          :math:`\mathcal N(\mu, (\sigma\odot L)(\sigma\odot L)^\top)`,
-                                                   :math:`L` unit lower triangular (Pyro's parameterization)
-``auto_lowrank`` ``AutoLowRankMultivariateNormal`` :math:`\mathcal N(\mu, D_\sigma (W W^\top + I) D_\sigma)`:
-                                                   Pyro's ``LowRankMultivariateNormal(loc, W·σ, σ²)``, rank
-                                                   :math:`\mathrm{round}(\sqrt D)` by default
-``auto_iaf``   ``AutoIAFNormal``                   :math:`\mathcal N(0, I)` pushed through ``num_transforms``
-                                                   affine autoregressive maps (MADE with ``[3D + 1]`` hidden units)
-============== =================================== ===============================================================
+* ``auto_normal`` — Pyro's own ``AutoNormal`` over the data plate, whose parameters are already one row per
+  datapoint: the family is the fully factorized Gaussian (on the unconstrained latents), its :math:`q^*` the
+  FFG optimum;
+* ``auto_mvn`` — ``AutoMultivariateNormal``: :math:`\mathcal N(\mu, (\sigma\odot L)(\sigma\odot L)^\top)` with
+  :math:`L` unit lower triangular (Pyro's parameterization);
+* ``auto_lowrank`` — ``AutoLowRankMultivariateNormal``: :math:`\mathcal N(\mu, D_\sigma (W W^\top + I) D_\sigma)`,
+  Pyro's ``LowRankMultivariateNormal(loc, W·σ, σ²)``, rank :math:`\mathrm{round}(\sqrt D)` by default;
+* ``auto_iaf`` — ``AutoIAFNormal``: :math:`\mathcal N(0, I)` pushed through ``num_transforms`` affine
+  autoregressive maps (MADE with ``[3D + 1]`` hidden units).
 
 Refused, with the reason (:data:`REFUSED_FAMILIES`): ``auto_delta`` (``AutoDelta``, MAP). A point mass has
 no density with respect to Lebesgue measure, so its ELBO is :math:`-\infty`; the value :math:`\log p(x,\hat z)`

@@ -50,12 +50,16 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.autoguide import AutoGuide
+from pyro.infer.autoguide import AutoContinuous, AutoGuide
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import constraints
 
 from .utils import ConfigError
+
+#: Pyro's joint autoguides and their per-datapoint families (:mod:`pyro_vaegap.guides.auto`)
+_JOINT_FAMILIES = {"AutoMultivariateNormal": "auto_mvn", "AutoLowRankMultivariateNormal": "auto_lowrank",
+                   "AutoIAFNormal": "auto_iaf", "AutoDiagonalNormal": "auto_normal"}
 
 #: the message of the warning ``pyro.module`` gives for every frozen parameter, on every call
 _FROZEN_PARAM_WARNING = r".*was not registered in the param store because requires_grad=False"
@@ -89,15 +93,18 @@ def call(fn, x, idx=None, num_data=None):
 
     A trained autoguide (:class:`~pyro.infer.autoguide.AutoGuide`) is run with its data plate subsampled
     at ``idx``, so its per-datapoint parameters are read for the rows of ``x`` whatever the chunk.
+    ``pyro.module``'s warning for parameters with ``requires_grad=False`` (the estimators freeze the model)
+    is silenced during the call.
     """
-    if isinstance(fn, AutoGuide):
-        return _call_autoguide(fn, x, idx)
-    kw = {}
-    if idx is not None and takes(fn, "idx"):
-        kw["idx"] = idx
-    if num_data is not None and takes(fn, "num_data"):
-        kw["num_data"] = num_data
-    return fn(x, **kw)
+    with quiet_frozen_modules():  # a user's pyro.module on a frozen module would warn at every call
+        if isinstance(fn, AutoGuide):
+            return _call_autoguide(fn, x, idx)
+        kw = {}
+        if idx is not None and takes(fn, "idx"):
+            kw["idx"] = idx
+        if num_data is not None and takes(fn, "num_data"):
+            kw["num_data"] = num_data
+        return fn(x, **kw)
 
 
 def _call_autoguide(guide, x, idx):
@@ -321,9 +328,14 @@ class TracedModel(nn.Module):
         self.owner = owner if isinstance(owner, nn.Module) and not isinstance(fn, nn.Module) else None
         self.spec = spec
         self.latent_dim, self.data_dim = spec.latent_dim, spec.data_dim
+        # the user's global pyro.param / pyro.module statements get a param store of their own: a family that
+        # runs the model inside its own PyroModule call (sa, gpvae, rme) would otherwise catch them in its
+        # module-local store, which Pyro refuses; a copy of the global store keeps a plain function's params
+        self._param_state = pyro.get_param_store().get_state()
 
     def forward(self, x, idx=None, num_data=None):
-        return call(self.fn, x, idx, num_data)
+        with pyro.get_param_store().scope(state=self._param_state):
+            return call(self.fn, x, idx, num_data)
 
     def validate_data(self, x):
         return validate_data(self.fn, x)
@@ -364,6 +376,12 @@ def check_sites(spec: ModelSpec, guide, x: torch.Tensor, idx=None, who: str | No
 
     who = who or f"the guide {getattr(guide, '__name__', type(guide).__name__)}"
     B, S = x.shape[0], num_samples
+    if isinstance(guide, AutoContinuous):
+        per_datum = _JOINT_FAMILIES.get(type(guide).__name__)
+        raise ConfigError(f"{who} is a {type(guide).__name__}: it draws one joint site for all datapoints, outside the "
+                          f"data plate {spec.plate!r}, so its q does not factor over datapoints and no per-datapoint "
+                          "bound exists" + (f"; its per-datapoint version is the family {per_datum!r}" if per_datum
+                                            else ""))
     with torch.no_grad(), quiet_frozen_modules(), sample_plate(S):
         try:
             tr = poutine.trace(lambda xb: call(guide, xb, idx)).get_trace(x)

@@ -31,7 +31,7 @@ from pyro_vaegap.traces import log_weights, simulate
 from pyro_vaegap.utils import ConfigError
 
 Z = 4.0  # standard errors allowed in a seeded statistical check
-SMALL = dict(iwae_samples=200, elbo_samples=200, sample_chunk=100, ais_chains=16, ais_steps=40, ais_leapfrog=3,
+SMALL = dict(iwae_samples=200, elbo_samples=200, sample_chunk=100, ais_chains=16, ais_steps=500, ais_leapfrog=3,
              ais_pilot_chains=4, local_samples=16, local_lr=1e-2, local_max_steps=400, local_check_every=50,
              local_patience=2, data_chunk=4, ais_data_chunk=4, local_init="encoder")
 
@@ -96,7 +96,9 @@ def test_the_model_is_read_from_its_trace(trained_vae):
 def test_tutorial_vae_gap_report_no_adapter_matches_library_style(trained_vae):
     """Pyro's tutorial VAE, as written, through gap_report (AIS, encoder-initialized FFG and fullcov q*): every
     point has log p̂ ≥ L[q*] ≥ L[q] up to Z standard errors, and the report equals, number for number, the
-    report of the same model written in the library's style (same networks, same seed)."""
+    report of the same model written in the library's style (same networks, same seed) — except L[q*], whose
+    optimization draws noise keyed by the site's name: those agree within Z standard errors plus 0.05 nats
+    of optimization difference (both stop by the rule or the same step cap)."""
     vae, x = trained_vae
     xe = x[:8]
     cfg = GapConfig(families=("ffg", "fullcov"), **SMALL)
@@ -113,8 +115,14 @@ def test_tutorial_vae_gap_report_no_adapter_matches_library_style(trained_vae):
 
     lib = TutorialModelLibraryStyle(vae.decoder, 4)
     ref = gap_report(lib, TutorialGuideLibraryStyle(lib, vae.encoder), xe, cfg, progress=False, log=None)
-    for k, v in ref.per_point.items():
-        assert torch.allclose(torch.as_tensor(rep.per_point[k]), torch.as_tensor(v), rtol=1e-4, atol=1e-3), k
+    q = {k: torch.as_tensor(v) for k, v in ref.per_point.items()}
+    for k, v in q.items():
+        if k.split(":")[0] in ("local", "local_se", "approximation", "amortization", "steps", "converged"):
+            continue  # below: the local optimizers' keyed noise is keyed by site name ("latent" vs "z")
+        assert torch.allclose(p[k], v, rtol=1e-4, atol=1e-3), k
+    for f in ("ffg", "fullcov"):
+        se = torch.hypot(p[f"local_se:{f}"], q[f"local_se:{f}"])
+        assert torch.all((p[f"local:{f}"] - q[f"local:{f}"]).abs() < Z * se + 0.05), f
 
 
 def test_tutorial_vae_through_ais_bdmc_and_every_family(trained_vae):

@@ -35,7 +35,7 @@ from pyro_vaegap.gaps import GapConfig, gap_report  # noqa: E402
 #: the evaluation settings of the committed report (docs/results/byom): small enough for a CPU, stated in full
 SETTINGS = dict(families=("ffg", "auto_normal"), iwae_samples=500, elbo_samples=500, sample_chunk=250,
                 ais_chains=10, ais_steps=100, ais_leapfrog=5, ais_pilot_chains=4, local_samples=10, local_lr=1e-3,
-                local_max_steps=1000, local_check_every=100, local_patience=3, local_init="encoder", data_chunk=16,
+                local_max_steps=4000, local_check_every=100, local_patience=3, local_init="encoder", data_chunk=16,
                 ais_data_chunk=16)
 #: a smoke-test version (tests/test_contract.py runs the whole script with it)
 QUICK = dict(families=("ffg", "auto_normal"), iwae_samples=50, elbo_samples=50, sample_chunk=50, ais_chains=4,
