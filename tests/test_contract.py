@@ -184,16 +184,20 @@ def test_a_guide_that_misses_a_latent_site_is_refused_before_any_computation(tra
 
 
 def _fit(model, guide, x, steps, lr=0.05):
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), loss=Trace_ELBO())
+    """Fit an autoguide's parameters (the model fixed) by the Monte Carlo ELBO, as SVI would."""
+    guide(x)  # the autoguide's prototype trace: its parameters exist from here
+    opt = torch.optim.Adam(guide.parameters(), lr=lr)
     for _ in range(steps):
-        svi.step(x)
+        opt.zero_grad()
+        (-log_weights(model, guide, x, 10).mean(0).sum()).backward()
+        opt.step()
 
 
 def test_joint_and_point_mass_autoguides_are_refused_as_the_evaluated_guide(lg_model, lg_data):
     pyro.clear_param_store()
     for cls, reason in ((AutoMultivariateNormal, "outside the data plate"), (AutoDelta, "point masses")):
         g = cls(lg_model)
-        _fit(lg_model, g, lg_data, 2)
+        g(lg_data)  # set up (fitting does not change its structure)
         with pytest.raises(ConfigError, match=reason):
             gap_report(lg_model, g, lg_data, GapConfig(**SMALL), progress=False, log=None)
     with pytest.raises(ConfigError, match="AutoDelta .MAP. is a point mass"):
@@ -215,10 +219,11 @@ def test_fitted_autonormal_is_the_amortized_guide_in_any_chunking(lg_model, lg_d
     loc, scale = g.locs.z.detach(), g.scales.z.detach()
     assert loc.shape == (lg_data.shape[0], 2)
     assert torch.all((r.elbo - exact_elbo(lg_model, lg_data, loc, scale)).abs() < Z * r.elbo_se)
-    rep = gap_report(lg_model, g, lg_data, GapConfig(families=("auto_normal",), **{**SMALL, "data_chunk": 3}),
+    rep = gap_report(lg_model, g, lg_data, GapConfig(families=("auto_normal",),
+                                                         **{**SMALL, "data_chunk": 3, "local_init": "prior"}),
                      family="ffg", progress=False, log=None)
-    assert torch.allclose(torch.as_tensor(rep.per_point["amortized"]), exact_elbo(lg_model, lg_data, loc, scale),
-                          atol=0.1)
+    p = {k: torch.as_tensor(v) for k, v in rep.per_point.items()}
+    assert torch.all((p["amortized"] - exact_elbo(lg_model, lg_data, loc, scale)).abs() < Z * p["amortized_se"])
 
 
 @pytest.mark.parametrize("name,options,target", [("auto_normal", {}, "ffg"), ("auto_mvn", {}, "exact"),
