@@ -29,11 +29,16 @@ from .contract import modules_of
 from .utils import ConfigError
 
 
-def load_callable(ref: str):
-    """The object named by ``"pkg.module:name"`` or ``"path/to/file.py:name"``."""
+def check_ref(ref) -> None:
+    """Refuse a ``--model`` value that is not ``MODULE:FUNCTION`` (before anything is loaded)."""
     if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
         raise ConfigError(f"--model {ref!r} is not allowed: expected MODULE:FUNCTION, e.g. mypkg.vae:build or "
                           "path/to/vae.py:build")
+
+
+def load_callable(ref: str):
+    """The object named by ``"pkg.module:name"`` or ``"path/to/file.py:name"``."""
+    check_ref(ref)
     where, name = ref.split(":")
     try:
         if where.endswith(".py"):
@@ -121,6 +126,7 @@ def run_user_gaps(args, gcfg, device):
     from .data import load_dataset, seeded_subset
     from .gaps import gap_report
 
+    check_ref(args.model)
     if args.dataset is None:
         raise ConfigError("--model needs --dataset: the data to evaluate on (e.g. binarized_mnist)")
     if args.out is None:
