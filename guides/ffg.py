@@ -13,8 +13,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate
+from pyro_vaegap.guide import Family, Guide, LocalGuide, gaussian_output
 from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.utils import ConfigError
 
@@ -35,9 +34,9 @@ class FFGEncoder(Guide):
     def __init__(self, model, hidden: int = 200, layers: int = 2, activation: str = "elu",
                  dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
-        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.body, width = encoder_body(self.data_dim, hidden, layers, activation, dense, arch)
         self.feature_dim = width  #: p, the width of the features the last layer reads
-        self.head = nn.Linear(width, 2 * model.latent_dim)
+        self.head = nn.Linear(width, 2 * self.latent_dim)
 
     def features(self, x):
         """The encoder's features before its last layer, shape ``(B, p)``."""
@@ -53,8 +52,8 @@ class FFGEncoder(Guide):
 
     def forward(self, x, idx=None, num_data=None):
         loc, scale = self.encode(x)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(dist.Normal(loc, scale).to_event(1))
 
 
 class LocalFFG(LocalGuide):
@@ -76,17 +75,19 @@ class LocalFFG(LocalGuide):
 
     def forward(self, x, idx=None, num_data=None):
         rows = self.rows(x, idx)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", dist.Normal(self.loc[rows], self.scale[rows]).to_event(1))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(dist.Normal(self.loc[rows], self.scale[rows]).to_event(1))
 
     @torch.no_grad()
     def init_from_amortized(self, guide, x):
-        """Start ``(loc, scale)`` at an FFG-style encoder's ``guide.encode(x)``; subclasses that put a
-        flow on this base (``flow``, ``iaf``, ``householder``) keep their flow's own initialization."""
-        out = guide.encode(x) if hasattr(guide, "encode") else None
-        if out is None or out[1].shape != out[0].shape:
+        """Start ``(loc, scale)`` at an FFG-style encoder's output (:func:`~pyro_vaegap.guide.gaussian_output`:
+        ``guide.encode(x)``, or the Normal sites of the guide's trace); subclasses that put a flow on this base
+        (``flow``, ``iaf``, ``householder``) keep their flow's own initialization."""
+        out = gaussian_output(guide, x, self.spec)
+        if out is None:
             raise ConfigError(f"{type(self).__name__} can start only from an encoder with an FFG output "
-                              f"(encode(x) -> (loc, scale)); got {type(guide).__name__}")
+                              f"(encode(x) -> (loc, scale), or Normal draws at the latent sites); got "
+                              f"{getattr(guide, '__name__', type(guide).__name__)}")
         self.loc = out[0].detach().clone()
         self.scale = out[1].detach().clone()
 

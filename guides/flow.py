@@ -62,7 +62,7 @@ from torch import nn
 from torch.nn.functional import logsigmoid
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import data_plate, mlp
+from pyro_vaegap.models import mlp
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from ._batched import BatchedMLP, gaussian_head
 from .ffg import FFGEncoder, LocalFFG
@@ -137,12 +137,14 @@ class FlowParts:
     steps: list
     reverse: Callable
 
-    def sample(self):
-        """The guide's sites (call inside the data plate); returns :math:`z_T`."""
+    def sample(self, guide=None):
+        """The guide's sites (call inside the data plate); ``guide`` places :math:`z_T` at the model's latent
+        sites (:meth:`~pyro_vaegap.guide.Guide.sample_latents`; without it: the site ``"z"``); returns :math:`z_T`."""
         z0 = pyro.sample("z0", dist.Normal(self.loc, self.scale).to_event(1), infer=AUX)
         v0 = pyro.sample("v0", dist.Normal(*self.q_v(z0)).to_event(1), infer=AUX)
         zT, vT, log_det = coupling_flow(z0, v0, self.steps)
-        z = pyro.sample("z", dist.Delta(zT, log_density=-log_det, event_dim=1))
+        q = dist.Delta(zT, log_density=-log_det, event_dim=1)
+        z = pyro.sample("z", q) if guide is None else guide.sample_latents(q)
         pyro.factor("flow_reverse", -self.log_reverse(zT, vT), has_rsample=True)
         return z
 
@@ -207,8 +209,8 @@ class FlowEncoder(Guide):
 
     def forward(self, x, idx=None, num_data=None):
         parts = self.parts(x, idx)
-        with data_plate(x, idx, num_data):
-            return parts.sample()
+        with self.data_plate(x, idx, num_data):
+            return parts.sample(self)
 
 
 class LocalFlow(LocalFFG):
@@ -272,8 +274,8 @@ class LocalFlow(LocalFFG):
 
     def forward(self, x, idx=None, num_data=None):
         parts = self.parts(x, idx)
-        with data_plate(x, idx, num_data):
-            return parts.sample()
+        with self.data_plate(x, idx, num_data):
+            return parts.sample(self)
 
 FAMILY = Family("flow", amortized=FlowEncoder, local=LocalFlow,
                 description="auxiliary-variable Real-NVP flow of Cremer et al. 2018 (FFG base, 2 coupling steps)")

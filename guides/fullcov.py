@@ -21,8 +21,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate
+from pyro_vaegap.guide import Family, Guide, LocalGuide, gaussian_output
 from pyro_vaegap.networks import encoder_body
 from ._batched import MIN_SCALE
 
@@ -37,7 +36,7 @@ class FullCovEncoder(Guide):
                  dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
         d = self.latent_dim
-        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.body, width = encoder_body(self.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * d + d * (d - 1) // 2)
         self.register_buffer("tril_rows", torch.tril_indices(d, d, -1)[0], persistent=False)
         self.register_buffer("tril_cols", torch.tril_indices(d, d, -1)[1], persistent=False)
@@ -51,8 +50,8 @@ class FullCovEncoder(Guide):
 
     def forward(self, x, idx=None, num_data=None):
         loc, L = self.encode(x)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=L))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(dist.MultivariateNormal(loc, scale_tril=L))
 
 
 class LocalFullCov(LocalGuide):
@@ -71,14 +70,15 @@ class LocalFullCov(LocalGuide):
 
     def forward(self, x, idx=None, num_data=None):
         rows = self.rows(x, idx)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", dist.MultivariateNormal(self.loc[rows], scale_tril=self.scale_tril[rows]))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(dist.MultivariateNormal(self.loc[rows], scale_tril=self.scale_tril[rows]))
 
     @torch.no_grad()
     def init_from_amortized(self, guide, x):
-        if not hasattr(guide, "encode"):
+        out = guide.encode(x)[:2] if hasattr(guide, "encode") else gaussian_output(guide, x, self.spec)
+        if out is None:
             super().init_from_amortized(guide, x)
-        loc, scale = guide.encode(x)[:2]
+        loc, scale = out
         if scale.dim() == loc.dim():  # an FFG's standard deviations
             scale = torch.diag_embed(scale)
         self.loc = loc.detach().clone()

@@ -107,7 +107,6 @@ from torch import nn
 from torch.nn.functional import softplus
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import data_plate
 from pyro_vaegap.traces import log_joint_parts
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from .ffg import FFGEncoder, LocalFFG
@@ -264,14 +263,14 @@ class GPVAEEncoder(Guide):
         tril = self.scale_tril_stacked()
         mo = self.moments(x, tril)
         z = mo.loc + mo.scale * torch.randn((num_samples,) + mo.loc.shape, dtype=mo.loc.dtype, device=mo.loc.device)
-        _, log_lik = log_joint_parts(model, x, {"z": z}, idx)
+        _, log_lik = log_joint_parts(model, x, self.latent_values(z), idx)
         weight_kl = self.weight_kl(tril) / self.training_size if self.noise else 0.0
         return log_lik.mean(0) - self.expected_kl(mo, num_samples) - weight_kl
 
     def forward(self, x, idx=None, num_data=None):
         loc, scale = self.encode(x)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(dist.Normal(loc, scale).to_event(1))
 
 
 FAMILY = Family("gpvae", amortized=GPVAEEncoder, local=LocalFFG,

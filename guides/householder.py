@@ -30,7 +30,6 @@ from pyro.distributions.transforms.householder import ConditionedHouseholder
 from torch import nn
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import data_plate
 from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.utils import check_positive_int
 from .ffg import LocalFFG
@@ -61,7 +60,7 @@ class HouseholderEncoder(Guide):
         super().__init__(model)
         K = check_positive_int("num_transforms", num_transforms)
         d = self.latent_dim
-        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.body, width = encoder_body(self.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * d)
         self.flow = ConditionalHouseholder(d, HouseholderVectors(width, d, K), count_transforms=K)
 
@@ -73,8 +72,8 @@ class HouseholderEncoder(Guide):
         h = self.body(x)
         base = dist.Normal(*gaussian_head(self.head(h), self.latent_dim)).to_event(1)
         q = dist.TransformedDistribution(base, [self.flow.condition(h)])
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", q)
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(q)
 
 
 class LocalHouseholder(LocalFFG):
@@ -93,8 +92,8 @@ class LocalHouseholder(LocalFFG):
         rows = self.rows(x, idx)
         base = dist.Normal(self.loc[rows], self.scale[rows]).to_event(1)
         q = dist.TransformedDistribution(base, [ConditionedHouseholder(self.u[rows])])
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", q)
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(q)
 
 
 FAMILY = Family("householder", amortized=HouseholderEncoder, local=LocalHouseholder,

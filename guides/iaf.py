@@ -33,7 +33,7 @@ from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import ACTIVATIONS, data_plate
+from pyro_vaegap.models import ACTIVATIONS
 from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.utils import check_positive_int
 from .ffg import LocalFFG
@@ -59,7 +59,7 @@ class IAFEncoder(Guide):
         super().__init__(model)
         d = self.latent_dim
         K = check_positive_int("num_transforms", num_transforms)
-        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.body, width = encoder_body(self.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, 2 * d)
         made_hidden = made_hidden or max(2 * d, 16)
         self.flows = nn.ModuleList(
@@ -81,8 +81,8 @@ class IAFEncoder(Guide):
 
     def forward(self, x, idx=None, num_data=None):
         q = self.distribution(x)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", q)
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(q)
 
 
 class LocalIAF(LocalFFG):
@@ -102,8 +102,8 @@ class LocalIAF(LocalFFG):
         base = dist.Normal(self.loc[rows], self.scale[rows]).to_event(1)
         q = dist.TransformedDistribution(base, [AffineAutoregressive(m.bind(rows), stable=True)
                                                 for m in self.mades])
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", q)
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(q)
 
 
 FAMILY = Family("iaf", amortized=IAFEncoder, local=LocalIAF,

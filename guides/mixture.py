@@ -44,7 +44,6 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate
 from pyro_vaegap.networks import encoder_body
 from pyro_vaegap.traces import log_weights
 from pyro_vaegap.utils import check_positive_int
@@ -126,8 +125,8 @@ class _Stratified:
         return total
 
     def sample_z(self, x, idx, num_data, locs, scales, logits):
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", DiagNormalMixture(locs, scales, logits, self._component))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(DiagNormalMixture(locs, scales, logits, self._component))
 
 
 class MixtureEncoder(_Stratified, Guide):
@@ -140,7 +139,7 @@ class MixtureEncoder(_Stratified, Guide):
                  activation: str = "elu", dense: bool = False, arch: str = "mlp"):
         super().__init__(model)
         self.num_components = M = check_positive_int("num_components", num_components)
-        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.body, width = encoder_body(self.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, M * (2 * self.latent_dim + 1))
 
     def mixture(self, x, idx=None):

@@ -123,7 +123,7 @@ class RMEEncoder(_Stratified, Guide):
         eps = torch.randn((R,) + locs.shape, dtype=locs.dtype, device=locs.device)  # (R, B, M, d)
         fixed = locs.detach() + scales.detach() * eps  # draws of the components held fixed
         # the decoder's gradient and the reported value: L[q_M], encoder held fixed
-        log_p = torch.stack([sum(log_joint_parts(model, x, {"z": fixed[:, :, k]}, idx)) for k in range(M)], -1)
+        log_p = torch.stack([sum(log_joint_parts(model, x, self.latent_values(fixed[:, :, k]), idx)) for k in range(M)], -1)
         value = self._stage_bound(log_p, fixed, locs.detach(), scales.detach(), gate_logits.detach(), M)
         total = value
         # each gate: L[q_m] with the components and the decoder held fixed, only eps_m free
@@ -137,7 +137,7 @@ class RMEEncoder(_Stratified, Guide):
             for m in range(M):
                 zm = z[:, :, m]
                 log_h = dist.Normal(locs[:, m], scales[:, m]).log_prob(zm).sum(-1)
-                crit = sum(log_joint_parts(model, x, {"z": zm}, idx)) - log_h
+                crit = sum(log_joint_parts(model, x, self.latent_values(zm), idx)) - log_h
                 if m > 0:
                     prev = DiagNormalMixture(locs[:, :m].detach(), scales[:, :m].detach(),
                                              self.recursive_log_weights(gate_logits.detach(), m))

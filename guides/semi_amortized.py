@@ -31,21 +31,25 @@ import torch
 from pyro import poutine
 
 from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.models import data_plate
+from pyro_vaegap.contract import call
 from pyro_vaegap.traces import sum_log_prob
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from .ffg import FFGEncoder, LocalFFG
 
 
-def model_log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def model_log_joint(model, x: torch.Tensor, z: torch.Tensor, values=None) -> torch.Tensor:
     r""":math:`\log p(x_b, z_{jb})` for ``z`` of shape ``(J, B, d)``: shape ``(J, B)``, with gradients.
 
     The ``J`` draws are folded into the data plate (``x`` repeated ``J`` times), and the trace is
     blocked so it never reaches a handler of the caller (e.g. a training or scoring trace).
+    ``values`` maps the flat latents to ``{site: value}`` (a guide's
+    :meth:`~pyro_vaegap.guide.Guide.latent_values`; default: the site ``"z"``).
     """
     J, B, d = z.shape
     with poutine.block():
-        tr = poutine.trace(poutine.condition(model, data={"z": z.reshape(J * B, d)})).get_trace(x.repeat(J, 1))
+        flat = z.reshape(J * B, d)
+        data = values(flat) if values is not None else {"z": flat}
+        tr = poutine.trace(poutine.condition(call, data=data)).get_trace(model, x.repeat(J, *([1] * (x.dim() - 1))))
     return sum_log_prob(tr, (J * B,)).reshape(J, B)
 
 
@@ -87,7 +91,7 @@ class SemiAmortized(Guide):
                 s = log_scale.exp()
                 z = loc + s * torch.randn((self.inner_samples,) + loc.shape, dtype=loc.dtype, device=loc.device)
                 log_q = dist.Normal(loc, s).log_prob(z).sum(-1)
-                elbo = (model_log_joint(model, x, z) - log_q).mean(0).sum()  # rows are independent
+                elbo = (model_log_joint(model, x, z, self.latent_values) - log_q).mean(0).sum()  # rows are independent
                 g_loc, g_log_scale = torch.autograd.grad(elbo, (loc, log_scale), create_graph=outer_grad)
                 loc, log_scale = loc + self.step_size * g_loc, log_scale + self.step_size * g_log_scale
         if not outer_grad:
@@ -96,8 +100,8 @@ class SemiAmortized(Guide):
 
     def forward(self, x, idx=None, num_data=None):
         loc, scale = self.encode(x)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(dist.Normal(loc, scale).to_event(1))
 
 
 FAMILY = Family("sa", amortized=SemiAmortized, local=LocalFFG,

@@ -66,6 +66,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from .contract import parameters_of, quiet_frozen_modules
 from .traces import log_joint_parts, prior_latents, simulate
 from .utils import ConfigError, check_choice, check_positive_int, progress_bar
 
@@ -94,13 +95,18 @@ def beta_schedule(num_steps: int, kind: str = "sigmoid", rad: float = 4.0,
 
 
 @contextmanager
-def frozen(module: torch.nn.Module):
-    """Temporarily stop gradients to ``module``'s parameters (decoder fixed during AIS / local opt)."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
+def frozen(module):
+    """Temporarily stop gradients to a model's parameters (decoder fixed during AIS / local opt).
+
+    ``module`` is an ``nn.Module`` or any model callable (:func:`pyro_vaegap.contract.parameters_of`: a bound
+    method's module, or Pyro's param store). ``pyro.module``'s warning about each frozen parameter, which a
+    user's model would give at every call, is silenced meanwhile."""
+    flags = [(p, p.requires_grad) for p in parameters_of(module)]
     for p, _ in flags:
         p.requires_grad_(False)
     try:
-        yield module
+        with quiet_frozen_modules():
+            yield module
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)

@@ -265,6 +265,11 @@ def cmd_gaps(args):
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
     gcfg.check_families()  # before anything is loaded or computed
     device = rank_device(args.device)
+    if args.model is not None:  # a model trained anywhere (pyro_vaegap.user_model)
+        from .user_model import run_user_gaps
+        return run_user_gaps(args, gcfg, device)
+    if args.run is None:
+        raise ConfigError("give --run (a folder written by vaegap train) or --model MODULE:FUNCTION (your own model)")
     model, guide, tcfg = load_run(args.run, device)
     out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
     x = _eval_data(tcfg, args).to(device)
@@ -472,8 +477,16 @@ def build_parser():
     _add_dataclass_args(t, TrainConfig)
 
     g = command("gaps", "approximation / amortization gap report of a trained run", cmd_gaps)
-    g.add_argument("--run", "--run-dir", dest="run", required=True,
+    g.add_argument("--run", "--run-dir", dest="run",
                    help="a run folder written by vaegap train (--run-dir: the spelling torchrun passes through)")
+    g.add_argument("--model", help="instead of --run, your own model: MODULE:FUNCTION (or path/file.py:FUNCTION), a "
+                                   "function returning an object with model and guide methods, a pair (model, guide) "
+                                   "or a dict; needs --dataset and --out (see docs/byom.rst)")
+    g.add_argument("--checkpoint", help="with --model: trained weights (a state_dict of the built module, or a saved "
+                                        "Pyro param store)")
+    g.add_argument("--dataset", choices=sorted(DATASETS), help="with --model: the data set to evaluate on")
+    g.add_argument("--family", default="ffg", help="with --model: the family of your guide, which names the q* that "
+                                                   "defines the headline gaps (ffg)")
     g.add_argument("--config", help="JSON file of GapConfig fields (flags override it)")
     g.add_argument("--split", default="test", choices=("train", "valid", "test"), help="evaluation split (test)")
     g.add_argument("--num-points", type=int, default=100, help="size of the seeded random evaluation subset (100)")

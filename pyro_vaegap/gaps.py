@@ -43,6 +43,7 @@ import torch
 
 from . import papers
 from .ais import SCHEDULES, STEP_SIZE_MODES, ais
+from .contract import as_model, check_sites, inspect_model, state_tensors, validate_data
 from .estimators import PSIS_MIN_SAMPLES, importance_sample
 from .local import optimize_local
 from .registry import get_family
@@ -463,17 +464,35 @@ def fingerprint(model, guide, x, cfg: GapConfig, family: str) -> dict:
 
     code = provenance()
     fp = {"config": cfg.to_dict(), "family": family, "data": digest([x]),
-          "parameters": digest([*model.state_dict().values(), *guide.state_dict().values()]),
+          "parameters": digest([*state_tensors(model), *state_tensors(guide)]),
           "code": code["git"] if code["git"]["commit"] else code["versions"]["pyro_vaegap"]}
     return json.loads(json.dumps(fp))  # as a manifest reads back (tuples become lists)
+
+
+def check_guides(model, guide, x: torch.Tensor, cfg: GapConfig, rows: int = 3) -> None:
+    """Before any estimator runs: the amortized guide and every family's per-datum guide sample exactly the
+    model's latent sites, inside its data plate, with its shapes and supports
+    (:func:`pyro_vaegap.contract.check_sites`, on the first ``rows`` datapoints); one clear error otherwise."""
+    spec = inspect_model(model, x, rows)
+    xb = x[:rows]
+    B = xb.shape[0]
+    check_sites(spec, guide, xb, torch.arange(B, device=x.device), who="the amortized guide")
+    for name in cfg.families:
+        local = get_family(name).make_local(model, B, **cfg.family_options.get(name, {}))
+        check_sites(spec, local.to(dtype=x.dtype, device=x.device), xb,
+                    who=f"the per-datum guide of family {name!r}")
 
 
 def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *, family: str = "ffg",
                progress: bool = True, log=print, checkpoint=None, shard: tuple[int, int] = (0, 1)) -> GapReport | None:
     r"""Estimate :math:`\log\hat p(x)`, :math:`\mathcal L[q]`, :math:`\mathcal L[q^*]` for each family, and the gaps.
 
-    :param model: a trained model (decoder); it is frozen throughout.
-    :param guide: the trained amortized guide.
+    :param model: a trained Pyro model: any callable ``model(x)`` with its latents and observations inside a
+        plate over the rows of ``x`` (:mod:`pyro_vaegap.contract`: sites, data plate, shapes and supports are
+        read from its trace); it is frozen throughout.
+    :param guide: the trained amortized guide: any Pyro callable ``guide(x)`` sampling the model's latent
+        sites inside the data plate (an encoder, a fitted ``AutoNormal``, a family's guide). It and every
+        family's per-datum guide are checked against the model's trace before anything is computed.
     :param x: evaluation data ``(N, D)`` — take a seeded random subset (:func:`pyro_vaegap.data.seeded_subset`).
     :param family: the amortized guide's family name (its q* defines the headline gaps).
     :param log: where progress lines go (``print`` by default; ``None`` to silence).
@@ -487,7 +506,10 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
     """
     cfg = config or GapConfig()
     cfg.check_families()
-    x = model.validate_data(x)
+    get_family(family)  # the amortized guide's family must exist: its name labels the report
+    x = validate_data(model, x)
+    model = as_model(model, x)
+    check_guides(model, guide, x, cfg)  # before any estimator: a guide that misses a site is a wrong number
     log = log or (lambda *a: None)
     N = x.shape[0]
     if shard[1] > 1 and checkpoint is None:
@@ -500,8 +522,9 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
         log(f"{where}-{max(cfg.iwae_samples, cfg.elbo_samples)} with the amortized guide on {N} datapoints")
 
         def importance(c, s, e):
+            # global row indices: a guide with per-datapoint parameters (a fitted AutoNormal) reads its rows
             r = importance_sample(model, guide, x[s:e], max(cfg.iwae_samples, cfg.elbo_samples), desc="L[q], IWAE",
-                                  data_chunk=e - s, **is_kw)
+                                  data_chunk=e - s, idx=torch.arange(s, e, device=x.device), **is_kw)
             out = {"amortized": r.elbo, "amortized_se": r.elbo_se, "iwae": r.iwae, "iwae_se": r.iwae_se,
                    "iwae_ess": r.ess, "psis_khat": r.khat}
             if hasattr(guide, "uncertainty"):  # a family's own per-point measure of its encoder's uncertainty

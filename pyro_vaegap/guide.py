@@ -11,9 +11,11 @@ A *family* (FFG, full covariance, flows, …) is registered under a name with up
 What a guide must provide, in one place
 ---------------------------------------
 (a) **Training with SVI.** ``guide(x, idx=None, num_data=None)`` is a Pyro guide with the model's
-    signature. Inside :func:`pyro_vaegap.models.data_plate` it samples every latent site of the model
-    (``"z"`` for the models in :mod:`pyro_vaegap.models`) with reparameterized distributions, so
-    ``Trace_ELBO`` / ``TraceMeanField_ELBO`` / ``RenyiELBO`` take pathwise gradients.
+    signature. Inside the model's data plate (:meth:`Guide.data_plate`) it samples every latent site of
+    the model (``"z"`` for the models in :mod:`pyro_vaegap.models`; whatever a user's model draws, read
+    from its trace into :attr:`Guide.spec`, :mod:`pyro_vaegap.contract`) with reparameterized
+    distributions, so ``Trace_ELBO`` / ``TraceMeanField_ELBO`` / ``RenyiELBO`` take pathwise gradients.
+    :meth:`Guide.sample_latents` places a distribution over the concatenated latents at the model's sites.
 
 (b) **Scoring.** Estimators run the guide under an outer ``pyro.plate(..., dim=-2)`` of ``S``
     samples and read :math:`\log q(z\mid x)` off its trace as the sum of the log-densities of all its
@@ -44,7 +46,12 @@ What a guide must provide, in one place
     (:mod:`pyro_vaegap.keyed_noise`). Guides that do not opt in (the default) get the full evaluation
     of every row at every step.
 
-:func:`check_guide` tests (a)–(c) on a small batch; run it on any new guide.
+:func:`check_guide` tests (a)–(c) on a small batch; run it on any new guide. The gap report checks every
+guide against the model's trace (:func:`pyro_vaegap.contract.check_sites`) before computing anything.
+
+A guide class's model is a library model (``latent_dim``/``data_dim``, site ``"z"``) or any model wrapped by
+:func:`pyro_vaegap.contract.as_model` (``gap_report`` does it), whose :class:`~pyro_vaegap.contract.ModelSpec`
+the guide reads.
 
 Declaring a family
 ------------------
@@ -63,9 +70,14 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import pyro
+import pyro.distributions as dist
 import torch
+from pyro.distributions.util import sum_rightmost
 from pyro.nn import PyroModule
+from torch.distributions import biject_to
 
+from .contract import ModelSpec, spec_of
 from .utils import ConfigError
 
 
@@ -77,11 +89,49 @@ class Guide(PyroModule):
 
     def __init__(self, model):
         super().__init__()
-        self.latent_dim = model.latent_dim
-        self.data_dim = model.data_dim
+        spec = spec_of(model)
+        #: the model's latent sites, data plate and data shape (:class:`~pyro_vaegap.contract.ModelSpec`)
+        self.spec: ModelSpec = spec
+        #: size of one datapoint's latents, every latent site flattened and concatenated
+        self.latent_dim = spec.latent_dim
+        #: size of one flattened row of the data
+        self.data_dim = spec.data_dim
 
     def forward(self, x, idx=None, num_data=None):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def data_plate(self, x, idx=None, num_data=None):
+        """The model's data plate (its name read from the model's trace), over the rows of ``x``."""
+        from .models import data_plate
+
+        return data_plate(x, idx, num_data, name=self.spec.plate)
+
+    def sample_latents(self, fn):
+        r"""Draw one datapoint's latents at the model's latent sites from ``fn``, a distribution over the
+        concatenated vector of size :attr:`latent_dim` (one event dimension); call inside :meth:`data_plate`.
+
+        One real-valued site of shape ``(latent_dim,)`` (the library's models: ``"z"``) is drawn from ``fn``
+        directly. Otherwise, as Pyro's ``AutoContinuous`` guides do, the vector :math:`u` is an auxiliary site
+        and each latent site is the ``Delta`` at :math:`T(u_{	ext{site}})`, :math:`T` the bijection from the
+        reals onto the site's support, with log-density :math:`-\log|\det DT|`: the trace's sum is then
+        :math:`\log q(z\mid x)` of the constrained latents. Returns :math:`u`.
+        """
+        sites = self.spec.latents
+        if len(sites) == 1 and sites[0].real and sites[0].event_shape == (self.latent_dim,):
+            return pyro.sample(sites[0].name, fn)
+        u = pyro.sample("_latents", fn, infer={"is_auxiliary": True})
+        for site, part in zip(sites, self.spec.split(u).values()):
+            t = biject_to(site.support)
+            value = t(part)
+            ldj = t.log_abs_det_jacobian(part, value)
+            ldj = sum_rightmost(ldj, ldj.dim() - value.dim() + len(site.event_shape))
+            pyro.sample(site.name, dist.Delta(value, log_density=-ldj, event_dim=len(site.event_shape)))
+        return u
+
+    def latent_values(self, u: torch.Tensor) -> dict:
+        """``{site: value}`` of the model's latent sites from a concatenated unconstrained vector ``u``
+        (``(..., latent_dim)``), as :meth:`sample_latents` maps it (for families that condition the model)."""
+        return {s.name: biject_to(s.support)(v) for s, v in zip(self.spec.latents, self.spec.split(u).values())}
 
     #: True when the family must be trained through :meth:`elbo` rather than Pyro's ELBO objects
     #: (see :meth:`elbo`); ``train`` and ``optimize_local`` honour it, estimators never need it.
@@ -152,6 +202,32 @@ class LocalGuide(Guide):
         raise NotImplementedError(f"{type(self).__name__} cannot be initialized from an encoder")
 
 
+def gaussian_output(guide, x: torch.Tensor, spec: ModelSpec):
+    """``(loc, scale)``, each ``(B, latent_dim)``, of an amortized guide's diagonal Gaussian for the rows of ``x``:
+    ``guide.encode(x)`` when the guide has that hook, otherwise read from one trace of the guide, whose latent
+    sites must then be (``Independent``) ``Normal`` draws on the reals. None when neither applies."""
+    if hasattr(guide, "encode"):
+        out = guide.encode(x)
+        return (out[0], out[1]) if out[1].shape == out[0].shape else None
+    from pyro import poutine
+
+    from .contract import call, quiet_frozen_modules
+
+    with torch.no_grad(), poutine.block(), quiet_frozen_modules():
+        tr = poutine.trace(call).get_trace(guide, x)
+    locs, scales = [], []
+    for site in spec.latents:
+        fn = tr.nodes[site.name]["fn"] if site.name in tr.nodes else None
+        while isinstance(fn, (dist.Independent, torch.distributions.Independent)):
+            fn = fn.base_dist
+        if not isinstance(fn, torch.distributions.Normal) or not site.real:
+            return None
+        shape = (x.shape[0], *site.event_shape)
+        locs.append(fn.loc.expand(shape).reshape(x.shape[0], -1))
+        scales.append(fn.scale.expand(shape).reshape(x.shape[0], -1))
+    return torch.cat(locs, -1), torch.cat(scales, -1)
+
+
 @dataclass(frozen=True)
 class Family:
     """A posterior family: its name, its amortized and per-datum guide classes, a one-line description.
@@ -170,6 +246,15 @@ class Family:
             raise ConfigError(f"family name {self.name!r} is not allowed: expected a Python identifier")
         if self.amortized is None and self.local is None:
             raise ConfigError(f"family {self.name!r} needs an amortized or a local guide class")
+        from pyro.infer.autoguide import AutoGuide
+
+        if isinstance(self.amortized, type) and issubclass(self.amortized, AutoGuide):
+            raise ConfigError(f"{self.amortized.__name__} is not an amortized guide (it has parameters per datapoint of "
+                              f"the data it is fitted on): register it as local={self.amortized.__name__}")
+        if isinstance(self.local, type) and issubclass(self.local, AutoGuide):
+            from .guides.auto import per_datum_class  # Pyro's autoguide class -> its per-datum version
+
+            object.__setattr__(self, "local", per_datum_class(self.local))
         for cls, kind in ((self.amortized, Guide), (self.local, LocalGuide)):
             if cls is not None and not (isinstance(cls, type) and issubclass(cls, kind)):
                 raise ConfigError(f"{getattr(cls, '__name__', cls)!r} must subclass pyro_vaegap.guide.{kind.__name__}")

@@ -98,6 +98,7 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     dev = x.device
     rule = _StoppingRule(N, check_every, patience, x.dtype, dev, active)
     subsets = bool(getattr(guide, "row_subsets", False))
+    plate = guide.spec.plate  # the model's data plate, whose rows the keyed noise indexes
     if subsets:
         opt = _RowAdam(params, lr, N)
     else:
@@ -131,7 +132,7 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                 break
             if subsets:
                 rows = rule.running.nonzero().squeeze(-1)
-                with KeyedNoise(seed, rows, step):
+                with KeyedNoise(seed, rows, step, plate=plate):
                     elbo = guide.elbo(model, x[rows], S, idx=rows)  # (B,) for the running rows
                 check_finite("per-datapoint ELBO during local optimization", elbo)
                 opt.step(torch.autograd.grad(-elbo.sum(), params, allow_unused=True), rows)

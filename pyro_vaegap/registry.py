@@ -16,7 +16,10 @@ Three sources, read once on first use (:func:`families`, :func:`get_family`):
    same name.
 
 A plug-in module declares families by holding :class:`~pyro_vaegap.guide.Family` objects at module
-level; guide modules import only the contract (:mod:`pyro_vaegap.guide`), never this registry.
+level (and, optionally, names that are *not* families with the reason, in a dict ``REFUSED_FAMILIES``:
+asking for one gives that reason); guide modules import only the contract (:mod:`pyro_vaegap.guide`),
+never this registry. ``register_family(name, local=AutoNormal)`` with a Pyro autoguide class registers
+its per-datum version (:mod:`pyro_vaegap.guides.auto`).
 
 A plug-in that fails to import, or that declares a name another source already holds, is reported
 once (a warning naming its file or entry point and the error) and left out; every other family stays
@@ -38,6 +41,7 @@ ENTRY_POINT_GROUP = "pyro_vaegap.guides"
 _FAMILIES: dict[str, Family] = {}
 _SOURCES: dict[str, str] = {}      #: family name -> where it came from (for clash messages)
 _BROKEN: dict[str, str] = {}       #: plug-in (file or entry point) -> one-line error
+_REFUSED: dict[str, str] = {}      #: name -> why it is not a family (a module's REFUSED_FAMILIES)
 _LOADED = False
 
 
@@ -100,6 +104,7 @@ def load_plugins() -> None:
             _broken(source, f"{type(e).__name__}: {e}")
             continue
         _add(_declared(module), source)
+        _REFUSED.update(getattr(module, "REFUSED_FAMILIES", {}))
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         source = f"entry point {ep.name} = {ep.value!r}"
         try:
@@ -125,6 +130,8 @@ def broken_plugins() -> dict[str, str]:
 def get_family(name: str) -> Family:
     """The family called ``name``; a clear error lists the known names (and broken plug-ins) otherwise."""
     fams = families()
+    if name not in fams and name in _REFUSED:
+        raise ConfigError(f"guide family {name!r} is not available: {_REFUSED[name]}")
     if name not in fams:
         broken = (f"; plug-ins left out: " + "; ".join(f"{k} ({v})" for k, v in _BROKEN.items())) if _BROKEN else ""
         raise ConfigError(f"unknown guide family {name!r}: choose one of {sorted(fams)}{broken}")
@@ -137,4 +144,5 @@ def _reset() -> None:
     _FAMILIES.clear()
     _SOURCES.clear()
     _BROKEN.clear()
+    _REFUSED.clear()
     _LOADED = False

@@ -22,6 +22,8 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
+from .contract import call, quiet_frozen_modules
+
 SAMPLE_DIM = -2  #: the dimension estimators use for samples / chains; the data plate is at -1
 
 
@@ -77,8 +79,8 @@ def sum_log_prob(trace, shape, **which) -> torch.Tensor:
 def guide_model_traces(model, guide, x, num_samples: int, idx=None):
     """Trace ``guide`` under a plate of ``num_samples`` and replay ``model`` against it."""
     with sample_plate(num_samples):
-        g = poutine.trace(guide).get_trace(x, idx=idx)
-        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(x, idx=idx)
+        g = poutine.trace(call).get_trace(guide, x, idx)
+        m = poutine.trace(poutine.replay(call, trace=g)).get_trace(model, x, idx)
     return g, m
 
 
@@ -102,7 +104,7 @@ def _is_real(support) -> bool:
 def prior_latents(model, x, num_chains: int, idx=None) -> dict[str, torch.Tensor]:
     """Latent values drawn from the prior, each of shape ``(num_chains, N, *event)``."""
     with torch.no_grad(), sample_plate(num_chains, "chains"):
-        tr = poutine.trace(model).get_trace(x, idx=idx)
+        tr = poutine.trace(call).get_trace(model, x, idx)
     out = {}
     for name, site in sample_sites(tr, observed=False):
         if not _is_real(site["fn"].support):
@@ -120,7 +122,7 @@ def log_joint_parts(model, x, latents: dict[str, torch.Tensor], idx=None):
     """
     K = next(iter(latents.values())).shape[0]
     with sample_plate(K, "chains"):
-        tr = poutine.trace(poutine.condition(model, data=latents)).get_trace(x, idx=idx)
+        tr = poutine.trace(poutine.condition(call, data=latents)).get_trace(model, x, idx)
     shape = (K, x.shape[0])
     # poutine.condition marks the conditioned latents as observed, so split by name
     return (sum_log_prob(tr, shape, names=latents),
@@ -136,7 +138,7 @@ def simulate(model, num: int, like: torch.Tensor):
         latent row is an exact draw from the posterior of its ``x`` row (used by BDMC).
     """
     placeholder = like[:1].expand(num, *like.shape[1:]).clone()
-    tr = poutine.trace(poutine.uncondition(model)).get_trace(placeholder)
+    tr = poutine.trace(poutine.uncondition(call)).get_trace(model, placeholder)
     x = None
     latents = {}
     for name, site in sample_sites(tr):

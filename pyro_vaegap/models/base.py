@@ -9,7 +9,7 @@ from pyro.nn import PyroModule
 from ..utils import ConfigError, check_positive_int
 
 
-def data_plate(x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None):
+def data_plate(x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None, name: str = "data"):
     """The plate over datapoints shared by every model and guide.
 
     :param x: the (mini)batch, shape ``(B, D)``.
@@ -18,12 +18,13 @@ def data_plate(x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int |
     :param num_data: total number of datapoints ``N``. When given (with ``idx``), Pyro scales the
         log-densities of the batch by ``N / B`` (minibatch subsampling); when omitted the plate has
         size ``B`` and scale 1, which is what per-datapoint estimators want.
+    :param name: the plate's name (a guide uses its model's, read from the model's trace).
     """
     if num_data is None:
-        return pyro.plate("data", x.shape[0], dim=-1)
+        return pyro.plate(name, x.shape[0], dim=-1)
     if idx is None:
         raise ConfigError("num_data was given without idx: subsampling needs the batch's global indices")
-    return pyro.plate("data", num_data, subsample=idx, dim=-1)
+    return pyro.plate(name, num_data, subsample=idx, dim=-1)
 
 
 class VAEModel(PyroModule):
