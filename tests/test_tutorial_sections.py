@@ -94,7 +94,7 @@ def test_sigma_vae_bad_eps():
 
 
 # ---------------------------------------------------------------- §4.3: the noisy Gaussian channel
-def _trained_channel_vae(power_constraint: bool, steps: int = 300):
+def _trained_channel_vae(power_constraint: bool, steps: int = 150):
     torch.manual_seed(0)
     x = gaussian_data([0.0, 0.0, 0.0, 0.0], 0.5, 400, seed=0).float()
     x = torch.cat([x[:, :2], torch.tanh(3 * x[:, :2])], 1)  # a non-Gaussian 4-d set
@@ -148,36 +148,42 @@ def test_isotropic_family_passes_the_guide_contract():
 
 
 # ---------------------------------------------------------------- §5.2: the latent vector is not a parameter
-def _gaps(model, guide, x, samples=300):
+def _gaps(model, guide, x, samples=300, steps=400):
     torch.manual_seed(0)
     cfg = GapConfig(families=("ffg",), ais=False, iwae_samples=samples, elbo_samples=samples, local_init="encoder",
-                    local_samples=20, local_lr=3e-3, local_max_steps=1500, local_check_every=100, seed=0)
+                    local_samples=20, local_lr=3e-3, local_max_steps=steps, local_check_every=100, seed=0)
     return gap_report(model, guide, x, cfg, family="ffg", progress=False, log=None)
 
 
 def test_z_ignored_is_exact_with_zero_gaps():
     """q = p(z) and the decoder ignores z: log p(x) is the data's density exactly, the IWAE of the gap report
-    equals it (every weight is p(x)), and both gaps are 0 to float64 precision."""
+    equals it and L[q] = log p(x) (every weight is p(x)): the inference gap, hence both gaps, are 0 to float64
+    precision. The per-datum FFG optimization started at q (the posterior) stays there: its approximation gap is
+    0 within 4 s.e. (its Monte Carlo gradient's score term moves q* off the posterior a little)."""
     mu, sigma = [0.5, -1.0], 0.7
     x = gaussian_data(mu, sigma, 20, seed=1)
     model, guide = ignore_z(mu, sigma)
     exact = model.exact_log_marginal(x)
     truth = dist.Normal(torch.tensor(mu, dtype=F64), sigma).to_event(1).log_prob(x)
     torch.testing.assert_close(exact, truth, rtol=1e-13, atol=1e-13)
-    rep = _gaps(model, guide, x, samples=50)
+    rep = _gaps(model, guide, x, samples=50, steps=200)
     p = rep.per_point
     torch.testing.assert_close(torch.as_tensor(p["log_px"]), exact, rtol=1e-12, atol=1e-12)
-    assert abs(p["amortization:ffg"]).max() < 1e-10 and abs(p["approximation:ffg"]).max() < 1e-10
+    assert abs(p["inference"]).max() < 1e-10 and abs(p["amortized_se"]).max() < 1e-10
+    approx, se = rep.summary()["approximation:ffg"]
+    assert abs(approx) < 4 * se, (approx, se)
     assert float(analytic_kl(model, guide, x).abs().max()) < 1e-15
 
 
 def test_near_deterministic_reaches_the_likelihood_with_vanishing_gaps():
-    """ε → 0: the exact NLL approaches the data's own by n/2[log(1+ε²) − ε²/(1+ε²)] = O(ε⁴) (checked per point
-    in closed form against the LinearGaussian marginal), the rate grows like −n log ε, the approximation gap of
-    the FFG family is 0 within 4 s.e., and the gap report's amortization gap matches its closed form
-    KL(q ‖ p(z|x)) = O(ε²) within 4 s.e. of the difference."""
+    """ε → 0: the exact NLL approaches the data's own by KL(p_gt ‖ p) = n/2[log(1+ε²) − ε²/(1+ε²)] = O(ε⁴) (the
+    LinearGaussian marginal checked per point against N(μ, σ²(1+ε²) I)), the rate grows like −n log ε, and the
+    gap report's inference gap log p̂ − L[q] (no optimizer involved) equals the closed form KL(q ‖ p(z|x)) =
+    O(ε²) within 4 s.e.: all of it is amortization gap, since the exact posterior is an FFG. The per-datum FFG
+    optimization (400 Adam steps of 20 samples, lr 3e-3) leaves an approximation gap below 0.01 nats, its
+    noise floor measured here (about 0.006)."""
     mu, sigma = [0.5, -1.0], 0.7
-    x = gaussian_data(mu, sigma, 40, seed=2)
+    x = gaussian_data(mu, sigma, 30, seed=2)
     truth = dist.Normal(torch.tensor(mu, dtype=F64), sigma).to_event(1).log_prob(x)
     u_sq = ((x - torch.tensor(mu, dtype=F64)) / sigma).pow(2).sum(-1)
     amort = {}
@@ -191,17 +197,17 @@ def test_near_deterministic_reaches_the_likelihood_with_vanishing_gaps():
         p_model = dist.Normal(torch.tensor(mu, dtype=F64), sigma * math.sqrt(1 + e2)).to_event(1)
         assert near_deterministic_gaps(2, eps, u_sq)["nll_excess"] == pytest.approx(
             float(torch.distributions.kl_divergence(p_gt, p_model)), rel=1e-10)
-        kl = analytic_kl(model, guide, x)
-        assert float(kl.mean()) > 2 * math.log(1 / eps)  # log(1/ε) nats per dimension at least
+        rate = 0.5 * (2 * (e2 - 1) + u_sq) - 2 * math.log(eps)  # KL(N(u, ε²I) ‖ N(0, I)), n = 2: unbounded as ε → 0
+        torch.testing.assert_close(analytic_kl(model, guide, x), rate, rtol=1e-12, atol=1e-12)
         rep = _gaps(model, guide, x)
-        p = rep.per_point
-        approx = torch.as_tensor(p["log_px"]) - torch.as_tensor(p["local:ffg"])
-        se = torch.as_tensor(p["local_se:ffg"])
-        assert abs(float(approx.mean())) < 4 * float(se.pow(2).sum().sqrt()) / len(se) + 1e-3
+        p = {k: torch.as_tensor(v) for k, v in rep.per_point.items()}
         pred = near_deterministic_gaps(2, eps, u_sq)["amortization"]
-        diff = torch.as_tensor(p["amortization:ffg"]) - pred
-        diff_se = float((torch.as_tensor(p["local_se:ffg"]) ** 2 + torch.as_tensor(p["amortized_se"]) ** 2).sum().sqrt()) / len(se)
-        assert abs(float(diff.mean())) < 4 * diff_se + 2e-3, (eps, float(diff.mean()), diff_se)
+        torch.testing.assert_close(p["log_px"], exact, rtol=0, atol=float(4 * p["iwae_se"].max()) + 1e-12)
+        diff = p["inference"] - pred
+        diff_se = float((p["amortized_se"] ** 2 + p["iwae_se"] ** 2).sum().sqrt()) / len(diff)
+        assert abs(float(diff.mean())) < 4 * diff_se, (eps, float(diff.mean()), diff_se)
+        assert -0.01 < float(p["approximation:ffg"].mean()) < 0.01
+        assert float(p["amortization:ffg"].mean()) > 0
         amort[eps] = float(pred.mean())
     assert amort[0.1] < amort[0.3] / 5   # O(ε²): 9× smaller for 3× smaller ε
 
