@@ -45,9 +45,11 @@ def build_parser():
                    help="epsilons of the near-deterministic construction")
     p.add_argument("--num-train", type=int, default=5000, help="training points of the VAEs trained from scratch")
     p.add_argument("--num-points", type=int, default=100, help="test points of every evaluation")
-    p.add_argument("--steps", type=int, default=4000, help="SVI steps of each VAE trained from scratch")
+    p.add_argument("--steps", type=int, default=3000, help="SVI steps of each VAE trained from scratch")
     p.add_argument("--hidden", type=int, default=64, help="hidden width of the deep decoder and its encoder (2 layers)")
     p.add_argument("--samples", type=int, default=1000, help="samples of IWAE and of L[q], L[q*] in the gap report")
+    p.add_argument("--local-steps", type=int, default=800,
+                   help="most Adam steps of the gap report's per-datum FFG optimization (50 samples per step)")
     return p
 
 
@@ -55,7 +57,7 @@ def exact_log_px(model, x):
     """Closed form for a linear-Gaussian model, adaptive quadrature over the 2-d latent otherwise."""
     if isinstance(model, LinearGaussian):
         return model.exact_log_marginal(x), {"method": "closed form"}
-    log_px, info = adaptive_grid_log_px(model, x)
+    log_px, info = adaptive_grid_log_px(model, x, max_elements=2 ** 19)  # an MLP decoder keeps 64 floats per element
     last = (info["estimates"][:, -1] - info["estimates"][:, -2]).abs()
     return log_px, {"method": "adaptive quadrature", "max_last_refinement_change": float(last.max()),
                     "square_too_small": int(sum(info["edge"]))}
@@ -75,7 +77,7 @@ def evaluate_model(name, model, guide, x, log_p_gt, sigma_gt, args, progress):
     log_px, how = exact_log_px(model, x)
     set_seed(args.seed)
     cfg = GapConfig(families=("ffg",), ais=False, iwae_samples=args.samples, elbo_samples=args.samples,
-                    local_init="encoder", local_samples=50, local_lr=3e-3, local_max_steps=5000, seed=args.seed)
+                    local_init="encoder", local_samples=50, local_lr=3e-3, local_max_steps=args.local_steps, seed=args.seed)
     rep = gap_report(model, guide, x, cfg, family="ffg", progress=False, log=None)
     s = rep.summary()
     per = rep.per_point
@@ -119,7 +121,8 @@ def figure(rows_plot: dict):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, positive=("sigma_gt", "num_train", "num_points", "steps", "hidden", "samples"))
+    args = parse_args(parser, argv, positive=("sigma_gt", "num_train", "num_points", "steps", "hidden", "samples",
+                                                            "local_steps"))
     if any(not (math.isfinite(e) and e > 0) for e in args.eps):
         parser.error(f"--eps={args.eps} is not allowed: every epsilon must be a finite number > 0")
     out, progress = Path(args.out), Progress(args.quiet)
