@@ -98,7 +98,7 @@ def main(argv=None):
           "traces, capacity = −d/2 log N(x), P = ‖μ‖²/d. The general identity is L_reg + d/2 log N = d/2 (P + N − 1); "
           "the tutorial's eq. 38 is its case P + N = 1.\n\n")
     md += markdown_table(["encoder", "d", "P + N: mean [min, max]", "mean L_reg", "mean −d/2 log N",
-                          "max |L_reg + d/2 log N|", "mean (L_reg + d/2 log N)", "max |general residual|",
+                          "max abs(L_reg + d/2 log N)", "mean (L_reg + d/2 log N)", "max abs(general residual)",
                           "−ELBO", "NLL"], rows)
     md += "\n(−ELBO and NLL in nats per image, test set, IWAE k = {}.) Figure: channel.png\n".format(args.eval_samples)
     write_results(out, NAME, args, results, md, progress.elapsed)
