@@ -50,7 +50,7 @@ from pyro_vaegap.gaps import mean_se
 from pyro_vaegap.train import CHECKPOINT, TrainConfig, read_checkpoint, train
 from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, set_seed, stable_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 
 NAME = "cremer_fig3"
 ENCODERS = ("ffg", "flow")

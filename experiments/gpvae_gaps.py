@@ -30,7 +30,6 @@ keeps its finished pieces in ``OUT/gaps_<model>.partial/`` and its report in ``O
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -46,7 +45,7 @@ from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
 from pyro_vaegap.train import TrainConfig
 from pyro_vaegap.utils import ConfigError, FolderLock, set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
+from pyro_vaegap.harness import Progress, training_cost, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
 
 NAME = "gpvae_gaps"
 PROFILES = {
@@ -93,16 +92,6 @@ def settings(args) -> dict:
 def models(sa_steps: int) -> dict:
     """name → (family, guide options) of the three encoders."""
     return {"VAE": ("ffg", {}), f"SA({sa_steps})": ("sa", {"num_steps": sa_steps}), "GPVAE": ("gpvae", {})}
-
-
-def training_cost(run_dir: Path) -> dict:
-    """Median and total seconds per epoch (``log.csv``; each epoch includes its validation-ELBO pass), and the
-    last epoch's training objective and validation ELBO."""
-    with open(Path(run_dir) / "log.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    sec = [float(r["seconds"]) for r in rows]
-    return {"epochs": len(rows), "median_epoch_seconds": float(np.median(sec)), "total_seconds": float(sum(sec)),
-            "train_objective": float(rows[-1]["train_objective"]), "valid_elbo": float(rows[-1]["valid_elbo"])}
 
 
 def noise_crossing(guide, x) -> float | None:

@@ -49,8 +49,7 @@ from pyro_vaegap.models import GAUSSIAN_VARIANCES
 from pyro_vaegap.train import MODELS, TrainConfig
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed, stable_seed
 
-from .gpvae_gaps import training_cost
-from .tutorial_common import (Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
+from pyro_vaegap.harness import (training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
                               write_results)
 
 NAME = "gpvae_table1"

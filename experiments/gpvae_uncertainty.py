@@ -43,7 +43,7 @@ from pyro_vaegap.grid import grid_posterior
 from pyro_vaegap.train import TrainConfig
 from pyro_vaegap.utils import FolderLock, set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
 
 NAME = "gpvae_uncertainty"
 #: profile → settings (single options override them)

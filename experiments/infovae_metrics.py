@@ -47,10 +47,10 @@ from pyro_vaegap.aggregate import encode
 from pyro_vaegap.train import read_checkpoint
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 
-from .infovae_common import (aggregate_summary, fmt, json_clean, labelled_test_images, parse_infovae_args,
-                             training_images)
-from .infovae_loglik import add_pixelcnn_options, apply_profile, loglik_config
-from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, train_run, write_results
+from pyro_vaegap.studies.infovae_mnist import (aggregate_summary, labelled_test_images, parse_infovae_args, training_images)
+from pyro_vaegap.harness import fmt, json_clean
+from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, apply_profile, loglik_config
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, run_main, save_figure, train_run, write_results
 
 NAME = "infovae_metrics"
 OBJECTIVES = ("elbo", "mmd", "stein", "adversarial", "ae")

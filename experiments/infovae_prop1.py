@@ -40,9 +40,9 @@ from pyro_vaegap.infovae import MMDKernel, mmd
 from pyro_vaegap.train import TrainConfig, build_guide, build_model, make_loss, mean_elbo, training_step
 from pyro_vaegap.utils import module_device, set_seed
 
-from .infovae_common import parse_infovae_args
-from .infovae_common import COLORS, LABELS, OBJECTIVES, json_clean, objective_fields
-from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, write_results
+from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
+from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, objective_fields)
+from pyro_vaegap.harness import json_clean, Progress, make_parser, markdown_table, run_main, save_figure, write_results
 
 NAME = "infovae_prop1"
 POINTS = (-1.0, 1.0)

@@ -38,7 +38,7 @@ from pyro_vaegap.models import ACTIVATIONS
 from pyro_vaegap.train import LR_SCHEDULES, TrainConfig, load_run
 from pyro_vaegap.utils import set_seed
 
-from .tutorial_common import (LN2, Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
+from pyro_vaegap.harness import (LN2, Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
                               save_figure, train_run, write_results)
 
 NAME = "tutorial_toy2d"

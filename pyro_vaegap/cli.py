@@ -13,28 +13,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
-import os
 import shlex
-import shutil
-import signal
 import sys
-import threading
 import time
-import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
 from .ais import SCHEDULES, STEP_SIZE_MODES
-from .data import DATASETS, DataError, load_dataset, seeded_subset
-from .distributed import barrier, process_group, rank_device, rank_name, world_from_env
-from .gaps import GapConfig, GapReport, gap_report, paper_for
+from .data import DATASETS, load_dataset, seeded_subset
+from .distributed import process_group, rank_device, rank_name, world_from_env
+from .gaps import GapConfig, GapReport
 from .train import TrainConfig, load_run, resume_config, train
-from .utils import (THREADS_ENV, ConfigError, ConfigWarning, FileLock, FolderLock, atomic_target, check_folder,
-                    check_positive_int, provenance, resolve_device, set_seed, set_threads)
+from .harness.errors import USER_ERRORS, run_command, user_error  # noqa: F401 - their old home
+from .harness.gap_runs import check_output_stem, run_gaps
+from .harness.options import Parser, common_options, device_option
+from .utils import (ConfigError, FileLock, check_folder, check_positive_int, provenance, resolve_device, set_seed,
+                    set_threads)
 
 _HELP = {
     # TrainConfig
@@ -212,54 +206,6 @@ def _eval_data(cfg: TrainConfig, args):
     return x[seeded_subset(x.shape[0], args.num_points, args.subset_seed)]
 
 
-def check_output_stem(stem, overwrite: bool = False) -> Path:
-    """Refuse an output stem that already holds a finished report (unless ``overwrite``) or whose
-    folder cannot be written, before anything is computed."""
-    stem = Path(stem)
-    done = [p for p in (stem.with_suffix(".json"), stem.with_suffix(".md")) if p.exists()]
-    if done and not overwrite:
-        raise ConfigError(f"{done[0]} already holds a finished report: pass --overwrite to replace it, or choose "
-                          "another --out")
-    check_folder(stem.parent, "output folder")
-    return stem
-
-
-def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True, overwrite=False):
-    """The gap report of ``x`` into ``out.json`` / ``out.md``, checkpointed in ``out.partial/`` (kept
-    if interrupted, so the same command resumes; removed once the report is saved)."""
-    stem = check_output_stem(out, overwrite)
-    partial = stem.with_name(stem.name + ".partial")
-    t = time.time()
-    rank, world = world_from_env()  # launched by torchrun: this process computes its share of the pieces
-    with process_group(world, x.device), (FolderLock(partial, "evaluation checkpoint folder") if rank == 0 else nullcontext()):
-        if world > 1:
-            barrier()  # rank 0 holds the folder before any rank writes into it
-            gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress and rank == 0,
-                       log=print if rank == 0 else None, checkpoint=partial, shard=(rank, world))
-            barrier()  # every piece is on disk
-            if rank != 0:
-                return None
-        rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress, checkpoint=partial,
-                         log=print if world == 1 else None)
-        paper = paper_for(tcfg.to_dict())
-        rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
-                         "paper_settings": _paper_diff(tcfg, gcfg, x.shape[0]) if paper else None,
-                         "ranks": world})
-        paths = rep.save(stem)
-    shutil.rmtree(partial, ignore_errors=True)
-    print(rep.to_markdown())
-    print("saved " + " and ".join(map(str, paths)))
-    return rep
-
-
-def _paper_diff(tcfg, gcfg, n):
-    """Our settings beside the paper's Table 2 protocol (PAPERS' ``settings``), in one line."""
-    ais = (f"AIS {gcfg.ais_chains}×{gcfg.ais_steps}×{gcfg.ais_leapfrog} ({gcfg.ais_schedule}, {gcfg.ais_step_size} "
-           f"step sizes)" if gcfg.ais else "AIS off")
-    return (f"{tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {n} test points, log p̂ = {gcfg.log_px_estimator}, {ais}, "
-            f"IWAE {gcfg.iwae_samples}, L[q*] with {gcfg.local_samples} samples/step (init {gcfg.local_init}).")
-
-
 def cmd_gaps(args):
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
     gcfg.check_families()  # before anything is loaded or computed
@@ -399,49 +345,6 @@ def cmd_families(args):
         print(f"(left out) {source}: {why}")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``NAME: error: MESSAGE (see PROG --help)`` and exit status 2.
-
-    ``error_name`` is ``vaegap`` for every subcommand, so a bad option reads like every other error
-    instead of argparse's usage block followed by ``vaegap train: error: ...``."""
-
-    def __init__(self, *args, error_name: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.error_name = error_name or self.prog
-
-    def error(self, message):
-        self.exit(2, f"{self.error_name}: error: {message} (see {self.prog} --help)\n")
-
-    def parse_args(self, args=None, namespace=None):
-        """argparse's, but an unknown option is reported by the subcommand's parser (its ``--help`` is
-        the one that lists the options), not the top-level one."""
-        known, extras = self.parse_known_args(args, namespace)
-        if extras:
-            commands = getattr(self, "commands", {})
-            commands.get(getattr(known, "command", None), self).error(f"unrecognized arguments: {' '.join(extras)}")
-        return known
-
-
-def common_options() -> argparse.ArgumentParser:
-    """Options every command takes (a parent parser): ``--threads`` and ``--debug``."""
-    c = argparse.ArgumentParser(add_help=False)
-    c.add_argument("--threads", type=int, default=None,
-                   help=f"torch CPU threads (default: ${THREADS_ENV}, else 1; one thread does not oversubscribe a "
-                        "shared machine)")
-    c.add_argument("--debug", action="store_true",
-                   help="show the Python traceback of an error instead of its one-line message (for bug reports)")
-    return c
-
-
-def device_option() -> argparse.ArgumentParser:
-    """``--device`` (a parent parser), for every command and experiment that computes."""
-    d = argparse.ArgumentParser(add_help=False)
-    d.add_argument("--device", default="cpu",
-                   help="cpu, cuda or cuda:N (cpu). Under torchrun a bare cuda means the GPU of the process's "
-                        "LOCAL_RANK. Asking for CUDA where there is none is an error, never a silent CPU run")
-    return d
-
-
 def build_parser():
     p = Parser(prog="vaegap", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -545,20 +448,6 @@ def build_parser():
     return p
 
 
-#: errors caused by the user's input or data: reported in one line, never as a traceback
-USER_ERRORS = (ConfigError, DataError, FloatingPointError)
-
-#: what an OSError's errno means for the user, and what to do; other errnos are bugs (traceback)
-_OS_ERRORS = {
-    errno.ENOSPC: ("no space left on the device (the disk is full)", "free some space, then run the command again"),
-    errno.EDQUOT: ("the disk quota is exceeded", "free some space, then run the command again"),
-    errno.EACCES: ("permission denied", "choose a folder you may write to, or change its permissions"),
-    errno.EPERM: ("operation not permitted", "choose a folder you may write to, or change its permissions"),
-    errno.EROFS: ("the file system is read-only", "choose a folder on a writable disk"),
-    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
-    errno.ENAMETOOLONG: ("the file name is too long", "choose a shorter path"),
-}
-
 #: which settings to lower when a command runs out of memory
 OOM_HINTS = {
     "train": "--batch-size (or --num-particles, --hidden)",
@@ -567,115 +456,6 @@ OOM_HINTS = {
     "bdmc": "--num-points or --ais-chains",
     "quickstart": "--num-points",
 }
-
-
-def _is_out_of_memory(e: BaseException) -> bool:
-    """Python's MemoryError, torch's OutOfMemoryError (CUDA), or the RuntimeError of torch's CPU allocator."""
-    return isinstance(e, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))) or (
-        isinstance(e, RuntimeError) and any(s in str(e) for s in ("out of memory", "can't allocate memory")))
-
-
-def user_error(e: BaseException, oom_hint: str | None = None) -> str | None:
-    """The one-line message of an exception the user caused, or None for a bug (which keeps its traceback)."""
-    if isinstance(e, USER_ERRORS):
-        return str(e).replace("\n", " ")
-    if isinstance(e, KeyboardInterrupt):
-        return ("interrupted before the command finished; nothing was half-written, and files saved before are "
-                "intact: run the command again to start it afresh")
-    if _is_out_of_memory(e):
-        return f"out of memory: lower {oom_hint or 'the sizes of this run (see --help)'}, then run the command again"
-    if isinstance(e, OSError) and e.errno in _OS_ERRORS:
-        cause, fix = _OS_ERRORS[e.errno]
-        writing = "writing " if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        where = f"{writing}{str(atomic_target(e.filename))!r}: " if e.filename else ""
-        return f"{where}{cause}; {fix} (nothing was half-written: files saved before are intact)"
-    return None
-
-
-def _close_progress_bars() -> None:
-    """Close the progress bars an exception left open, so that the error message starts on a clean line."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-
-
-class _ClosedPipeGuard:
-    """``sys.stdout`` while a command runs: when the reader goes away (``vaegap gaps | head``), the rest of
-    the output goes to ``os.devnull`` (the recipe of Python's documentation) and the command goes on to
-    finish and save its results, instead of dying half way through an evaluation."""
-
-    def __init__(self, stream):
-        self.stream, self.broken = stream, False
-
-    def write(self, text):
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            self._closed()
-            return len(text)
-
-    def flush(self):
-        try:
-            self.stream.flush()
-        except BrokenPipeError:
-            self._closed()
-
-    def _closed(self):
-        self.broken = True
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # the final flush cannot fail again
-        except (OSError, ValueError, AttributeError):  # a stream without a file descriptor
-            self.stream = open(os.devnull, "w")
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-def run_command(prog: str, fn, *args, debug: bool = False, oom_hint: str | None = None) -> int:
-    """``fn(*args)``; returns the exit status: 0, or 2 after a user error, printed as one line
-    ``prog: error: ...`` on stderr (:func:`user_error`: bad input, damaged files, a folder in use, a full or
-    read-only disk, out of memory, Ctrl-C or SIGTERM). A closed output pipe does not stop the command (its output goes
-    to ``os.devnull``); it ends with status 2 and no message. ``debug`` re-raises every user error with its
-    traceback, and any other exception is a bug and always propagates with its traceback.
-    :class:`~pyro_vaegap.utils.ConfigWarning` prints as one line ``prog: warning: ...``."""
-    provenance()  # the code this command starts with is what its results record
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, ConfigWarning):
-            print(f"{prog}: warning: {message}", file=sys.stderr)
-        else:
-            default_show(message, category, filename, lineno, file, line)
-
-    stdout = sys.stdout
-    guard = sys.stdout = _ClosedPipeGuard(stdout)
-    # SIGTERM (``kill``, a batch scheduler's time limit) stops a command as Ctrl-C does: finished work
-    # kept, one line saying where it stopped and how to resume, instead of a silent death
-    terminate = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if terminate else None
-    with warnings.catch_warnings():
-        default_show = warnings.showwarning
-        warnings.showwarning = show
-        warnings.simplefilter("always", ConfigWarning)
-        try:
-            fn(*args)
-            guard.flush()  # a closed pipe shows up here, not at interpreter exit
-        except BaseException as e:  # noqa: BLE001 - sorted into user errors and bugs right here
-            message = None if debug else user_error(e, oom_hint)
-            if message is None:
-                raise
-            _close_progress_bars()
-            print(f"{prog}: error: {message}", file=sys.stderr)
-            return 2
-        finally:
-            sys.stdout = guard.stream if guard.broken else stdout
-            if terminate:
-                signal.signal(signal.SIGTERM, previous)
-    return 2 if guard.broken else 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def main(argv=None):

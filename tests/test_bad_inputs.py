@@ -562,9 +562,9 @@ def _entry(prog):
     if prog == "cremer_gaps":
         from pyro_vaegap.experiments import cremer_gaps
         return cremer_gaps.main
-    from pyro_vaegap.experiments import tutorial_common
+    from pyro_vaegap.harness import run_main
     module = __import__(f"pyro_vaegap.experiments.{prog}", fromlist=["main"])
-    return lambda argv: tutorial_common.run_main(module.main, argv) or 0
+    return lambda argv: run_main(module.main, argv) or 0
 
 
 def _is_lock(rel: str) -> bool:

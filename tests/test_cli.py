@@ -240,7 +240,7 @@ def test_debug_keeps_the_traceback_and_bugs_are_never_hidden(tmp_path, monkeypat
 
 def test_experiment_debug_flag(capsys):
     from pyro_vaegap.experiments import cremer_gaps, tutorial_mse
-    from pyro_vaegap.experiments.tutorial_common import run_main
+    from pyro_vaegap.harness import run_main
     from pyro_vaegap.data import DataError
 
     with pytest.raises(DataError):

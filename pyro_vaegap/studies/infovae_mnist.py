@@ -1,4 +1,4 @@
-"""Plumbing shared by the InfoVAE experiments (``experiments/infovae_*.py``; Zhao, Song & Ermon, AAAI 2019).
+"""What the InfoVAE experiments share (``experiments/infovae_*.py``; Zhao, Song & Ermon, AAAI 2019).
 
 The two objectives every experiment compares (:data:`OBJECTIVES`): the ELBO, and the MMD InfoVAE
 :math:`\\mathcal L_{\\alpha,\\lambda}` with :math:`\\alpha = 0` (the per-datapoint KL keeps weight 1) and
@@ -11,19 +11,18 @@ MNIST models (:func:`mnist_config`) are the library's Bernoulli MLP VAE with an 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pyro_vaegap.aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
-from pyro_vaegap.data import candidate_dirs, load_dataset, seeded_subset
-from pyro_vaegap.infovae import MMDKernel, mmd
-from pyro_vaegap.train import TrainConfig
-from pyro_vaegap.utils import ConfigError
+from ..aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
+from ..data import candidate_dirs, load_dataset, seeded_subset
+from ..infovae import MMDKernel, mmd
+from ..train import TrainConfig
+from ..utils import ConfigError
 
-from .tutorial_common import parse_args
+from ..harness.options import parse_args
 
 #: objective name -> (label, TrainConfig fields given a λ and α)
 OBJECTIVES = ("elbo", "mmd")
@@ -124,23 +123,6 @@ def aggregate_summary(guide, x: torch.Tensor, draws: int, seed: int, mmd_points:
             "log_det_cov_means": float(torch.logdet(cov_means)) if loc.shape[0] > loc.shape[1] else float("nan"),
             "mean_log_var": float((2 * scale.double().log()).sum(-1).mean()),
             "cov_eigenvalues": [float(v) for v in eig], "mean_norm": float(mean.norm()), "mmd2": float(m2)}
-
-
-def fmt(v: float, digits: int = 2) -> str:
-    """A number for a markdown cell (``nan`` as —)."""
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def json_clean(obj):
-    """``obj`` with every non-finite float replaced by ``None`` (JSON has no NaN; an undefined standard error
-    of a single value is ``null`` in the results files)."""
-    if isinstance(obj, dict):
-        return {k: json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def parse_infovae_args(parser, argv, quick: dict, *, nonneg=("alpha",), positive=(), own_runs: bool = True):
