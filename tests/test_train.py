@@ -142,7 +142,7 @@ def test_ctrl_c_then_the_printed_command_resumes_to_the_uninterrupted_result(tmp
     parameters of an uninterrupted one."""
     import shlex
 
-    import pyro_vaegap.train as train_mod
+    import pyro_vaegap.training.loop as train_mod
     from pyro_vaegap.cli import main
 
     monkeypatch.chdir(tmp_path)

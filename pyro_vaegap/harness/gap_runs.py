@@ -15,7 +15,7 @@ from pathlib import Path
 from ..data import evaluation_rows, load_dataset
 from ..distributed import barrier, process_group, world_from_env
 from ..gaps import GapConfig, gap_report, paper_for
-from ..train import TrainConfig
+from ..runs.config import TrainConfig
 from ..utils import ConfigError, FolderLock, check_folder
 
 #: the splits a gap report may evaluate

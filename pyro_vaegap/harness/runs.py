@@ -1,9 +1,9 @@
 """Training runs of an experiment: a finished run folder is reused, an interrupted one resumes.
 
 :func:`train_run` is the one way an experiment gets a trained model: it calls
-:func:`pyro_vaegap.train.train` (which resumes a checkpoint of the same config, so an interrupted
+:func:`pyro_vaegap.training.train` (which resumes a checkpoint of the same config, so an interrupted
 experiment continues where it stopped) or, for a run folder that already holds the finished training of
-the same config, loads it (:func:`pyro_vaegap.train.load_run`) without taking the folder's lock — so a
+the same config, loads it (:func:`pyro_vaegap.runs.load_run`) without taking the folder's lock — so a
 run can be evaluated while it is read elsewhere.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..train import CHECKPOINT, TrainConfig, load_run, read_checkpoint, train
+from ..runs import CHECKPOINT, TrainConfig, load_run, read_checkpoint
+from ..training import train
 
 
 class Progress:

@@ -5,7 +5,7 @@ The two objectives every experiment compares (:data:`OBJECTIVES`): the ELBO, and
 the MMD of the aggregate posterior weighted :math:`\\alpha + \\lambda - 1 = \\lambda - 1`
 (:mod:`pyro_vaegap.infovae`; RBF kernel with :math:`2\\sigma^2 = \\dim z`, the paper's). The binarized
 MNIST models (:func:`mnist_config`) are the library's Bernoulli MLP VAE with an FFG encoder, trained by
-:func:`pyro_vaegap.train.train` (a finished run folder is reused, an interrupted one resumes).
+:func:`pyro_vaegap.training.train` (a finished run folder is reused, an interrupted one resumes).
 :func:`aggregate_summary` measures the aggregate posterior :math:`q(z)` of an encoder over a data set
 (:mod:`pyro_vaegap.aggregate`).
 """
@@ -19,7 +19,7 @@ import torch
 from ..aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
 from ..data import candidate_dirs, load_dataset, seeded_subset
 from ..infovae import MMDKernel, mmd
-from ..train import TrainConfig
+from ..runs.config import TrainConfig
 from ..utils import ConfigError
 
 from ..harness.options import parse_args
@@ -31,7 +31,7 @@ COLORS = {"elbo": "tab:red", "mmd": "tab:blue"}
 
 
 def objective_fields(objective: str, lambda_: float, alpha: float = 0.0) -> dict:
-    """The :class:`~pyro_vaegap.train.TrainConfig` fields of ``objective`` (``"elbo"`` or ``"mmd"``)."""
+    """The :class:`~pyro_vaegap.runs.TrainConfig` fields of ``objective`` (``"elbo"`` or ``"mmd"``)."""
     if objective == "elbo":
         return {"objective": "elbo"}
     return {"objective": "infovae", "alpha": float(alpha), "lambda_": float(lambda_), "divergence": "mmd"}
@@ -70,7 +70,7 @@ def mnist_config(args, objective: str, num_train: int | None, epochs: int, lambd
 
 
 def training_images(cfg: TrainConfig) -> torch.Tensor:
-    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.train.train` uses."""
+    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.training.train` uses."""
     x = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
     return x if cfg.num_train is None else x[seeded_subset(x.shape[0], cfg.num_train, cfg.seed)]
 

@@ -6,7 +6,7 @@ an FFG encoder, trained with the ELBO or an InfoVAE objective (MMD, Stein, adver
 """
 from __future__ import annotations
 
-from ..train import TrainConfig
+from ..runs.config import TrainConfig
 
 
 def add_pixelcnn_options(p, name: str, profiles: dict, profile_help: str) -> None:
