@@ -11,7 +11,7 @@ profile of the Table 5 / Tables 3, 6 and 10 runs (``docs/experiments.rst``)::
 1. **The base model**: the 784-200-200-50 FFG VAE of ``experiments.cremer_gaps`` (same options and
    defaults, here the CPU profile: 20 epochs, entropy annealing over 5), trained or resumed in
    ``OUT/base/run`` (``--run-dir``), or the finished run ``--base-run`` (not trained further).
-2. **New encoders on its frozen decoder** (:attr:`pyro_vaegap.train.TrainConfig.decoder_from`) with
+2. **New encoders on its frozen decoder** (:attr:`pyro_vaegap.runs.TrainConfig.decoder_from`) with
    ``--small-layers`` hidden layers (1): ``ffg`` of width ``--small-hidden`` (100); ``flow``, the same FFG
    base plus the auxiliary flow's networks of width ``--encoder-flow-hidden`` (100); and, a control the
    paper does not have, ``ffg_wide``, an FFG encoder widened to at least the flow encoder's number of
@@ -46,7 +46,8 @@ import numpy as np
 
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import GapReport, mean_se
-from pyro_vaegap.train import MODEL_FIELDS, TrainConfig, build_guide, frozen_decoder, load_run, read_checkpoint
+from pyro_vaegap.runs import MODEL_FIELDS, TrainConfig, load_run, read_checkpoint
+from pyro_vaegap.training import build_guide, frozen_decoder
 from pyro_vaegap.utils import ConfigError, check_folder, check_positive_int, resolve_device, set_threads
 
 from pyro_vaegap.harness import Parser, Progress, markdown_table, run_command, run_gaps, train_run, write_results

@@ -5,7 +5,7 @@ ELBO-gradient steps of size 1e-3 on the FFG encoder's output (``sa``); ``IAF(K)`
 K ∈ {1, 2, 4, 8} inverse-autoregressive or Householder flows on an FFG base (``iaf``, ``householder``);
 ``ME(M)`` and ``RME(M)``, M ∈ {2, …, 5} mixture components, trained jointly or recursively (``mixture``,
 ``rme``); ``GPVAE`` (``gpvae``, its eq. 15) — each at every dim z of ``--dims`` and every training seed of
-``--seeds``. Every (model, dim z, seed) is one training run through :func:`pyro_vaegap.train.train` in its
+``--seeds``. Every (model, dim z, seed) is one training run through :func:`pyro_vaegap.training.train` in its
 own folder ``OUT/runs/<model>_d<dim>_s<seed>/``, then evaluated on seeded test points:
 
 * :math:`\log\hat p(x)` by IWAE with 100 samples (the paper's estimator) on ``--test-points`` points,
@@ -26,7 +26,7 @@ Profiles: ``cpu`` (default; MLP networks, a 3000-image training subset, 8 epochs
 IWAE-5000 on 10 of them, 2 seeds — the sweep of 22 models × 3 dims × 2 seeds, 132 runs, took 32 minutes on
 one CPU thread of our shared 2-core machine, busy with other jobs; ``--seeds 0,1,2`` adds a third seed in
 about 11 more), ``paper`` (the
-convolutional networks of :mod:`pyro_vaegap.networks`, all 50,000 images, 1000 epochs at lr 1e-3 — our
+convolutional networks of :mod:`pyro_vaegap.models.networks`, all 50,000 images, 1000 epochs at lr 1e-3 — our
 assumption, see :data:`PROFILES` — 5 seeds, all 10,000 test points, IWAE-5000 on 1000 and AIS on 100) and
 ``--quick`` (a smoke run whose numbers mean nothing). Single options override the profile.
 """
@@ -46,7 +46,7 @@ from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.models import GAUSSIAN_VARIANCES
-from pyro_vaegap.train import MODELS, TrainConfig
+from pyro_vaegap.runs import MODELS, TrainConfig
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed, stable_seed
 
 from pyro_vaegap.harness import (training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,

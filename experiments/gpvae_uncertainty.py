@@ -40,7 +40,7 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import GapConfig, gap_report
 from pyro_vaegap.grid import grid_posterior
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import FolderLock, set_seed
 
 from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results

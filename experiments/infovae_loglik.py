@@ -4,13 +4,13 @@ Zhao, Song & Ermon (AAAI 2019), Table 1: on dynamically binarized MNIST with a P
 dim z = 5, the negated test log-likelihoods (nats) are ELBO 82.75, MMD-VAE 80.76, Stein-VAE 81.47 and
 Adversarial 82.21 (:data:`PAPER`): MMD best, then Stein, adversarial, ELBO. Here the four models are the
 library's gated PixelCNN decoder (:class:`pyro_vaegap.models.PixelCNNVAE`) with an FFG encoder (ELU MLP),
-trained by :func:`pyro_vaegap.train.train` on the **statically** binarized MNIST of ``binarized_mnist.npz``
+trained by :func:`pyro_vaegap.training.train` on the **statically** binarized MNIST of ``binarized_mnist.npz``
 (the only binarization we have) with
 
 * ``elbo``: the ELBO;
 * ``mmd``, ``stein``, ``adversarial``: the InfoVAE objective :math:`\mathcal L_{\alpha,\lambda}` with
   :math:`\alpha = 0` and :math:`\lambda` = ``--lambda`` (1000) and that divergence between :math:`q(z)` and the
-  prior (:mod:`pyro_vaegap.infovae`). The paper's :math:`\alpha, \lambda` for this table are our assumption
+  prior (:mod:`pyro_vaegap.objectives.infovae`). The paper's :math:`\alpha, \lambda` for this table are our assumption
   (the values of its other MNIST experiments), stated beside the numbers.
 
 Test log-likelihood: IWAE with ``--iwae-samples`` importance samples of the encoder on ``--num-test``

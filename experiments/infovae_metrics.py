@@ -13,7 +13,7 @@ InfoVAE and an unregularized autoencoder. Here each is the PixelCNN VAE of
 
 For each model and dim z it reports (the figure's panels A–E):
 
-* (A) the unbiased MMD² (RBF, :math:`2\sigma^2 = d`, :func:`pyro_vaegap.infovae.mmd`) between one encoder
+* (A) the unbiased MMD² (RBF, :math:`2\sigma^2 = d`, :func:`pyro_vaegap.objectives.infovae.mmd`) between one encoder
   draw per training image (at most ``--mmd-points`` of them) and as many prior draws;
 * (B) :math:`\log\det\mathrm{Cov}[q(z)]/d` of the aggregate posterior over the training images (the
   mixture's exact covariance; 0 for the prior);
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from pyro_vaegap.aggregate import encode
-from pyro_vaegap.train import read_checkpoint
+from pyro_vaegap.runs import read_checkpoint
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 
 from pyro_vaegap.studies.infovae_mnist import (aggregate_summary, labelled_test_images, parse_infovae_args, training_images)

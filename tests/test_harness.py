@@ -118,3 +118,17 @@ def test_cremer_gaps_evaluates_the_first_training_points(tmp_path, mnist_dir):
     assert rep["meta"]["evaluation_points"] == "the first 2 training points"
     assert "the first 2 training points" in (tmp_path / "gaps.md").read_text()
     assert len(rep["per_point"]["log_px"]) == 2
+
+
+def test_old_import_paths_are_the_moved_modules():
+    """Modules grouped into layer packages keep their old names: the same module objects (so a monkeypatch or an
+    isinstance check through either name sees the same thing), and pyro_vaegap.train re-exports both parts."""
+    import importlib
+
+    for old, new in (("networks", "models.networks"), ("infovae", "objectives.infovae"),
+                     ("distributed", "training.distributed"), ("sweep", "harness.sweep")):
+        assert importlib.import_module(f"pyro_vaegap.{old}") is importlib.import_module(f"pyro_vaegap.{new}"), old
+    from pyro_vaegap import runs, train, training
+
+    assert train.TrainConfig is runs.TrainConfig and train.load_run is runs.load_run
+    assert train.train is training.train and train.training_step is training.steps.training_step

@@ -18,7 +18,7 @@ import argparse
 
 from ..ais import SCHEDULES, STEP_SIZE_MODES
 from ..data import EVAL_POINTS
-from ..distributed import rank_name
+from ..training.distributed import rank_name
 from ..gaps import GapConfig
 from ..harness.errors import USER_ERRORS, run_command, user_error
 from ..harness.gap_runs import check_output_stem, run_gaps

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..data import load_dataset
-from ..distributed import rank_device
+from ..training.distributed import rank_device
 from ..gaps import GapConfig, GapReport
 from ..harness.gap_runs import check_output_stem, evaluation_data, run_gaps
 from ..runs import load_run

@@ -1,5 +1,5 @@
 """``vaegap sweep-plan``, ``sweep-run``, ``sweep-merge``: one experiment command over a grid of settings
-(:mod:`pyro_vaegap.sweep`)."""
+(:mod:`pyro_vaegap.harness.sweep`)."""
 from __future__ import annotations
 
 import shlex
@@ -8,7 +8,7 @@ from pathlib import Path
 from ..utils import ConfigError
 
 def cmd_sweep_plan(args):
-    from ..sweep import parse_grid, plan
+    from ..harness.sweep import parse_grid, plan
 
     command = args.command_words[1:] if args.command_words[:1] == ["--"] else args.command_words
     p = plan(args.out, command, parse_grid(args.grid), out_option=args.out_option, out_suffix=args.out_suffix,
@@ -19,7 +19,7 @@ def cmd_sweep_plan(args):
 
 
 def cmd_sweep_run(args):
-    from ..sweep import run_job
+    from ..harness.sweep import run_job
 
     code = run_job(args.sweep, args.job)
     if code:
@@ -28,7 +28,7 @@ def cmd_sweep_run(args):
 
 
 def cmd_sweep_merge(args):
-    from ..sweep import merge
+    from ..harness.sweep import merge
 
     m = merge(args.sweep, fields=args.field or None, over=args.over)
     done = len(m["jobs"]) - len(m["missing"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shlex
 
-from ..distributed import process_group, rank_device, world_from_env
+from ..training.distributed import process_group, rank_device, world_from_env
 from ..runs import TrainConfig, resume_config
 from ..training import train
 from .options import _given, _read_config_file

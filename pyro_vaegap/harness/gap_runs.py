@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..data import evaluation_rows, load_dataset
-from ..distributed import barrier, process_group, world_from_env
+from ..training.distributed import barrier, process_group, world_from_env
 from ..gaps import GapConfig, gap_report, paper_for
 from ..runs.config import TrainConfig
 from ..utils import ConfigError, FolderLock, check_folder

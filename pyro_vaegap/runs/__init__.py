@@ -4,7 +4,7 @@ A run lives in a folder: ``checkpoint.pt`` (parameters, optimizer state, epoch, 
 config) written atomically after every epoch, so an interrupted run resumes to exactly the result of
 an uninterrupted one; ``log.csv`` (one row per epoch: objective, validation ELBO, learning rate,
 annealing factor, seconds; an InfoVAE run adds its divergence estimate, see
-:data:`pyro_vaegap.infovae.LOG_COLUMN`); and ``config.json`` (config, seed, package versions). The checkpoint is the
+:data:`pyro_vaegap.objectives.infovae.LOG_COLUMN`); and ``config.json`` (config, seed, package versions). The checkpoint is the
 one source of truth: ``config.json`` is a readable copy of its config, rewritten when a resumed run
 extends ``epochs``, never read back; :func:`~pyro_vaegap.runs.load_run` says so on stderr when the two disagree or the
 copy is missing or invalid. The folder is locked (:class:`~pyro_vaegap.utils.FolderLock`) while a

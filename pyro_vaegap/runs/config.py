@@ -3,7 +3,7 @@ r"""What defines a training run: :class:`TrainConfig` and the choices of its fie
 Objectives (``objective``: ``"elbo"``, ``"mean_field"``, ``"iwae"``, ``"infovae"``), annealing (``anneal``: ``"entropy"``
 or ``"kl"``, the factor rising linearly from 0 to 1 over the first ``anneal_epochs`` epochs, per
 minibatch) and free bits (``free_bits``) are the :class:`pyro.infer.ELBO` subclasses of
-:mod:`pyro_vaegap.objectives` (InfoVAE: :mod:`pyro_vaegap.infovae`, with ``alpha``, ``lambda_``, ``divergence``
+:mod:`pyro_vaegap.objectives` (InfoVAE: :mod:`pyro_vaegap.objectives.infovae`, with ``alpha``, ``lambda_``, ``divergence``
 and the divergence's options, all ``None`` = not given unless ``objective="infovae"``; an adversarial
 InfoVAE's critic is trained before each step by :func:`~pyro_vaegap.training.steps.training_step` and saved in the checkpoint).
 """
@@ -14,8 +14,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from .. import infovae
-from ..networks import ARCHITECTURES
+from ..objectives import infovae
+from ..models.networks import ARCHITECTURES
 from ..utils import ConfigError, check_choice, check_positive_int
 
 OBJECTIVES = ("elbo", "mean_field", "iwae", "infovae")
@@ -80,7 +80,7 @@ class TrainConfig:
     anneal: str = "none"
     anneal_epochs: int = 0
     free_bits: float = 0.0            #: bits per latent dimension (FreeBitsELBO); 0: off
-    # InfoVAE (objective="infovae", pyro_vaegap.infovae); None: not given (filled in where they apply)
+    # InfoVAE (objective="infovae", pyro_vaegap.objectives.infovae); None: not given (filled in where they apply)
     alpha: float | None = None        #: InfoVAE's α: weight 1 − α on the per-datapoint KL
     lambda_: float | None = None      #: InfoVAE's λ (``--lambda``): D(q(z) ‖ p(z)) weighs α + λ − 1
     divergence: str | None = None     #: mmd, stein, adversarial or kl (default mmd)

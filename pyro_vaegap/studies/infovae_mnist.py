@@ -3,7 +3,7 @@
 The two objectives every experiment compares (:data:`OBJECTIVES`): the ELBO, and the MMD InfoVAE
 :math:`\\mathcal L_{\\alpha,\\lambda}` with :math:`\\alpha = 0` (the per-datapoint KL keeps weight 1) and
 the MMD of the aggregate posterior weighted :math:`\\alpha + \\lambda - 1 = \\lambda - 1`
-(:mod:`pyro_vaegap.infovae`; RBF kernel with :math:`2\\sigma^2 = \\dim z`, the paper's). The binarized
+(:mod:`pyro_vaegap.objectives.infovae`; RBF kernel with :math:`2\\sigma^2 = \\dim z`, the paper's). The binarized
 MNIST models (:func:`mnist_config`) are the library's Bernoulli MLP VAE with an FFG encoder, trained by
 :func:`pyro_vaegap.training.train` (a finished run folder is reused, an interrupted one resumes).
 :func:`aggregate_summary` measures the aggregate posterior :math:`q(z)` of an encoder over a data set
@@ -18,7 +18,7 @@ import torch
 
 from ..aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
 from ..data import candidate_dirs, load_dataset, seeded_subset
-from ..infovae import MMDKernel, mmd
+from ..objectives.infovae import MMDKernel, mmd
 from ..runs.config import TrainConfig
 from ..utils import ConfigError
 

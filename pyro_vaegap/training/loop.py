@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .. import infovae
+from ..objectives import infovae
 from ..data import DataError, load_dataset, seeded_subset
 from ..registry import get_family
 from ..runs.checkpoint import CHECKPOINT, _rng_state, _set_rng_state, read_checkpoint

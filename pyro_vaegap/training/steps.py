@@ -35,7 +35,7 @@ def mean_elbo(model, guide, x, num_samples: int = 1, chunk: int = 1000) -> float
 
 def make_loss(cfg: TrainConfig, model, guide):
     """``(loss_fn, annealing)``: the :class:`~pyro.infer.elbo.ELBOModule` ``objective(model, guide)``
-    of ``cfg``'s objective, built on ``cfg.anneal``'s :class:`~pyro_vaegap.objectives.Annealing`
+    of ``cfg``'s objective, built on ``cfg.anneal``'s :class:`~pyro_vaegap.objectives.elbos.Annealing`
     wrappers (set ``annealing.factor`` before each minibatch). ``loss_fn(x)`` is the minibatch sum of
     per-datapoint losses."""
     objective = make_objective(cfg, guide)  # validates first
