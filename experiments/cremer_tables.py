@@ -240,7 +240,8 @@ def main(argv=None):
     if args.compare:
         reports = read_reports(args.compare)
         table = compare(reports, next(iter(reports)))
-        write_results(Path(args.out), NAME, args, {"compare": table},
+        used = {"compare": args.compare, "out": args.out}  # the other options do not apply to a comparison
+        write_results(Path(args.out), NAME, used, {"compare": table},
                       table_markdown("Gap reports compared", table), None,
                       reused=f"the {len(reports)} gap reports named by --compare")
         return
