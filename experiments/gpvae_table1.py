@@ -49,7 +49,7 @@ from pyro_vaegap.models import GAUSSIAN_VARIANCES
 from pyro_vaegap.runs import MODELS, TrainConfig
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed, stable_seed
 
-from pyro_vaegap.harness import (training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
+from pyro_vaegap.harness import (Profiles, Setting, training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
                               write_results)
 
 NAME = "gpvae_table1"
@@ -81,20 +81,25 @@ PROFILES = {
                   dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
                   ais_points=2, ais_chains=3, ais_steps=5, ais_leapfrog=2),
 }
-#: options that override a profile: name → (type, help)
-OVERRIDES = {
-    "arch": (str, "encoder and decoder architecture: mlp or conv"),
-    "hidden": (int, "width of the hidden layers (2 layers, ELU)"),
-    "num_train": (int, "training images (seeded subset; 0: all)"),
-    "epochs": (int, "training epochs"), "lr": (float, "Adam learning rate"), "batch_size": (int, "minibatch size"),
-    "num_valid": (int, "validation images of the per-epoch validation ELBO (0: all)"),
-    "test_points": (int, "seeded random test points of IWAE-100"),
-    "iwae_samples": (int, "samples of the main IWAE estimate (the paper: 100)"),
-    "big_points": (int, "test points of the large IWAE (the first of the test points)"),
-    "big_samples": (int, "samples of the large IWAE"),
-    "ais_points": (int, "test points of AIS (0: no AIS)"), "ais_chains": (int, "AIS chains"),
-    "ais_steps": (int, "AIS intermediate distributions"), "ais_leapfrog": (int, "leapfrog steps per AIS transition"),
-}
+#: the profiles as the harness declares them: every setting an option of the same name overrides
+SETTINGS = Profiles(PROFILES, {
+    "arch": Setting(str, "encoder and decoder architecture: mlp or conv"),
+    "hidden": Setting(int, "width of the hidden layers (2 layers, ELU)"),
+    "num_train": Setting(int, "training images (seeded subset; 0: all)"),
+    "epochs": Setting(int, "training epochs"), "lr": Setting(float, "Adam learning rate"),
+    "batch_size": Setting(int, "minibatch size"),
+    "num_valid": Setting(int, "validation images of the per-epoch validation ELBO (0: all)"),
+    "dims": Setting(str, "dims z, comma-separated (the paper: 10,20,50)"),
+    "seeds": Setting(str, "training seeds, comma-separated"),
+    "test_points": Setting(int, "seeded random test points of IWAE-100"),
+    "iwae_samples": Setting(int, "samples of the main IWAE estimate (the paper: 100)"),
+    "big_points": Setting(int, "test points of the large IWAE (the first of the test points)"),
+    "big_samples": Setting(int, "samples of the large IWAE"),
+    "ais_points": Setting(int, "test points of AIS (0: no AIS)"), "ais_chains": Setting(int, "AIS chains"),
+    "ais_steps": Setting(int, "AIS intermediate distributions"),
+    "ais_leapfrog": Setting(int, "leapfrog steps per AIS transition")},
+    default="cpu", help={"cpu": "MLP, 3000 images, 8 epochs, 2 seeds",
+                         "paper": "conv, all images, 1000 epochs, 5 seeds"})
 
 
 @dataclass(frozen=True)
@@ -163,15 +168,10 @@ def parse_ints(option: str, text: str, minimum: int) -> list[int]:
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p = make_parser(NAME, __doc__.split("\n\n")[0], SETTINGS)
     p.add_argument("--data-dir", help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
-    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"),
-                   help="cpu: MLP, 3000 images, 8 epochs, 2 seeds; paper: conv, all images, 1000 epochs, 5 seeds")
-    p.add_argument("--quick", action="store_true", help="smoke run: width 16, 200 images, 1 epoch, dim z 2, 2 seeds")
     p.add_argument("--families", default=",".join(FAMILIES),
                    help="models, comma-separated: a family (all its K/M of the table) or one K, e.g. vae,sa2,iaf,me3")
-    p.add_argument("--dims", help="dims z, comma-separated (profile; the paper: 10,20,50)")
-    p.add_argument("--seeds", help="training seeds, comma-separated (profile)")
     p.add_argument("--dataset", default="binarized_mnist",
                    help="data set (a grey-level one, e.g. mnist_continuous or svhn, with --model gaussian --variance fixed)")
     p.add_argument("--model", default="bernoulli", choices=MODELS, help="the decoder's likelihood")
@@ -179,15 +179,12 @@ def build_parser():
                    help="variance of a gaussian model (TrainConfig.variance)")
     p.add_argument("--ttest", default="welch", choices=("welch", "student"),
                    help="two-sided t-test against the best model: Welch's (unequal variances) or Student's")
-    for name, (kind, text) in OVERRIDES.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (profile)")
     return p
 
 
 def settings(args) -> dict:
     """The profile's settings with the single options given on the command line, checked."""
-    base = PROFILES["quick" if args.quick else args.profile]
-    s = {k: (getattr(args, k) if getattr(args, k, None) is not None else v) for k, v in base.items()}
+    s = SETTINGS.apply(args)
     if s["arch"] not in ("mlp", "conv"):
         raise ConfigError(f"--arch {s['arch']!r} is not allowed: use mlp or conv")
     for k, v in s.items():
