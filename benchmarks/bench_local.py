@@ -78,7 +78,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.run:
-        from pyro_vaegap.train import load_run
+        from pyro_vaegap.runs import load_run
         model = load_run(args.run)[0]
     else:
         model = BernoulliVAE(784, 50, 200)

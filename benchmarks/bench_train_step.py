@@ -9,7 +9,7 @@ shared machine hits all three alike; the figure is the median over all timed ste
 (a) :class:`pyro.infer.SVI` with :class:`~pyro.infer.Trace_ELBO` and ``pyro.optim.Adam``, the
     parameters in Pyro's global parameter store (run under
     ``pyro.settings.context(module_local_params=False)`` after ``pyro.clear_param_store()``);
-(b) :func:`pyro_vaegap.train.training_step` on :func:`pyro_vaegap.train.make_loss` — the code path of
+(b) :func:`pyro_vaegap.training.training_step` on :func:`pyro_vaegap.training.make_loss` — the code path of
     ``vaegap train`` with ``objective="elbo"``: a :class:`~pyro.infer.elbo.ELBOModule` of
     ``Trace_ELBO``, module-local parameters, one ``torch.optim.Adam``;
 (c) a hand-written PyTorch step of the same networks: :math:`z = \mu + \sigma\epsilon`,
@@ -44,7 +44,8 @@ from pyro_vaegap.data import load_dataset
 from pyro_vaegap.guides.ffg import MIN_SCALE
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.registry import get_family
-from pyro_vaegap.train import TrainConfig, make_loss, training_step
+from pyro_vaegap.runs import TrainConfig
+from pyro_vaegap.training import make_loss, training_step
 
 BATCH, LATENT, HIDDEN, LR = 100, 50, 200, 1e-3
 EPOCH_IMAGES = 50_000
@@ -83,7 +84,7 @@ def svi_step(seed: int, x0):
 
 
 def elbo_module_step(seed: int):
-    """(b): exactly what :func:`pyro_vaegap.train.train` runs per minibatch."""
+    """(b): exactly what :func:`pyro_vaegap.training.train` runs per minibatch."""
     model, guide = build(seed)
     loss_fn, _ = make_loss(TrainConfig(objective="elbo"), model, guide)
     opt = torch.optim.Adam(list(model.parameters()) + list(guide.parameters()), lr=LR)

@@ -39,7 +39,7 @@ from pyro_vaegap.models import LinearGaussian
 from pyro_vaegap.traces import simulate
 from pyro_vaegap.utils import atomic_write_json, module_device, provenance, set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, write_results
 
 #: name -> (data_dim, latent_dim, scale, shared, psi) of LinearGaussian.random (seed 0)
 MODELS = {"lg64x6": (64, 6, 0.6, 1.5, 1.0), "lg20x10": (20, 10, 0.5, 0.0, 0.5)}

@@ -35,13 +35,13 @@ import torch
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.grid import adaptive_grid_log_px, grid_log_posterior
+from pyro_vaegap.grid_windows import posterior_windows
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.registry import get_family
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import set_seed
 
-from .infovae_latent2d import posterior_windows
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, \
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, \
     write_results
 
 NAME = "cremer_fig2"

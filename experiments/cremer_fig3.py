@@ -15,7 +15,7 @@ images, per point:
 and :math:`\mathcal L_\mathrm{AIS} - \mathcal L_\mathrm{IW}` (the part of the gap the encoder's proposal leaves
 to AIS; the paper's measure of encoder overfitting) is reported on both subsets.
 
-Training runs in segments (:func:`pyro_vaegap.train.train` with ``resume=True`` and ``stop_after``), each
+Training runs in segments (:func:`pyro_vaegap.training.train` with ``resume=True`` and ``stop_after``), each
 ending at a checkpoint epoch; a segmented run equals an uninterrupted one (the checkpoint keeps every RNG
 state). Each evaluation is written atomically to ``RUNS/SETTING/evals/epoch_NNNNN.json`` when it finishes
 and seeded by (seed, setting, epoch), so an interrupted command resumes where it stopped and reuses the
@@ -47,10 +47,11 @@ from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import mean_se
-from pyro_vaegap.train import CHECKPOINT, TrainConfig, read_checkpoint, train
+from pyro_vaegap.runs import CHECKPOINT, TrainConfig, read_checkpoint
+from pyro_vaegap.training import train
 from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, provenance, set_seed, stable_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 
 NAME = "cremer_fig3"
 ENCODERS = ("ffg", "flow")
@@ -149,7 +150,7 @@ def train_config(setting: str, args) -> TrainConfig:
 
 
 def training_images(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images :func:`~pyro_vaegap.train.train` trains ``cfg`` on (its seeded ``num_train`` subset, or all)
+    """The images :func:`pyro_vaegap.training.train` trains ``cfg`` on (its seeded ``num_train`` subset, or all)
     and their rows in the training split."""
     x = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
     rows = torch.arange(x.shape[0]) if cfg.num_train is None else seeded_subset(x.shape[0], cfg.num_train, cfg.seed)

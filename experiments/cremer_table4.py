@@ -11,7 +11,7 @@ profile of the Table 5 / Tables 3, 6 and 10 runs (``docs/experiments.rst``)::
 1. **The base model**: the 784-200-200-50 FFG VAE of ``experiments.cremer_gaps`` (same options and
    defaults, here the CPU profile: 20 epochs, entropy annealing over 5), trained or resumed in
    ``OUT/base/run`` (``--run-dir``), or the finished run ``--base-run`` (not trained further).
-2. **New encoders on its frozen decoder** (:attr:`pyro_vaegap.train.TrainConfig.decoder_from`) with
+2. **New encoders on its frozen decoder** (:attr:`pyro_vaegap.runs.TrainConfig.decoder_from`) with
    ``--small-layers`` hidden layers (1): ``ffg`` of width ``--small-hidden`` (100); ``flow``, the same FFG
    base plus the auxiliary flow's networks of width ``--encoder-flow-hidden`` (100); and, a control the
    paper does not have, ``ffg_wide``, an FFG encoder widened to at least the flow encoder's number of
@@ -21,7 +21,7 @@ profile of the Table 5 / Tables 3, 6 and 10 runs (``docs/experiments.rst``)::
    decoder fixed there is nothing for it to protect, and a tempered objective would only delay the
    encoder's fit to the ELBO it is measured by.
 3. **The gap report** of each encoder — the original one and the two new ones —
-   (:func:`pyro_vaegap.cli.run_gaps`, the evaluation options of ``experiments.cremer_gaps``) on the same
+   (:func:`pyro_vaegap.harness.run_gaps`, the evaluation options of ``experiments.cremer_gaps``) on the same
    seeded test points, in ``OUT/base/gaps.{json,md}`` and ``OUT/NAME/gaps.{json,md}``. :math:`\log\hat p(x)` (AIS) and
    :math:`\mathcal L[q^*]` (optimized from the prior) belong to the decoder, so all three reports share
    them: each report computes them afresh from the same seeds, and the table says how far they agree.
@@ -44,15 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pyro_vaegap.cli import Parser, run_command, run_gaps
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import GapReport, mean_se
-from pyro_vaegap.train import MODEL_FIELDS, TrainConfig, build_guide, frozen_decoder, load_run, read_checkpoint, train
+from pyro_vaegap.runs import MODEL_FIELDS, TrainConfig, load_run, read_checkpoint
+from pyro_vaegap.training import build_guide, frozen_decoder
 from pyro_vaegap.utils import ConfigError, check_folder, check_positive_int, resolve_device, set_threads
 
-from . import cremer_gaps
-from .cremer_gaps import CPU_PROFILE
-from .tutorial_common import markdown_table, write_results
+from pyro_vaegap.harness import Parser, Progress, markdown_table, run_command, run_gaps, train_run, write_results
+from pyro_vaegap.studies import cremer
 
 NAME = "cremer_table4"
 #: the new encoders, in the table's order: name -> family. ``ffg_wide`` is a control the paper does not have: an FFG
@@ -63,11 +62,11 @@ QUICK = {"epochs": 2, "num_train": 2000, "flow_hidden": 20}
 
 
 def build_parser():
-    """``experiments.cremer_gaps``' options with the CPU profile's defaults, and this command's own."""
+    """``experiments.cremer_gaps``' options (:mod:`pyro_vaegap.studies.cremer`), the CPU profile by default, and this command's own."""
     p = Parser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0], error_name=NAME,
-               parents=[cremer_gaps.build_parser()], conflict_handler="resolve",  # its --out, --run-dir, --quick replaced
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # the CPU profile's defaults shown
-    p.set_defaults(**CPU_PROFILE)
+               parents=[cremer.build_parser(name=NAME, default_profile="cpu")],
+               conflict_handler="resolve",  # its --out, --run-dir, --quick replaced
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=f"results/{NAME}", help="results folder: results.json, results.md, base/ and a "
                    "folder per new encoder, each with its training run (run/) and gap report (gaps.json, gaps.md)")
     p.add_argument("--run-dir", help="the base model's training run folder, resumed if present (default OUT/base/run)")
@@ -149,9 +148,8 @@ def base_model(args, tcfg: TrainConfig, out: Path, device):
     """``(model, guide, config, run folder)`` of the base model: ``--base-run``, or trained (resumed) by ``tcfg``."""
     if args.base_run is None:
         run_dir = Path(args.run_dir or out / "base" / "run")
-        res = train(tcfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), resume_hint="the same command",
-                    device=device)
-        return res.model.eval(), res.guide.eval(), tcfg, run_dir.resolve()
+        model, guide, _ = train_run(tcfg, run_dir, Progress(args.quiet), device, download=args.download)
+        return model, guide, tcfg, run_dir.resolve()
     run_dir = Path(args.base_run)
     try:
         read_checkpoint(run_dir)  # a missing or damaged run, named as the option that gave it
@@ -170,7 +168,7 @@ def _json_normal(d: dict) -> dict:
 
 def report(model, guide, tcfg: TrainConfig, gcfg, x, stem: Path, overwrite: bool) -> GapReport:
     """The gap report of ``guide`` at ``stem`` (``.json``, ``.md``): reused when it is there and was made with
-    these settings, else computed (and checkpointed) by :func:`~pyro_vaegap.cli.run_gaps`."""
+    these settings, else computed (and checkpointed) by :func:`~pyro_vaegap.harness.run_gaps`."""
     saved = stem.with_suffix(".json")
     if saved.exists() and not overwrite:
         rep = GapReport.load(saved)
@@ -282,8 +280,9 @@ def run(args):
     t0 = time.time()
     set_threads(args.threads)
     device = resolve_device(args.device)  # before anything is loaded
+    cremer.apply_profile(args)
     _check_options(args)
-    tcfg, gcfg = cremer_gaps.configs(args)
+    tcfg, gcfg = cremer.configs(args)
     gcfg.check_families()
     out = check_folder(Path(args.out), "results folder")
     x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir, download=args.download)
@@ -297,10 +296,9 @@ def run(args):
     guides, runs, reports = {"original": guide}, {"original": base_dir}, {}
     for name, cfg in configs.items():
         run_dir = out / name / "run"
-        res = train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), resume_hint="the same command",
-                    device=device)
-        guides[name], runs[name] = res.guide.eval(), run_dir
-        reports[name] = report(res.model.eval(), res.guide.eval(), cfg, gcfg, x, out / name / "gaps", args.overwrite)
+        enc_model, enc_guide, _ = train_run(cfg, run_dir, Progress(args.quiet), device)
+        guides[name], runs[name] = enc_guide, run_dir
+        reports[name] = report(enc_model, enc_guide, cfg, gcfg, x, out / name / "gaps", args.overwrite)
     # the original encoder's report last: the new encoders' need only their own runs (and may run beside it)
     reports = {"original": report(model, guide, base_cfg, gcfg, x, out / "base" / "gaps", args.overwrite), **reports}
     results = summarize(reports, guides, runs, gcfg.families)

@@ -26,7 +26,11 @@ for the family its encoder has.
 
 Profiles: ``cpu`` (default; 20 epochs, entropy annealing over 5, 20 test points, AIS 20 × 100 × 5,
 1000 samples, q* with 20 samples per step and a 20,000-step cap: minutes per variant on one core) and
-``paper`` (3280 epochs on Burda et al.'s schedule, 1000 test points, the paper's evaluation; for a GPU)::
+``paper`` (the authors' protocol, :mod:`pyro_vaegap.studies.cremer`: 3280 epochs on Burda et al.'s schedule over
+the 60,000 training and validation images, evaluated on the first 1000 training images; for a GPU).
+``--eval-splits train,test`` makes every table twice, on training points and on test points (a report per
+split: ``RUNS/VARIANT/gaps_train.json``, ``gaps_test.json``; test points are always a seeded random subset, the
+test split being sorted by class)::
 
     python -m experiments.cremer_tables --tables 2,3,5,6,10 --data-dir ../shared/data \
         --runs runs/cremer_tables --out docs/results/cremer_tables
@@ -42,8 +46,8 @@ import numpy as np
 from pyro_vaegap.gaps import PAPERS, mean_se
 from pyro_vaegap.utils import ConfigError
 
-from . import cremer_gaps
-from .tutorial_common import make_parser, markdown_table, parse_args, run_main, write_results
+from pyro_vaegap.harness import make_parser, markdown_table, parse_args, run_main, write_results
+from pyro_vaegap.studies import cremer
 
 NAME = "cremer_tables"
 #: variant -> (cremer_gaps options beyond the profile's, families of L[q*])
@@ -67,11 +71,11 @@ TABLES = {
     10: ("Table 10: the full-covariance-trained model", ("ffg", "fullcov_trained"), {}),
 }
 REFERENCE = "ffg"
-PROFILES = {
-    "cpu": tuple(a for k, v in cremer_gaps.CPU_PROFILE.items() for a in (f"--{k.replace('_', '-')}", str(v))),
-    "paper": ("--epochs", "3280", "--lr-schedule", "burda", "--num-points", "1000"),
-    "quick": ("--quick",),
-}
+#: the profiles of :mod:`pyro_vaegap.studies.cremer` a table may be made with
+PROFILES = ("cpu", "paper", "quick")
+#: --eval-splits: which points of a split are evaluated (the binarized MNIST test split is sorted by class, so its
+#: points are always a seeded random subset; a training split's follow the profile: the paper's, its first rows)
+SPLIT_WORDS = {"train": "training points", "valid": "validation points", "test": "test points"}
 
 
 def build_parser():
@@ -80,7 +84,10 @@ def build_parser():
     p.add_argument("--tables", default="2,3,5,6,10", help="comma-separated tables of the paper (2, 3, 5, 6, 10)")
     p.add_argument("--profile", default="cpu", choices=("cpu", "paper"), help="settings (see the module doc)")
     p.add_argument("--quick", action="store_true", help="smoke run: cremer_gaps --quick per variant")
-    p.add_argument("--dataset", default="binarized_mnist", choices=tuple(cremer_gaps.DATASETS),
+    p.add_argument("--eval-splits", default=None,
+                   help="comma-separated splits whose points are evaluated, one table block each (e.g. train,test: "
+                        "Table 2 on training points and on test points; default: the profile's split only)")
+    p.add_argument("--dataset", default="binarized_mnist", choices=tuple(cremer.DATASETS),
                    help="data set of every variant (see experiments.cremer_gaps; the paper's numbers are MNIST's)")
     p.add_argument("--data-dir", default=None, help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
     p.add_argument("--compare", nargs="+", metavar="NAME=REPORT",
@@ -103,19 +110,22 @@ def parse_tables(text: str) -> list[int]:
     return tables
 
 
-def variant_report(variant: str, runs: Path, args, profile: str) -> dict:
-    """The variant's gap report (JSON dict): read when finished, else made by :mod:`experiments.cremer_gaps`."""
+def variant_report(variant: str, runs: Path, args, profile: str, split: str | None = None) -> dict:
+    """The variant's gap report (JSON dict): read when finished, else made by :func:`pyro_vaegap.studies.cremer.run`
+    (the model trained, resumed or reused in ``RUNS/VARIANT/run``); ``split``: evaluated on that split's points (its
+    report ``RUNS/VARIANT/gaps_SPLIT.json``), else on the profile's (``RUNS/VARIANT/gaps.json``)."""
     options, families = VARIANTS[variant]
-    stem = runs / variant / "gaps"
+    stem = runs / variant / ("gaps" if split is None else f"gaps_{split}")
     path = stem.with_suffix(".json")
     if not path.exists():
-        argv = [*PROFILES[profile], *options, "--families", families, "--run-dir", str(runs / variant / "run"),
+        argv = ["--profile", profile, *options, "--families", families, "--run-dir", str(runs / variant / "run"),
                 "--out", str(stem), "--seed", str(args.seed), "--device", str(args.device), "--dataset", args.dataset]
+        if split is not None:
+            argv += ["--eval-split", split] + (["--eval-points", "random"] if split == "test" else [])
         argv += ["--data-dir", args.data_dir] if args.data_dir else []
         argv += ["--threads", str(args.threads)] if args.threads else []
-        if cremer_gaps.main(argv):
-            raise ConfigError(f"variant {variant!r}: experiments.cremer_gaps {' '.join(argv)} failed (its message "
-                              "is above); rerun this command to resume")
+        argv += ["--quiet"] if args.quiet else []
+        cremer.run(cremer.build_parser(name=NAME).parse_args(argv))
     report = json.loads(path.read_text())
     found = ",".join(report["config"]["families"])
     if found != families:
@@ -214,34 +224,58 @@ def read_reports(items: list[str]) -> dict[str, dict]:
     return reports
 
 
+def parse_splits(text: str | None) -> list[str | None]:
+    """``--eval-splits`` → the splits, or ``[None]`` (the profile's split)."""
+    if text is None:
+        return [None]
+    splits = [t.strip() for t in text.split(",") if t.strip()]
+    if not splits or any(t not in SPLIT_WORDS for t in splits) or len(set(splits)) < len(splits):
+        raise ConfigError(f"--eval-splits {text!r} is not allowed: expected distinct names among "
+                          f"{', '.join(SPLIT_WORDS)}")
+    return splits
+
+
 def main(argv=None):
     args = parse_args(build_parser(), argv)
     if args.compare:
         reports = read_reports(args.compare)
         table = compare(reports, next(iter(reports)))
-        write_results(Path(args.out), NAME, args, {"compare": table},
-                      table_markdown("Gap reports compared", table), 0.0)
+        used = {"compare": args.compare, "out": args.out}  # the other options do not apply to a comparison
+        write_results(Path(args.out), NAME, used, {"compare": table},
+                      table_markdown("Gap reports compared", table), None,
+                      reused=f"the {len(reports)} gap reports named by --compare")
         return
     tables = parse_tables(args.tables)
+    splits = parse_splits(args.eval_splits)
     profile = "quick" if args.quick else args.profile
     suffix = "" if args.dataset == "binarized_mnist" else f"_{args.dataset}"
     runs = Path(args.runs or f"runs/cremer_tables_{profile}{suffix}")
     start = time.time()
-    reports, results, parts = {}, {}, []
+    reports, results, parts, made = {}, {}, [], 0
     for t in tables:
         title, variants, papers = TABLES[t]
-        for variant in variants:
-            if variant not in reports:
-                reports[variant] = variant_report(variant, runs, args, profile)
-        results[str(t)] = compare({v: reports[v] for v in variants}, REFERENCE, papers)
-        parts.append(table_markdown(f"Cremer et al. (2018), {title}", results[str(t)]))
-    header = (f"Profile `{profile}`; nats, mean ± s.e. over the test points; [paper] where "
+        for split in splits:
+            for variant in variants:
+                if (variant, split) not in reports:
+                    stem = runs / variant / ("gaps" if split is None else f"gaps_{split}")
+                    made += not stem.with_suffix(".json").exists()
+                    reports[variant, split] = variant_report(variant, runs, args, profile, split)
+            key = str(t) if split is None else f"{t}:{split}"
+            results[key] = compare({v: reports[v, split] for v in variants}, REFERENCE, papers)
+            on = "" if split is None else f", on {SPLIT_WORDS[split]}"
+            parts.append(table_markdown(f"Cremer et al. (2018), {title}{on}", results[key]))
+    points = ("the evaluated points (each report names them)" if splits == [None] else
+              " and ".join(SPLIT_WORDS[s] for s in splits))
+    files = "gaps.json" if splits == [None] else "gaps_SPLIT.json"
+    header = (f"Profile `{profile}`; nats, mean ± s.e. over {points}; [paper] where "
               "`pyro_vaegap.gaps.PAPERS` has the value; Δ: paired difference from the reference variant over the "
               "same points. Each variant's report (with its settings, commit and versions) is "
-              f"`{runs}/VARIANT/gaps.json`.\n\n")
+              f"`{runs}/VARIANT/{files}`.\n\n")
+    total = len(reports)
     write_results(Path(args.out), NAME, args, {"profile": profile, "runs": str(runs), "tables": results},
-                  header + "\n".join(parts), time.time() - start)
+                  header + "\n".join(parts), time.time() - start if made else None,
+                  reused=f"{total - made} of the {total} finished gap reports" if total - made else None)
 
 
 if __name__ == "__main__":
-    run_main(main, None)
+    run_main(main)

@@ -30,7 +30,6 @@ keeps its finished pieces in ``OUT/gaps_<model>.partial/`` and its report in ``O
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
@@ -43,10 +42,10 @@ import torch
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import ConfigError, FolderLock, set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
+from pyro_vaegap.harness import Profiles, Setting, Progress, training_cost, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
 
 NAME = "gpvae_gaps"
 PROFILES = {
@@ -62,47 +61,38 @@ PROFILES = {
 }
 
 
+#: every profile setting an option of the same name overrides: name -> (type, help, choices)
+SETTINGS = Profiles(PROFILES, {
+    "num_train": Setting(int, "training images (seeded subset)"), "latent_dim": Setting(int, "dim z"),
+    "epochs": Setting(int, "training epochs"),
+    "lr": Setting(float, "Adam learning rate (at 1e-3 the GPVAE objective oscillated in our runs)"),
+    "num_points": Setting(int, "seeded random test points"),
+    "eval_samples": Setting(int, "samples of IWAE, L[q] and L[q*] per point"),
+    "ais_chains": Setting(int, "AIS chains"), "ais_steps": Setting(int, "AIS intermediate distributions"),
+    "ais_leapfrog": Setting(int, "leapfrog steps per AIS transition"),
+    "local_samples": Setting(int, "samples per local-optimization step"),
+    "local_max_steps": Setting(int, "cap on local-optimization steps"),
+    "local_init": Setting(str, "start of q*_FFG", choices=("prior", "encoder"))},
+    default="cpu", help={"cpu": "10k images, d 20, 100 epochs, 50 points, reduced AIS and local optimization",
+                         "paper": "50k images, d 50, 250 epochs, 1000 points, Cremer et al.'s evaluation"})
+
+
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p = make_parser(NAME, __doc__.split("\n\n")[0], SETTINGS)
     p.add_argument("--data-dir", help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
-    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"),
-                   help="cpu: 10k images, d 20, 100 epochs, 50 points, reduced AIS and local optimization; paper: "
-                        "50k images, d 50, 250 epochs, 1000 points, Cremer et al.'s evaluation")
-    p.add_argument("--quick", action="store_true", help="smoke run: 300 images, d 3, 2 epochs, 4 points")
     p.add_argument("--sa-steps", type=int, default=2, help="K of SA(K)")
     p.add_argument("--hidden", type=int, default=200, help="hidden width of encoders and decoders (2 layers, ELU)")
-    for name, kind, text in (("num-train", int, "training images (seeded subset)"), ("latent-dim", int, "dim z"),
-                             ("epochs", int, "training epochs"),
-                             ("lr", float, "Adam learning rate (at 1e-3 the GPVAE objective oscillated in our runs)"),
-                             ("num-points", int, "seeded random test points"),
-                             ("eval-samples", int, "samples of IWAE, L[q] and L[q*] per point"),
-                             ("ais-chains", int, "AIS chains"), ("ais-steps", int, "AIS intermediate distributions"),
-                             ("ais-leapfrog", int, "leapfrog steps per AIS transition"),
-                             ("local-samples", int, "samples per local-optimization step"),
-                             ("local-max-steps", int, "cap on local-optimization steps")):
-        p.add_argument(f"--{name}", type=kind, help=f"{text} (profile)")
-    p.add_argument("--local-init", choices=("prior", "encoder"), help="start of q*_FFG (profile)")
     return p
 
 
 def settings(args) -> dict:
-    base = PROFILES["quick" if args.quick else args.profile]
-    return {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
+    """The chosen profile's settings, with the options given on the command line in place."""
+    return SETTINGS.apply(args)
 
 
 def models(sa_steps: int) -> dict:
     """name → (family, guide options) of the three encoders."""
     return {"VAE": ("ffg", {}), f"SA({sa_steps})": ("sa", {"num_steps": sa_steps}), "GPVAE": ("gpvae", {})}
-
-
-def training_cost(run_dir: Path) -> dict:
-    """Median and total seconds per epoch (``log.csv``; each epoch includes its validation-ELBO pass), and the
-    last epoch's training objective and validation ELBO."""
-    with open(Path(run_dir) / "log.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    sec = [float(r["seconds"]) for r in rows]
-    return {"epochs": len(rows), "median_epoch_seconds": float(np.median(sec)), "total_seconds": float(sum(sec)),
-            "train_objective": float(rows[-1]["train_objective"]), "valid_elbo": float(rows[-1]["valid_elbo"])}
 
 
 def noise_crossing(guide, x) -> float | None:

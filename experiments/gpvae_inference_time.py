@@ -40,7 +40,7 @@ from pyro_vaegap.data import load_dataset
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.registry import get_family
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 
 NAME = "gpvae_inference_time"
 DATA_DIM = 784

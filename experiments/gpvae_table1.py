@@ -5,7 +5,7 @@ ELBO-gradient steps of size 1e-3 on the FFG encoder's output (``sa``); ``IAF(K)`
 K ∈ {1, 2, 4, 8} inverse-autoregressive or Householder flows on an FFG base (``iaf``, ``householder``);
 ``ME(M)`` and ``RME(M)``, M ∈ {2, …, 5} mixture components, trained jointly or recursively (``mixture``,
 ``rme``); ``GPVAE`` (``gpvae``, its eq. 15) — each at every dim z of ``--dims`` and every training seed of
-``--seeds``. Every (model, dim z, seed) is one training run through :func:`pyro_vaegap.train.train` in its
+``--seeds``. Every (model, dim z, seed) is one training run through :func:`pyro_vaegap.training.train` in its
 own folder ``OUT/runs/<model>_d<dim>_s<seed>/``, then evaluated on seeded test points:
 
 * :math:`\log\hat p(x)` by IWAE with 100 samples (the paper's estimator) on ``--test-points`` points,
@@ -26,7 +26,7 @@ Profiles: ``cpu`` (default; MLP networks, a 3000-image training subset, 8 epochs
 IWAE-5000 on 10 of them, 2 seeds — the sweep of 22 models × 3 dims × 2 seeds, 132 runs, took 32 minutes on
 one CPU thread of our shared 2-core machine, busy with other jobs; ``--seeds 0,1,2`` adds a third seed in
 about 11 more), ``paper`` (the
-convolutional networks of :mod:`pyro_vaegap.networks`, all 50,000 images, 1000 epochs at lr 1e-3 — our
+convolutional networks of :mod:`pyro_vaegap.models.networks`, all 50,000 images, 1000 epochs at lr 1e-3 — our
 assumption, see :data:`PROFILES` — 5 seeds, all 10,000 test points, IWAE-5000 on 1000 and AIS on 100) and
 ``--quick`` (a smoke run whose numbers mean nothing). Single options override the profile.
 """
@@ -46,11 +46,10 @@ from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.models import GAUSSIAN_VARIANCES
-from pyro_vaegap.train import MODELS, TrainConfig
+from pyro_vaegap.runs import MODELS, TrainConfig
 from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed
 
-from .gpvae_gaps import training_cost
-from .tutorial_common import (Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
+from pyro_vaegap.harness import (Profiles, Setting, training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
                               write_results)
 
 NAME = "gpvae_table1"
@@ -82,20 +81,25 @@ PROFILES = {
                   dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
                   ais_points=2, ais_chains=3, ais_steps=5, ais_leapfrog=2),
 }
-#: options that override a profile: name → (type, help)
-OVERRIDES = {
-    "arch": (str, "encoder and decoder architecture: mlp or conv"),
-    "hidden": (int, "width of the hidden layers (2 layers, ELU)"),
-    "num_train": (int, "training images (seeded subset; 0: all)"),
-    "epochs": (int, "training epochs"), "lr": (float, "Adam learning rate"), "batch_size": (int, "minibatch size"),
-    "num_valid": (int, "validation images of the per-epoch validation ELBO (0: all)"),
-    "test_points": (int, "seeded random test points of IWAE-100"),
-    "iwae_samples": (int, "samples of the main IWAE estimate (the paper: 100)"),
-    "big_points": (int, "test points of the large IWAE (the first of the test points)"),
-    "big_samples": (int, "samples of the large IWAE"),
-    "ais_points": (int, "test points of AIS (0: no AIS)"), "ais_chains": (int, "AIS chains"),
-    "ais_steps": (int, "AIS intermediate distributions"), "ais_leapfrog": (int, "leapfrog steps per AIS transition"),
-}
+#: the profiles as the harness declares them: every setting an option of the same name overrides
+SETTINGS = Profiles(PROFILES, {
+    "arch": Setting(str, "encoder and decoder architecture: mlp or conv"),
+    "hidden": Setting(int, "width of the hidden layers (2 layers, ELU)"),
+    "num_train": Setting(int, "training images (seeded subset; 0: all)"),
+    "epochs": Setting(int, "training epochs"), "lr": Setting(float, "Adam learning rate"),
+    "batch_size": Setting(int, "minibatch size"),
+    "num_valid": Setting(int, "validation images of the per-epoch validation ELBO (0: all)"),
+    "dims": Setting(str, "dims z, comma-separated (the paper: 10,20,50)"),
+    "seeds": Setting(str, "training seeds, comma-separated"),
+    "test_points": Setting(int, "seeded random test points of IWAE-100"),
+    "iwae_samples": Setting(int, "samples of the main IWAE estimate (the paper: 100)"),
+    "big_points": Setting(int, "test points of the large IWAE (the first of the test points)"),
+    "big_samples": Setting(int, "samples of the large IWAE"),
+    "ais_points": Setting(int, "test points of AIS (0: no AIS)"), "ais_chains": Setting(int, "AIS chains"),
+    "ais_steps": Setting(int, "AIS intermediate distributions"),
+    "ais_leapfrog": Setting(int, "leapfrog steps per AIS transition")},
+    default="cpu", help={"cpu": "MLP, 3000 images, 8 epochs, 2 seeds",
+                         "paper": "conv, all images, 1000 epochs, 5 seeds"})
 
 
 @dataclass(frozen=True)
@@ -164,15 +168,10 @@ def parse_ints(option: str, text: str, minimum: int) -> list[int]:
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p = make_parser(NAME, __doc__.split("\n\n")[0], SETTINGS)
     p.add_argument("--data-dir", help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
-    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"),
-                   help="cpu: MLP, 3000 images, 8 epochs, 2 seeds; paper: conv, all images, 1000 epochs, 5 seeds")
-    p.add_argument("--quick", action="store_true", help="smoke run: width 16, 200 images, 1 epoch, dim z 2, 2 seeds")
     p.add_argument("--families", default=",".join(FAMILIES),
                    help="models, comma-separated: a family (all its K/M of the table) or one K, e.g. vae,sa2,iaf,me3")
-    p.add_argument("--dims", help="dims z, comma-separated (profile; the paper: 10,20,50)")
-    p.add_argument("--seeds", help="training seeds, comma-separated (profile)")
     p.add_argument("--dataset", default="binarized_mnist",
                    help="data set (a grey-level one, e.g. mnist_continuous or svhn, with --model gaussian --variance fixed)")
     p.add_argument("--model", default="bernoulli", choices=MODELS, help="the decoder's likelihood")
@@ -180,15 +179,12 @@ def build_parser():
                    help="variance of a gaussian model (TrainConfig.variance)")
     p.add_argument("--ttest", default="welch", choices=("welch", "student"),
                    help="two-sided t-test against the best model: Welch's (unequal variances) or Student's")
-    for name, (kind, text) in OVERRIDES.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (profile)")
     return p
 
 
 def settings(args) -> dict:
     """The profile's settings with the single options given on the command line, checked."""
-    base = PROFILES["quick" if args.quick else args.profile]
-    s = {k: (getattr(args, k) if getattr(args, k, None) is not None else v) for k, v in base.items()}
+    s = SETTINGS.apply(args)
     if s["arch"] not in ("mlp", "conv"):
         raise ConfigError(f"--arch {s['arch']!r} is not allowed: use mlp or conv")
     for k, v in s.items():

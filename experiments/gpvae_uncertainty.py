@@ -40,10 +40,10 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.gaps import GapConfig, gap_report
 from pyro_vaegap.grid import grid_posterior
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import FolderLock, set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
+from pyro_vaegap.harness import Profiles, Setting, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
 
 NAME = "gpvae_uncertainty"
 #: profile → settings (single options override them)
@@ -55,39 +55,35 @@ PROFILES = {
     "quick": dict(num_train=500, epochs=2, lr=1e-3, arch="mlp", num_points=12, eval_samples=50, local_samples=3,
                   local_max_steps=40, local_init="encoder", grid_lim=5.0, grid_n=61),
 }
-OVERRIDABLE = tuple(PROFILES["cpu"])
+SETTINGS = Profiles(PROFILES, {
+    "num_train": Setting(int, "training images (seeded subset)"), "epochs": Setting(int, "training epochs"),
+    "lr": Setting(float, "Adam learning rate (at 1e-3 the GPVAE objective oscillated and diverged in our runs)"),
+    "arch": Setting(str, "encoder and decoder networks", choices=("mlp", "conv")),
+    "num_points": Setting(int, "seeded random test points"),
+    "eval_samples": Setting(int, "samples of L[q], IWAE and L[q*] per point"),
+    "local_samples": Setting(int, "samples per step of the local FFG optimization"),
+    "local_max_steps": Setting(int, "cap on local-optimization steps"),
+    "local_init": Setting(str, "start of q*_FFG", choices=("prior", "encoder")),
+    "grid_lim": Setting(float, "the grid covers [-lim, lim]²"),
+    "grid_n": Setting(int, "grid points per axis (spacing 2 lim / (n - 1))")},
+    default="cpu", help={"cpu": "10k images, 100 epochs, MLP, 300 points, local FFG 10 samples/step from the encoder "
+                                "(≤ 6000 steps)",
+                         "paper": "50k images, conv, 1000 points, 100 samples/step from the prior"})
 NUM_EXAMPLES = 6
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p = make_parser(NAME, __doc__.split("\n\n")[0], SETTINGS)
     p.add_argument("--data-dir", help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
-    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"),
-                   help="cpu: 10k images, 100 epochs, MLP, 300 points, local FFG 10 samples/step from the encoder "
-                        "(≤ 6000 steps); paper: 50k images, conv, 1000 points, 100 samples/step from the prior")
-    p.add_argument("--quick", action="store_true", help="smoke run: 500 images, 2 epochs, 12 points, a coarse grid")
-    p.add_argument("--num-train", type=int, help="training images (seeded subset; profile)")
-    p.add_argument("--epochs", type=int, help="training epochs (profile)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (profile: 3e-4; at 1e-3 the GPVAE objective "
-                                            "oscillated and diverged in our runs)")
-    p.add_argument("--arch", choices=("mlp", "conv"), help="encoder and decoder networks (profile)")
     p.add_argument("--hidden", type=int, default=200, help="hidden width of encoder and decoder (2 layers, ELU)")
-    p.add_argument("--num-points", type=int, help="seeded random test points (profile)")
-    p.add_argument("--eval-samples", type=int, help="samples of L[q], IWAE and L[q*] per point (profile)")
-    p.add_argument("--local-samples", type=int, help="samples per step of the local FFG optimization (profile)")
-    p.add_argument("--local-max-steps", type=int, help="cap on local-optimization steps (profile)")
-    p.add_argument("--local-init", choices=("prior", "encoder"), help="start of q*_FFG (profile)")
-    p.add_argument("--grid-lim", type=float, help="the grid covers [-lim, lim]² (profile)")
-    p.add_argument("--grid-n", type=int, help="grid points per axis (profile; spacing 2 lim / (n - 1))")
     p.add_argument("--permutations", type=int, default=10_000, help="permutations of the p-values")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
     return p
 
 
 def settings(args) -> dict:
-    """The profile's settings with the options given on the command line in place."""
-    base = PROFILES["quick" if args.quick else args.profile]
-    return {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
+    """The chosen profile's settings, with the options given on the command line in place."""
+    return SETTINGS.apply(args)
 
 
 def spearman(a, b, permutations: int, bootstrap: int, seed: int) -> dict:

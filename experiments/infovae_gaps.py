@@ -32,10 +32,9 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
 from pyro_vaegap.utils import FolderLock
 
-from .infovae_common import parse_infovae_args
-from .infovae_common import (COLORS, LABELS, OBJECTIVES, add_mnist_args, epochs_for, json_clean, mnist_config,
-                             training_images)
-from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, train_run, \
+from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
+from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, add_mnist_args, epochs_for, mnist_config, training_images)
+from pyro_vaegap.harness import json_clean, Progress, make_parser, markdown_table, run_main, save_figure, train_run, \
     write_results
 
 NAME = "infovae_gaps"

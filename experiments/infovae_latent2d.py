@@ -29,13 +29,13 @@ import torch
 
 from pyro_vaegap.aggregate import encode, sample_aggregate
 from pyro_vaegap.estimators import importance_sample
-from pyro_vaegap.grid import adaptive_grid_log_px, grid_log_joint, grid_log_posterior
+from pyro_vaegap.grid import adaptive_grid_log_px, grid_log_posterior
+from pyro_vaegap.grid_windows import posterior_windows
 from pyro_vaegap.utils import set_seed
 
-from .infovae_common import parse_infovae_args
-from .infovae_common import (LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, fmt, json_clean,
-                             labelled_test_images, mnist_config, training_images)
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
+from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
+from pyro_vaegap.studies.infovae_mnist import (LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, labelled_test_images, mnist_config, training_images)
+from pyro_vaegap.harness import (fmt, json_clean, Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
                               train_run, write_results)
 
 NAME = "infovae_latent2d"
@@ -69,24 +69,6 @@ def build_parser():
 
 
 @torch.no_grad()
-def posterior_windows(model, x, lim: float, spacing: float, margin: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Locate each true posterior on a coarse grid over [-lim, lim]²: ``(centers (N, 2), half_widths (N,),
-    touching)``, the square around every node within ``margin`` nats of the point's largest log p(x, z),
-    widened by two coarse spacings; ``touching`` counts the windows that reach the coarse grid's edge."""
-    n = 1 + math.ceil(2 * lim / spacing)
-    axes, lj = grid_log_joint(model, x, lim, n)
-    zz = torch.cartesian_prod(axes[0], axes[1]).double()
-    h = float(axes[0, 1] - axes[0, 0])
-    centers, halves, touching = [], [], 0
-    for i in range(x.shape[0]):
-        pts = zz[lj[:, i] > lj[:, i].max() - margin]
-        lo, hi = pts.min(0).values - 2 * h, pts.max(0).values + 2 * h
-        touching += int(bool((pts.abs() >= lim - 1e-6).any()))
-        centers.append((lo + hi) / 2)
-        halves.append(float((hi - lo).max()) / 2)
-    return torch.stack(centers), torch.tensor(halves, dtype=torch.float64), touching
-
-
 def aggregate_figure(encoded: dict, labels: np.ndarray, lim: float, seed: int):
     import matplotlib.pyplot as plt
 

@@ -4,13 +4,13 @@ Zhao, Song & Ermon (AAAI 2019), Table 1: on dynamically binarized MNIST with a P
 dim z = 5, the negated test log-likelihoods (nats) are ELBO 82.75, MMD-VAE 80.76, Stein-VAE 81.47 and
 Adversarial 82.21 (:data:`PAPER`): MMD best, then Stein, adversarial, ELBO. Here the four models are the
 library's gated PixelCNN decoder (:class:`pyro_vaegap.models.PixelCNNVAE`) with an FFG encoder (ELU MLP),
-trained by :func:`pyro_vaegap.train.train` on the **statically** binarized MNIST of ``binarized_mnist.npz``
+trained by :func:`pyro_vaegap.training.train` on the **statically** binarized MNIST of ``binarized_mnist.npz``
 (the only binarization we have) with
 
 * ``elbo``: the ELBO;
 * ``mmd``, ``stein``, ``adversarial``: the InfoVAE objective :math:`\mathcal L_{\alpha,\lambda}` with
   :math:`\alpha = 0` and :math:`\lambda` = ``--lambda`` (1000) and that divergence between :math:`q(z)` and the
-  prior (:mod:`pyro_vaegap.infovae`). The paper's :math:`\alpha, \lambda` for this table are our assumption
+  prior (:mod:`pyro_vaegap.objectives.infovae`). The paper's :math:`\alpha, \lambda` for this table are our assumption
   (the values of its other MNIST experiments), stated beside the numbers.
 
 Test log-likelihood: IWAE with ``--iwae-samples`` importance samples of the encoder on ``--num-test``
@@ -32,10 +32,11 @@ import torch
 from pyro_vaegap.aggregate import encode, mutual_information
 from pyro_vaegap.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.train import TrainConfig
 
-from .infovae_common import json_clean, parse_infovae_args
-from .tutorial_common import Progress, evaluate, make_parser, markdown_table, run_main, train_run, write_results
+from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, apply_profile, loglik_config
+from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
+from pyro_vaegap.harness import json_clean
+from pyro_vaegap.harness import Progress, evaluate, make_parser, markdown_table, run_main, train_run, write_results
 
 NAME = "infovae_loglik"
 #: Table 1 of Zhao, Song & Ermon (2019): negated test log-likelihood in nats (dynamically binarized MNIST)
@@ -60,47 +61,6 @@ def build_parser():
     p.add_argument("--latent-dim", type=int, default=5, help="dim z (the paper's 5)")
     p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate distributions (with --ais-chains)")
     return p
-
-
-def add_pixelcnn_options(p, name: str, profiles: dict, profile_help: str) -> None:
-    """Options of the InfoVAE PixelCNN experiments: the profile (each integer setting of ``profiles["cpu"]``
-    an option that overrides it), ``--quick``, data and run folders, InfoVAE weights and training."""
-    p.add_argument("--profile", choices=tuple(profiles), default="cpu", help=profile_help)
-    p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
-                                                        "OUT/runs)")
-    p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (and mnist_test.npz for labels; "
-                                                    "else $PYRO_VAEGAP_DATA, then the cache)")
-    p.add_argument("--runs", default=f"runs/{name}",
-                   help="folder of the training runs (one sub-folder per model; reused when finished, resumed when "
-                        "interrupted)")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0,
-                   help="InfoVAE's lambda of the MMD, Stein and adversarial models")
-    p.add_argument("--alpha", type=float, default=0.0, help="InfoVAE's alpha of those models")
-    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the divergences are over it)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
-    p.add_argument("--num-valid", type=int, default=500, help="validation images of the per-epoch validation ELBO")
-    for k, v in profiles["cpu"].items():
-        if isinstance(v, int):
-            p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None,
-                           help=f"default: the profile's (cpu {v}, paper {profiles['paper'][k]})")
-
-
-def apply_profile(args, profiles: dict) -> None:
-    """Every setting of ``args.profile`` the command line left out (``None``)."""
-    for k, v in profiles[args.profile].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-
-
-def loglik_config(args, objective: str) -> TrainConfig:
-    """The PixelCNN VAE of ``objective`` with an FFG encoder (two ELU layers of ``--hidden``)."""
-    fields = ({"objective": "elbo"} if objective == "elbo" else
-              {"objective": "infovae", "alpha": args.alpha, "lambda_": args.lambda_, "divergence": objective})
-    return TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=args.num_train,
-                       model="pixelcnn", latent_dim=args.latent_dim, pixelcnn_layers=args.pixelcnn_layers,
-                       pixelcnn_channels=args.pixelcnn_channels, guide="ffg",
-                       guide_options={"hidden": args.hidden, "layers": 2, "activation": "elu"}, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, num_valid=args.num_valid, seed=args.seed, **fields)
 
 
 def evaluate_model(args, model, guide, x_test, device) -> dict:

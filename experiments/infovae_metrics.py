@@ -13,7 +13,7 @@ InfoVAE and an unregularized autoencoder. Here each is the PixelCNN VAE of
 
 For each model and dim z it reports (the figure's panels A–E):
 
-* (A) the unbiased MMD² (RBF, :math:`2\sigma^2 = d`, :func:`pyro_vaegap.infovae.mmd`) between one encoder
+* (A) the unbiased MMD² (RBF, :math:`2\sigma^2 = d`, :func:`pyro_vaegap.objectives.infovae.mmd`) between one encoder
   draw per training image (at most ``--mmd-points`` of them) and as many prior draws;
 * (B) :math:`\log\det\mathrm{Cov}[q(z)]/d` of the aggregate posterior over the training images (the
   mixture's exact covariance; 0 for the prior);
@@ -44,13 +44,13 @@ import numpy as np
 import torch
 
 from pyro_vaegap.aggregate import encode
-from pyro_vaegap.train import read_checkpoint
+from pyro_vaegap.runs import read_checkpoint
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 
-from .infovae_common import (aggregate_summary, fmt, json_clean, labelled_test_images, parse_infovae_args,
-                             training_images)
-from .infovae_loglik import add_pixelcnn_options, apply_profile, loglik_config
-from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, train_run, write_results
+from pyro_vaegap.studies.infovae_mnist import (aggregate_summary, labelled_test_images, parse_infovae_args, training_images)
+from pyro_vaegap.harness import fmt, json_clean
+from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, apply_profile, loglik_config
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, run_main, save_figure, train_run, write_results
 
 NAME = "infovae_metrics"
 OBJECTIVES = ("elbo", "mmd", "stein", "adversarial", "ae")

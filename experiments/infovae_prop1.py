@@ -6,7 +6,7 @@ a Gaussian decoder :math:`p(x\mid z) = \mathcal N(\mu(z), \sigma^2(z))` with lea
 FFG encoder :math:`q(z\mid x) = \mathcal N(m(x), s^2(x))`, both three-layer 200-unit ELU networks. One
 model is trained with the ELBO and one with the MMD InfoVAE (:math:`\lambda = 500`, :math:`\alpha = 0`:
 the ELBO minus :math:`499\,\mathrm{MMD}^2(q(z), p(z))`), both with the library's objectives and training
-step (:func:`pyro_vaegap.train.make_loss`, :func:`~pyro_vaegap.train.training_step`) on the same minibatches.
+step (:func:`pyro_vaegap.training.make_loss`, :func:`pyro_vaegap.training.training_step`) on the same minibatches.
 
 Proposition 1 says that the ELBO of this problem is unbounded above and that it is approached by
 encoders whose two posteriors move apart and shrink (a decoder that is ever more precise at each
@@ -36,13 +36,14 @@ from pathlib import Path
 import torch
 
 from pyro_vaegap.aggregate import mutual_information, sample_aggregate
-from pyro_vaegap.infovae import MMDKernel, mmd
-from pyro_vaegap.train import TrainConfig, build_guide, build_model, make_loss, mean_elbo, training_step
+from pyro_vaegap.objectives.infovae import MMDKernel, mmd
+from pyro_vaegap.runs import TrainConfig
+from pyro_vaegap.training import build_guide, build_model, make_loss, mean_elbo, training_step
 from pyro_vaegap.utils import module_device, set_seed
 
-from .infovae_common import parse_infovae_args
-from .infovae_common import COLORS, LABELS, OBJECTIVES, json_clean, objective_fields
-from .tutorial_common import Progress, make_parser, markdown_table, run_main, save_figure, write_results
+from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
+from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, objective_fields)
+from pyro_vaegap.harness import json_clean, Progress, make_parser, markdown_table, run_main, save_figure, write_results
 
 NAME = "infovae_prop1"
 POINTS = (-1.0, 1.0)

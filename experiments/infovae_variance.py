@@ -8,10 +8,10 @@ the same number of Adam steps (``--steps``; the epochs follow from the size). Fo
 * :math:`\log\det\mathrm{Cov}[q(z)]` of the aggregate posterior over the model's own training images,
   estimated from ``--draws`` encoder draws per image (the paper's measure; the prior's is
   :math:`\log\det I = 0`), beside the exact covariance of the mixture and its split into the spread of
-  the encoder means and the mean encoder variance (:func:`experiments.infovae_common.aggregate_summary`);
+  the encoder means and the mean encoder variance (:func:`pyro_vaegap.studies.infovae_mnist.aggregate_summary`);
   the same over test images, and the MMD² of :math:`q(z)` against the prior;
 * the ELBO on its training images and the ELBO and IWAE (:math:`k` = ``--eval-samples``) on a seeded
-  subset of test images, in nats (:func:`experiments.tutorial_common.evaluate`): their difference shows
+  subset of test images, in nats (:func:`pyro_vaegap.harness.evaluate`): their difference shows
   how far each model over-fits its training set.
 
 The paper goes to 50,000 training images; the CPU profile stops at 10,000 (``--sizes 500 2000 10000``).
@@ -23,10 +23,9 @@ from pathlib import Path
 
 from pyro_vaegap.utils import set_seed
 
-from .infovae_common import parse_infovae_args
-from .infovae_common import (COLORS, LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, fmt, json_clean,
-                             labelled_test_images, mnist_config, training_images)
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
+from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
+from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, labelled_test_images, mnist_config, training_images)
+from pyro_vaegap.harness import (fmt, json_clean, Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
                               train_run, write_results)
 
 NAME = "infovae_variance"

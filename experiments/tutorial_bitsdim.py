@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import set_seed
 
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
+from pyro_vaegap.harness import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
                               train_run, write_results)
 
 NAME = "tutorial_bitsdim"

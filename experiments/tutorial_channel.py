@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from pyro_vaegap.data import load_dataset
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.tutorial.channel import channel_terms
 
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main, save_figure,
+from pyro_vaegap.harness import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main, save_figure,
                               train_run, write_results)
 
 NAME = "tutorial_channel"

@@ -24,7 +24,7 @@ from pyro_vaegap.tutorial.sigma_vae import (affine_flow, affine_gap, base_distri
                                             flow_log_prob, real_nvp, train_flow)
 from pyro_vaegap.utils import ConfigError, set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 
 NAME = "tutorial_flow_limit"
 ORDER = 2.0  #: the predicted order of convergence (see pyro_vaegap.tutorial.sigma_vae)

@@ -32,7 +32,7 @@ from pyro_vaegap.tutorial.latent import (LinearEncoder, gaussian_data, gaussian_
                                          near_deterministic, near_deterministic_gaps)
 from pyro_vaegap.utils import set_seed
 
-from .tutorial_common import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 
 NAME = "tutorial_latent_not_parameter"
 MU_GT = (0.5, -1.0)

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from pyro_vaegap.data import TOY_DATASETS, load_dataset
-from pyro_vaegap.train import TrainConfig
+from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import set_seed
 
-from .tutorial_common import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main, save_figure,
+from pyro_vaegap.harness import (Progress, evaluate, make_parser, markdown_table, parse_args, run_main, save_figure,
                               train_run, write_results)
 
 NAME = "tutorial_mse"

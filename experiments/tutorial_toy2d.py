@@ -3,8 +3,8 @@ r"""VAE vs IWAE on the tutorial's 2-D toy densities (R. Yu 2020, §3, Tables 1�
 For each toy set (8 Gaussians, checkerboard, 2 spirals) a typical VAE — 2-d latent, Gaussian decoder
 whose mean and log-variance are outputs of a densely connected network (the tutorial's dense blocks,
 :class:`pyro_vaegap.models.DenseMLP`), FFG encoder of the same shape — is trained once with the ELBO
-(with the tutorial's free bits, :class:`pyro_vaegap.objectives.FreeBitsELBO`) and once with the IWAE
-bound (k = 10), both through :func:`pyro_vaegap.train.train`, several models at a time in worker
+(with the tutorial's free bits, :class:`pyro_vaegap.objectives.elbos.FreeBitsELBO`) and once with the IWAE
+bound (k = 10), both through :func:`pyro_vaegap.training.train`, several models at a time in worker
 processes (``--workers``). On held-out samples it reports, in bits (nats / ln 2; the data are
 continuous, so an NLL in bits is :math:`-\log_2` of a *density* and is bounded below by the
 differential entropy H, not by 0):
@@ -35,10 +35,10 @@ from pyro_vaegap.data import TOY_DATASETS, TOY_ENTROPY_BITS, TOY_ENTROPY_ERROR_B
 from pyro_vaegap.estimators import importance_sample, iwae_bounds
 from pyro_vaegap.traces import log_weights
 from pyro_vaegap.models import ACTIVATIONS
-from pyro_vaegap.train import LR_SCHEDULES, TrainConfig, load_run
+from pyro_vaegap.runs import LR_SCHEDULES, TrainConfig, load_run
 from pyro_vaegap.utils import set_seed
 
-from .tutorial_common import (LN2, Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
+from pyro_vaegap.harness import (LN2, Progress, evaluate, make_parser, markdown_table, parse_args, run_main,
                               save_figure, train_run, write_results)
 
 NAME = "tutorial_toy2d"

@@ -122,7 +122,7 @@ def build(ref: str, checkpoint=None, device="cpu"):
 
 def run_user_gaps(args, gcfg, device):
     """``vaegap gaps --model``: the gap report of the user's model on a seeded subset of a data set's split."""
-    from .cli import check_output_stem
+    from .harness.gap_runs import check_output_stem
     from .data import load_dataset, seeded_subset
     from .gaps import gap_report
 

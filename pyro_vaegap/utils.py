@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 
 class ConfigWarning(UserWarning):
     """Something the user should know that does not stop the command (e.g. a run's ``config.json``
-    disagrees with its checkpoint); :func:`pyro_vaegap.cli.run_command` prints it as one line."""
+    disagrees with its checkpoint); :func:`pyro_vaegap.harness.run_command` prints it as one line."""
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:

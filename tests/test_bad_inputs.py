@@ -39,7 +39,7 @@ import torch
 
 import pyro_vaegap.ais
 import pyro_vaegap.gaps
-import pyro_vaegap.train
+import pyro_vaegap.training.loop
 from pyro_vaegap import cli, data
 from pyro_vaegap.utils import FileLock, FolderLock, atomic_write
 
@@ -367,21 +367,21 @@ CASES = [
          [*RUN, "--resume", "--quiet", "--epochs", "3"],
          r"writing '.*/run/checkpoint.pt': no space left on the device \(the disk is full\); free some space, then run "
          r"the command again \(nothing was half-written: files saved before are intact\)",
-         setup=disk_full(pyro_vaegap.train, "atomic_torch_save")),
+         setup=disk_full(pyro_vaegap.training.loop, "atomic_torch_save")),
     Case("train-out-of-memory", "a model too large for memory (simulated: torch's allocation error)",
          [*RUN, "--resume", "--quiet", "--epochs", "3"],
          r"out of memory: lower --batch-size \(or --num-particles, --hidden\)",
-         setup=fail_on_call(pyro_vaegap.train, "training_step", oom)),
+         setup=fail_on_call(pyro_vaegap.training.loop, "training_step", oom)),
     Case("train-ctrl-c", "Ctrl-C in the middle of a training (simulated: KeyboardInterrupt in epoch 4)",
          [*RUN, "--resume", "--quiet", "--epochs", "4"],
          r'interrupted during epoch 4 of 4; run/checkpoint.pt holds epochs 1-3 \(nothing is lost\): resume with '
          r'"vaegap train --run-dir run --resume"',
-         setup=fail_on_call(pyro_vaegap.train, "training_step", KeyboardInterrupt, call=13),
+         setup=fail_on_call(pyro_vaegap.training.loop, "training_step", KeyboardInterrupt, call=13),
          changes=("run/checkpoint.pt", "run/log.csv", "run/config.json")),
     Case("train-ctrl-c-first-epoch", "Ctrl-C before the first epoch is saved",
          ["train", "--run-dir", "new", *TINY],
          r"interrupted during epoch 1 of 2, before any epoch was saved: run the same command again to start afresh",
-         setup=fail_on_call(pyro_vaegap.train, "training_step", KeyboardInterrupt), creates=("new", "new/config.json")),
+         setup=fail_on_call(pyro_vaegap.training.loop, "training_step", KeyboardInterrupt), creates=("new", "new/config.json")),
     Case("train-checkpoint-random", "a checkpoint overwritten with random bytes", [*RUN, "--resume", "--quiet"],
          r"run/checkpoint.pt is damaged \(UnpicklingError while reading it; truncated or overwritten\): restore it "
          r"from a backup, or delete the run folder 'run' and train again",
@@ -564,9 +564,9 @@ def _entry(prog):
     if prog == "cremer_gaps":
         from pyro_vaegap.experiments import cremer_gaps
         return cremer_gaps.main
-    from pyro_vaegap.experiments import tutorial_common
+    from pyro_vaegap.harness import run_main
     module = __import__(f"pyro_vaegap.experiments.{prog}", fromlist=["main"])
-    return lambda argv: tutorial_common.run_main(module.main, argv) or 0
+    return lambda argv: run_main(module.main, argv) or 0
 
 
 def _is_lock(rel: str) -> bool:

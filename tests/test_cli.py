@@ -229,9 +229,9 @@ def test_debug_keeps_the_traceback_and_bugs_are_never_hidden(tmp_path, monkeypat
 
     with pytest.raises(ConfigError, match="lr=inf"):
         main(["train", "--run-dir", str(tmp_path / "r"), "--lr", "inf", "--debug"])
-    import pyro_vaegap.train
+    import pyro_vaegap.training.loop
 
-    monkeypatch.setattr(pyro_vaegap.train, "training_step", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(pyro_vaegap.training.loop, "training_step", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["train", "--run-dir", str(tmp_path / "r"), "--epochs", "1", "--latent-dim", "2", "--hidden", "8",
               "--quiet"])
@@ -240,7 +240,7 @@ def test_debug_keeps_the_traceback_and_bugs_are_never_hidden(tmp_path, monkeypat
 
 def test_experiment_debug_flag(capsys):
     from pyro_vaegap.experiments import cremer_gaps, tutorial_mse
-    from pyro_vaegap.experiments.tutorial_common import run_main
+    from pyro_vaegap.harness import run_main
     from pyro_vaegap.data import DataError
 
     with pytest.raises(DataError):

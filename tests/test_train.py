@@ -142,7 +142,7 @@ def test_ctrl_c_then_the_printed_command_resumes_to_the_uninterrupted_result(tmp
     parameters of an uninterrupted one."""
     import shlex
 
-    import pyro_vaegap.train as train_mod
+    import pyro_vaegap.training.loop as train_mod
     from pyro_vaegap.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -338,7 +338,7 @@ def test_dynamic_binarization_draws_fresh_bits_per_batch_and_resumes_exactly(tmp
     def spy(loss_fn, opt, x, where=""):
         seen.append(x.clone())
         return real_step(loss_fn, opt, x, where)
-    monkeypatch.setattr("pyro_vaegap.train.training_step", spy)
+    monkeypatch.setattr("pyro_vaegap.training.loop.training_step", spy)
     cfg = TrainConfig(dataset="dynamic_mnist", latent_dim=4, hidden=16, guide_options={"hidden": 16}, batch_size=200,
                       epochs=2)
     full = train(cfg, tmp_path / "a", progress=False)

@@ -32,7 +32,7 @@ from .torchvision_images import (load_celeba, load_cifar10, load_cifar10_continu
                                  load_mnist_continuous, load_omniglot, load_svhn)
 from .toy import (TOY_DATASETS, TOY_ENTROPY_BITS, TOY_ENTROPY_ERROR_BITS, load_toy, sample_toy,
                   toy_entropy_numerical, toy_log_density)
-from .validate import seeded_subset, validate_binary, validate_continuous
+from .validate import EVAL_POINTS, evaluation_rows, seeded_subset, validate_binary, validate_continuous
 
 # Constants and helpers outside __all__ that users and tests reach as ``pyro_vaegap.data.<name>``
 # (file names, toy-density geometry; ``CIFAR10_VALID_SIZE`` is read from here, see torchvision_images).
@@ -76,7 +76,7 @@ __all__ = [
     "load_dataset",
     "validate_binary",
     "validate_continuous",
-    "seeded_subset",
+    "seeded_subset", "evaluation_rows", "EVAL_POINTS",
 ]
 
 BINARY_DATASETS = ("binarized_mnist", "fashion_mnist", "digits")

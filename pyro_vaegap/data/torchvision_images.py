@@ -2,7 +2,7 @@
 Gaussian-decoder experiments (Kim & Pavlovic's GPVAE) as floats in [0, 1].
 
 Every image is flattened channel-major (all of channel 0 row-major, then channel 1, ...), so
-:func:`pyro_vaegap.networks.image_shape` recovers ``(C, H, W)`` from the row width. Each directory
+:func:`pyro_vaegap.models.networks.image_shape` recovers ``(C, H, W)`` from the row width. Each directory
 of :func:`candidate_dirs` is searched in turn for torchvision's own files; only with
 ``download=True`` (``--download``) and nothing found does torchvision download them, into the first
 writable directory. Missing files raise :class:`DataError` listing where the loader looked.

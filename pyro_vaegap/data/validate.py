@@ -86,3 +86,25 @@ def seeded_subset(n_total: int, n: int, seed: int) -> torch.Tensor:
         raise DataError(f"subset size n={n} is out of range; it must be between 1 and n_total={n_total}")
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n_total, generator=generator)[:n].sort().values
+
+
+#: how evaluation rows are chosen from a split: a seeded random subset, or its first rows
+EVAL_POINTS = ("random", "first")
+
+
+def evaluation_rows(n_total: int, n: int, seed: int, how: str = "random") -> torch.Tensor:
+    """The row indices of an evaluation set of ``n`` of a split's ``n_total`` rows.
+
+    ``how="random"``: :func:`seeded_subset` (ours). ``how="first"``: rows ``0..n-1``, the protocol of Cremer et
+    al.'s released code, which evaluates the first 1000 *training* images (the training split is not sorted by
+    class; the binarized MNIST *test* split is, so its first rows are all zeros: use ``random`` there).
+
+    :raises DataError: if ``n`` is out of range or ``how`` is neither.
+    """
+    if how not in EVAL_POINTS:
+        raise DataError(f"evaluation points {how!r} are not allowed: expected one of {', '.join(EVAL_POINTS)}")
+    if how == "random":
+        return seeded_subset(n_total, n, seed)
+    if not 1 <= n <= n_total:
+        raise DataError(f"subset size n={n} is out of range; it must be between 1 and n_total={n_total}")
+    return torch.arange(n)

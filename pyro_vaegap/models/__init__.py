@@ -25,7 +25,7 @@ Nothing outside this package evaluates a model's density by hand: estimators tra
 """
 from __future__ import annotations
 
-from ..networks import ACTIVATIONS, DenseMLP, decoder_net, mlp  # noqa: F401 - re-exported (older imports)
+from .networks import ACTIVATIONS, DenseMLP, decoder_net, mlp  # noqa: F401 - re-exported (older imports)
 from .base import VAEModel, data_plate
 from .bernoulli import BernoulliLogits, BernoulliVAE
 from .gaussian import GAUSSIAN_VARIANCES, GaussianVAE, MSEGaussianVAE

@@ -6,7 +6,7 @@ import pyro.distributions as dist
 from torch import nn
 
 from ..data import validate_binary
-from ..networks import ACTIVATIONS, decoder_net
+from .networks import ACTIVATIONS, decoder_net
 from ..utils import check_choice, check_positive_int
 from .base import VAEModel
 
@@ -33,8 +33,8 @@ class BernoulliVAE(VAEModel):
     :param decoder_layers: number of hidden layers, 0, 2 or 4 (Cremer et al. Table 5 uses all three;
         0 is a linear decoder ``z → logits``).
     :param activation: ``"elu"`` (the paper), ``"tanh"`` or ``"relu"``.
-    :param dense: a densely connected decoder (:class:`~pyro_vaegap.networks.DenseMLP`) of the same widths.
-    :param arch: ``"mlp"`` or ``"conv"`` (:func:`~pyro_vaegap.networks.decoder_net`: fully connected
+    :param dense: a densely connected decoder (:class:`~pyro_vaegap.models.networks.DenseMLP`) of the same widths.
+    :param arch: ``"mlp"`` or ``"conv"`` (:func:`~pyro_vaegap.models.networks.decoder_net`: fully connected
         layers, then transposed convolutions).
     """
 

@@ -10,7 +10,7 @@ from pyro.nn import PyroParam
 from torch.distributions import constraints
 
 from ..data import validate_continuous
-from ..networks import decoder_net
+from .networks import decoder_net
 from ..utils import ConfigError, check_choice
 from .base import VAEModel
 
@@ -27,8 +27,8 @@ class GaussianVAE(VAEModel):
         by all dimensions (its optimum is the reconstruction MSE); ``"fixed"``: ``sigma2`` is not
         learned (the "MSE loss" VAE: MSE / (2 σ²) up to constants).
     :param sigma2: initial (or fixed) variance.
-    :param dense: a densely connected decoder (:class:`~pyro_vaegap.networks.DenseMLP`) of the same widths.
-    :param arch: ``"mlp"`` or ``"conv"`` (:func:`~pyro_vaegap.networks.decoder_net`).
+    :param dense: a densely connected decoder (:class:`~pyro_vaegap.models.networks.DenseMLP`) of the same widths.
+    :param arch: ``"mlp"`` or ``"conv"`` (:func:`~pyro_vaegap.models.networks.decoder_net`).
     """
 
     def __init__(self, data_dim: int, latent_dim: int = 2, hidden: int = 100, decoder_layers: int = 2,

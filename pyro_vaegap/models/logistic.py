@@ -7,7 +7,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from ..data import DataError, validate_continuous
-from ..networks import decoder_net
+from .networks import decoder_net
 from .base import VAEModel
 
 

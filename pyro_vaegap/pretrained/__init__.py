@@ -64,7 +64,8 @@ def read(name: str, directory=None) -> dict:
 
 def load(name: str, device=None, directory=None):
     """``(model, guide, config)`` of the shipped model ``name``, in eval mode, on ``device`` (default cpu)."""
-    from ..train import TrainConfig, build_guide, build_model  # the training layer builds the networks
+    from ..runs import TrainConfig
+    from ..training import build_guide, build_model
 
     blob = read(name, directory)
     cfg = TrainConfig.from_dict(blob["config"])
@@ -102,7 +103,7 @@ def export(run_dir, name: str, directory=None, split: str = "train", num_points:
     """Write ``<directory>/<name>.pt`` from the finished run ``run_dir``, with its check (module docstring)."""
     import json
 
-    from ..train import load_run, read_checkpoint
+    from ..runs import load_run, read_checkpoint
 
     ckpt = read_checkpoint(run_dir)
     if ckpt["epoch"] < ckpt["config"]["epochs"]:

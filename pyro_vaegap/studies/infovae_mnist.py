@@ -1,29 +1,28 @@
-"""Plumbing shared by the InfoVAE experiments (``experiments/infovae_*.py``; Zhao, Song & Ermon, AAAI 2019).
+"""What the InfoVAE experiments share (``experiments/infovae_*.py``; Zhao, Song & Ermon, AAAI 2019).
 
 The two objectives every experiment compares (:data:`OBJECTIVES`): the ELBO, and the MMD InfoVAE
 :math:`\\mathcal L_{\\alpha,\\lambda}` with :math:`\\alpha = 0` (the per-datapoint KL keeps weight 1) and
 the MMD of the aggregate posterior weighted :math:`\\alpha + \\lambda - 1 = \\lambda - 1`
-(:mod:`pyro_vaegap.infovae`; RBF kernel with :math:`2\\sigma^2 = \\dim z`, the paper's). The binarized
+(:mod:`pyro_vaegap.objectives.infovae`; RBF kernel with :math:`2\\sigma^2 = \\dim z`, the paper's). The binarized
 MNIST models (:func:`mnist_config`) are the library's Bernoulli MLP VAE with an FFG encoder, trained by
-:func:`pyro_vaegap.train.train` (a finished run folder is reused, an interrupted one resumes).
+:func:`pyro_vaegap.training.train` (a finished run folder is reused, an interrupted one resumes).
 :func:`aggregate_summary` measures the aggregate posterior :math:`q(z)` of an encoder over a data set
 (:mod:`pyro_vaegap.aggregate`).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pyro_vaegap.aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
-from pyro_vaegap.data import candidate_dirs, load_dataset, seeded_subset
-from pyro_vaegap.infovae import MMDKernel, mmd
-from pyro_vaegap.train import TrainConfig
-from pyro_vaegap.utils import ConfigError
+from ..aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
+from ..data import candidate_dirs, load_dataset, seeded_subset
+from ..objectives.infovae import MMDKernel, mmd
+from ..runs.config import TrainConfig
+from ..utils import ConfigError
 
-from .tutorial_common import parse_args
+from ..harness.options import parse_args
 
 #: objective name -> (label, TrainConfig fields given a λ and α)
 OBJECTIVES = ("elbo", "mmd")
@@ -32,7 +31,7 @@ COLORS = {"elbo": "tab:red", "mmd": "tab:blue"}
 
 
 def objective_fields(objective: str, lambda_: float, alpha: float = 0.0) -> dict:
-    """The :class:`~pyro_vaegap.train.TrainConfig` fields of ``objective`` (``"elbo"`` or ``"mmd"``)."""
+    """The :class:`~pyro_vaegap.runs.TrainConfig` fields of ``objective`` (``"elbo"`` or ``"mmd"``)."""
     if objective == "elbo":
         return {"objective": "elbo"}
     return {"objective": "infovae", "alpha": float(alpha), "lambda_": float(lambda_), "divergence": "mmd"}
@@ -71,7 +70,7 @@ def mnist_config(args, objective: str, num_train: int | None, epochs: int, lambd
 
 
 def training_images(cfg: TrainConfig) -> torch.Tensor:
-    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.train.train` uses."""
+    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.training.train` uses."""
     x = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
     return x if cfg.num_train is None else x[seeded_subset(x.shape[0], cfg.num_train, cfg.seed)]
 
@@ -124,23 +123,6 @@ def aggregate_summary(guide, x: torch.Tensor, draws: int, seed: int, mmd_points:
             "log_det_cov_means": float(torch.logdet(cov_means)) if loc.shape[0] > loc.shape[1] else float("nan"),
             "mean_log_var": float((2 * scale.double().log()).sum(-1).mean()),
             "cov_eigenvalues": [float(v) for v in eig], "mean_norm": float(mean.norm()), "mmd2": float(m2)}
-
-
-def fmt(v: float, digits: int = 2) -> str:
-    """A number for a markdown cell (``nan`` as —)."""
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def json_clean(obj):
-    """``obj`` with every non-finite float replaced by ``None`` (JSON has no NaN; an undefined standard error
-    of a single value is ``null`` in the results files)."""
-    if isinstance(obj, dict):
-        return {k: json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def parse_infovae_args(parser, argv, quick: dict, *, nonneg=("alpha",), positive=(), own_runs: bool = True):

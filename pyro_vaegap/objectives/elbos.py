@@ -3,7 +3,7 @@ r"""Training objectives: subclasses of Pyro's ELBO classes, annealing through po
 Every objective is a :class:`pyro.infer.ELBO` and implements Pyro's three entry points consistently:
 ``differentiable_loss(model, guide, x)`` (the minibatch *sum* of per-datapoint losses, a tensor to
 back-propagate), ``loss`` (its value, a float) and ``loss_and_grads`` (back-propagates it, returns
-the float). :func:`pyro_vaegap.train.train` uses them in Pyro's module-local idiom: ``objective(model,
+the float). :func:`pyro_vaegap.training.train` uses them in Pyro's module-local idiom: ``objective(model,
 guide)`` is a :class:`pyro.infer.elbo.ELBOModule`, and one ``torch.optim.Adam`` steps on
 ``loss_fn(x) / B``. :class:`pyro.infer.SVI` is not used because it collects the parameters to optimize
 from Pyro's global parameter store, and this package keeps :class:`~pyro.nn.PyroModule` parameters
@@ -20,7 +20,7 @@ Objectives (``TrainConfig.objective``):
 * ``"iwae"`` — :class:`IWAE`, Pyro's :class:`~pyro.infer.RenyiELBO` with :math:`\alpha = 0` and
   ``num_particles = k``, i.e. the IWAE bound :math:`\mathcal L_k` (Burda et al. 2016), with a
   ``differentiable_loss``;
-* ``"infovae"`` — :class:`pyro_vaegap.infovae.InfoVAE`, the InfoVAE family of Zhao et al.
+* ``"infovae"`` — :class:`pyro_vaegap.objectives.infovae.InfoVAE`, the InfoVAE family of Zhao et al.
   (:math:`\alpha`, :math:`\lambda`, a divergence of the aggregate posterior from the prior: MMD, Stein,
   adversarial or the per-datapoint KL), with the ELBO, the :math:`\beta`-VAE and the AAE as special cases.
 
@@ -48,8 +48,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
-from .traces import guide_model_traces, sample_sites, site_log_prob, sum_log_prob
-from .utils import ConfigError, check_choice
+from ..traces import guide_model_traces, sample_sites, site_log_prob, sum_log_prob
+from ..utils import ConfigError, check_choice
 
 LN2 = math.log(2.0)
 

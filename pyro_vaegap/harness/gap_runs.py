@@ -1,0 +1,92 @@
+"""A gap report as a command makes it: checked output stem, resumable pieces, the paper's settings beside ours.
+
+:func:`run_gaps` is what ``vaegap gaps``, ``vaegap quickstart`` and the Cremer experiments call: the report
+of :func:`pyro_vaegap.gaps.gap_report` written to ``STEM.json`` / ``STEM.md``, its finished pieces kept in
+``STEM.partial/`` until then (so an interrupted evaluation resumes), computed by every rank when launched
+by torchrun.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from ..data import evaluation_rows, load_dataset
+from ..training.distributed import barrier, process_group, world_from_env
+from ..gaps import GapConfig, gap_report, paper_for
+from ..runs.config import TrainConfig
+from ..utils import ConfigError, FolderLock, check_folder
+
+#: the splits a gap report may evaluate
+EVAL_SPLITS = ("train", "valid", "test")
+
+
+def check_output_stem(stem, overwrite: bool = False) -> Path:
+    """Refuse an output stem that already holds a finished report (unless ``overwrite``) or whose
+    folder cannot be written, before anything is computed."""
+    stem = Path(stem)
+    done = [p for p in (stem.with_suffix(".json"), stem.with_suffix(".md")) if p.exists()]
+    if done and not overwrite:
+        raise ConfigError(f"{done[0]} already holds a finished report: pass --overwrite to replace it, or choose "
+                          "another --out")
+    check_folder(stem.parent, "output folder")
+    return stem
+
+
+def evaluation_data(dataset: str, split: str, num_points: int, seed: int, points: str = "random", data_dir=None,
+                    download: bool = False):
+    """``(x, description)``: ``num_points`` rows of ``split`` chosen by ``points`` (:func:`~pyro_vaegap.data.
+    evaluation_rows`: a seeded random subset, or the first rows), and the words that say which."""
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"evaluation split {split!r} is not allowed: expected one of {', '.join(EVAL_SPLITS)}")
+    x = load_dataset(dataset, split, data_dir=data_dir, download=download)
+    if not 1 <= num_points <= x.shape[0]:
+        raise ConfigError(f"--num-points {num_points} is not allowed: expected 1..{x.shape[0]} (the {split} split "
+                          f"has {x.shape[0]} rows)")
+    rows = evaluation_rows(x.shape[0], num_points, seed, points)
+    words = {"train": "training", "valid": "validation", "test": "test"}[split]
+    what = (f"the first {num_points} {words} points" if points == "first" else
+            f"{num_points} {words} points (a random subset, seed {seed})")
+    return x[rows], what
+
+
+def paper_settings(tcfg: TrainConfig, gcfg: GapConfig, points: str) -> str:
+    """Our settings beside the paper's Table 2 protocol, in one line; ``points`` says which were evaluated."""
+    ais = (f"AIS {gcfg.ais_chains}×{gcfg.ais_steps}×{gcfg.ais_leapfrog} ({gcfg.ais_schedule}, {gcfg.ais_step_size} "
+           f"step sizes)" if gcfg.ais else "AIS off")
+    return (f"{tcfg.epochs} epochs ({tcfg.lr_schedule} lr), {points}, log p̂ = {gcfg.log_px_estimator}, {ais}, "
+            f"IWAE and L[q] {max(gcfg.iwae_samples, gcfg.elbo_samples)}, L[q*] with {gcfg.local_samples} samples/step "
+            f"(init {gcfg.local_init}).")
+
+
+def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True, overwrite=False,
+             points: str | None = None):
+    """The gap report of ``x`` into ``out.json`` / ``out.md``, checkpointed in ``out.partial/`` (kept
+    if interrupted, so the same command resumes; removed once the report is saved).
+
+    :param points: which points ``x`` holds, in words (recorded in the report; default "N test points")."""
+    stem = check_output_stem(out, overwrite)
+    partial = stem.with_name(stem.name + ".partial")
+    points = points or f"{x.shape[0]} test points"
+    t = time.time()
+    rank, world = world_from_env()  # launched by torchrun: this process computes its share of the pieces
+    with process_group(world, x.device), (FolderLock(partial, "evaluation checkpoint folder") if rank == 0 else nullcontext()):
+        if world > 1:
+            barrier()  # rank 0 holds the folder before any rank writes into it
+            gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress and rank == 0,
+                       log=print if rank == 0 else None, checkpoint=partial, shard=(rank, world))
+            barrier()  # every piece is on disk
+            if rank != 0:
+                return None
+        rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress, checkpoint=partial,
+                         log=print if world == 1 else None)
+        paper = paper_for(tcfg.to_dict())
+        rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
+                         "paper_settings": paper_settings(tcfg, gcfg, points) if paper else None,
+                         "evaluation_points": points, "ranks": world})
+        paths = rep.save(stem)
+    shutil.rmtree(partial, ignore_errors=True)
+    print(rep.to_markdown())
+    print("saved " + " and ".join(map(str, paths)))
+    return rep
