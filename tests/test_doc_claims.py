@@ -40,3 +40,16 @@ def test_online_step_size_bias_is_quoted_as_the_files_show():
     assert "step sizes, added in earlier versions" not in text
     src = (Path(__file__).parent / "test_linear_gaussian.py").read_text()
     assert "history-dependent step size added" not in src
+
+
+def test_slow_tests_are_described_as_the_recorded_run_shows():
+    """docs/validation.rst says which ``slow`` tests have a recorded result: those PASSED in the committed
+    output, whose header names the commit it ran; the others are said not to have finished or run."""
+    import re
+
+    out = (DOCS / "results" / "slow_tests" / "output.txt").read_text()
+    assert re.search(r"^# commit [0-9a-f]{40} ", out, flags=re.M)
+    passed = re.findall(r"^tests/(\S+)::(\w+) PASSED", out, flags=re.M)
+    assert passed == [("test_cremer_tables.py", "test_quick_run_end_to_end")]
+    text = _one_line("validation.rst")
+    assert "the ``cremer_tables`` test passed" in text and "were not run" in text and "without finishing" in text

@@ -1,6 +1,7 @@
-"""Paper-scale checks, excluded from the default run (``python -m pytest -m slow``; about 15 minutes on
-the 2-core development machine). Same standards as the default tests: exact answers, seeded, tolerances
-from Monte Carlo standard errors (Z = 4)."""
+"""Paper-scale checks, excluded from the default run (``python -m pytest -m slow``). Same standards as the
+default tests: exact answers, seeded, tolerances from Monte Carlo standard errors (Z = 4). Their one recorded
+run (docs/results/slow_tests/output.txt, described in docs/validation.rst) did not finish these four: the
+first had 8 minutes of CPU in 66 minutes on a shared 2-core machine without a result."""
 import math
 
 import pytest
