@@ -19,7 +19,6 @@ which is the capacity :math:`-\tfrac d2\log N` of :math:`d` channel uses exactly
 """
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroParam
@@ -27,8 +26,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.models import data_plate
-from pyro_vaegap.networks import encoder_body
+from pyro_vaegap.models.networks import encoder_body
 from pyro_vaegap.utils import ConfigError
 
 from ._batched import MIN_SCALE
@@ -53,7 +51,7 @@ class IsotropicEncoder(Guide):
         if not isinstance(power_constraint, bool):
             raise ConfigError(f"power_constraint={power_constraint!r} is not allowed: expected true or false")
         self.power_constraint = power_constraint
-        self.body, width = encoder_body(model.data_dim, hidden, layers, activation, dense, arch)
+        self.body, width = encoder_body(self.data_dim, hidden, layers, activation, dense, arch)
         self.head = nn.Linear(width, self.latent_dim + (0 if power_constraint else 1))
 
     def encode(self, x):
@@ -67,8 +65,8 @@ class IsotropicEncoder(Guide):
 
     def forward(self, x, idx=None, num_data=None):
         loc, scale = self.encode(x)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", isotropic_normal(loc, scale))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(isotropic_normal(loc, scale))
 
 
 class LocalIsotropic(LocalGuide):
@@ -84,8 +82,8 @@ class LocalIsotropic(LocalGuide):
 
     def forward(self, x, idx=None, num_data=None):
         rows = self.rows(x, idx)
-        with data_plate(x, idx, num_data):
-            return pyro.sample("z", isotropic_normal(self.loc[rows], self.scale[rows]))
+        with self.data_plate(x, idx, num_data):
+            return self.sample_latents(isotropic_normal(self.loc[rows], self.scale[rows]))
 
     @torch.no_grad()
     def init_from_amortized(self, guide, x):
