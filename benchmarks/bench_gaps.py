@@ -28,8 +28,8 @@ import time
 import torch
 
 from pyro_vaegap.guides.ffg import LocalFFG
-from pyro_vaegap.ais import ais
-from pyro_vaegap.local import optimize_local
+from pyro_vaegap.estimators.ais import ais
+from pyro_vaegap.estimators.local import optimize_local
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.utils import provenance_line
 

@@ -37,7 +37,7 @@ import torch
 import pyro_vaegap  # noqa: F401  (module-local Pyro params, as the package runs)
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.models import BernoulliVAE
-from pyro_vaegap.registry import get_family
+from pyro_vaegap.contract.registry import get_family
 from pyro_vaegap.utils import provenance_line
 
 BATCH, LATENT, DATA_DIM = 128, 50, 784

@@ -5,7 +5,7 @@ Both optimizers run on the same model and test points in one process, interleave
 ``optimize_local``'s resumable state), so that a busy machine slows both alike. "before" is the full
 evaluation (one fused Adam over all rows, stopped rows restored: a guide without ``row_subsets``);
 "after" evaluates only the datapoints still running, with keyed noise and a per-row Adam
-(:mod:`pyro_vaegap.local`). Printed per method: total time, optimization steps, rows evaluated,
+(:mod:`pyro_vaegap.estimators.local`). Printed per method: total time, optimization steps, rows evaluated,
 useful datapoint-steps (the sum over datapoints of the steps each took before it stopped) per
 second, and the mean final windowed ELBO (the two use different noise, so they agree only to Monte
 Carlo error)::
@@ -21,7 +21,7 @@ import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.guides.ffg import LocalFFG
-from pyro_vaegap.local import optimize_local
+from pyro_vaegap.estimators.local import optimize_local
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.utils import provenance_line, resolve_device
 

@@ -43,7 +43,7 @@ from pyro_vaegap.utils import provenance_line
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.guides.ffg import MIN_SCALE
 from pyro_vaegap.models import BernoulliVAE
-from pyro_vaegap.registry import get_family
+from pyro_vaegap.contract.registry import get_family
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.training import make_loss, training_step
 

@@ -2,7 +2,7 @@
 
     python docs/make_paper_tables.py            # rewrites docs/results/paper_tables/*.md
 
-Every published number comes from :mod:`pyro_vaegap.papers` (each row names its entry id), every number of
+Every published number comes from :mod:`pyro_vaegap.report.papers` (each row names its entry id), every number of
 ours from a results file under ``docs/results/`` (each table names it). A difference is printed only where
 the two numbers measure the same quantity the same way; elsewhere the row says why they are not paired.
 ``tests/test_papers.py`` checks that the committed files equal what this script writes.
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from pyro_vaegap import papers
+from pyro_vaegap.report import papers
 
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import torch
 
-from pyro_vaegap.ais import ais, bdmc
-from pyro_vaegap.estimators import importance_sample
+from pyro_vaegap.estimators.ais import ais, bdmc
+from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.guides.ffg import LocalFFG
-from pyro_vaegap.local import optimize_local
+from pyro_vaegap.estimators.local import optimize_local
 from pyro_vaegap.models import LinearGaussian
-from pyro_vaegap.traces import simulate
+from pyro_vaegap.estimators.traces import simulate
 from pyro_vaegap.utils import atomic_write_json, module_device, provenance, set_seed
 
 from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, write_results

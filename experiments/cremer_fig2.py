@@ -2,11 +2,11 @@ r"""Cremer, Li & Duvenaud (2018), Figure 2: true and approximate posteriors of a
 
 A Bernoulli VAE with :math:`\dim z = 2` and the paper's decoder 2-100-784 (one tanh hidden layer) is
 trained with the ELBO and an FFG encoder on binarized MNIST. For ``--num-points`` seeded test images
-the true posterior :math:`p(z\mid x)` is tabulated on a grid (:mod:`pyro_vaegap.grid`) and drawn with
+the true posterior :math:`p(z\mid x)` is tabulated on a grid (:mod:`pyro_vaegap.estimators.grid`) and drawn with
 
 * the amortized FFG :math:`q(z\mid x)` (the encoder),
 * the optimal FFG :math:`q^*_\mathrm{FFG}` and the optimal auxiliary flow :math:`q^*_\mathrm{flow}`
-  (free parameters per image, fitted from the prior with :func:`pyro_vaegap.local.optimize_local`:
+  (free parameters per image, fitted from the prior with :func:`pyro_vaegap.estimators.local.optimize_local`:
   100 samples per step, Adam lr 1e-3, the appendix 6.4 stopping rule — the paper's settings).
 
 Per image it reports :math:`\log p(x)` by adaptive quadrature (exact up to a checked refinement
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.estimators import importance_sample
-from pyro_vaegap.grid import adaptive_grid_log_px, grid_log_posterior
-from pyro_vaegap.grid_windows import posterior_windows
-from pyro_vaegap.local import optimize_local
-from pyro_vaegap.registry import get_family
+from pyro_vaegap.estimators.importance import importance_sample
+from pyro_vaegap.estimators.grid import adaptive_grid_log_px, grid_log_posterior
+from pyro_vaegap.estimators.grid_windows import posterior_windows
+from pyro_vaegap.estimators.local import optimize_local
+from pyro_vaegap.contract.registry import get_family
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import set_seed
 
@@ -296,7 +296,7 @@ def _flow_draws(flow, x, num: int) -> torch.Tensor:
     from pyro import poutine
 
     from pyro_vaegap.models import data_plate
-    from pyro_vaegap.traces import sample_plate
+    from pyro_vaegap.estimators.traces import sample_plate
 
     parts, out = flow.parts(x), []
     for k in range(0, num, 10_000):

@@ -8,9 +8,9 @@ epoch of a schedule (log-spaced by default) the model *of that epoch* is evaluat
 seeded training images (for ``small``, drawn from its own training images) and as many seeded test
 images, per point:
 
-* :math:`\log\hat p(x)` by AIS (:func:`pyro_vaegap.ais.ais`, frozen pilot-tuned step sizes),
+* :math:`\log\hat p(x)` by AIS (:func:`pyro_vaegap.estimators.ais.ais`, frozen pilot-tuned step sizes),
 * the IWAE bound :math:`\mathcal L_k` and :math:`\mathcal L[q]`, both from the same ``--iwae-samples`` draws of
-  the amortized guide (:func:`pyro_vaegap.estimators.importance_sample`),
+  the amortized guide (:func:`pyro_vaegap.estimators.importance.importance_sample`),
 
 and :math:`\mathcal L_\mathrm{AIS} - \mathcal L_\mathrm{IW}` (the part of the gap the encoder's proposal leaves
 to AIS; the paper's measure of encoder overfitting) is reported on both subsets.
@@ -43,10 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap.ais import ais
+from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.estimators import importance_sample
-from pyro_vaegap.gaps import mean_se
+from pyro_vaegap.estimators.importance import importance_sample
+from pyro_vaegap.report.compute import mean_se
 from pyro_vaegap.runs import CHECKPOINT, TrainConfig, read_checkpoint
 from pyro_vaegap.training import train
 from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, provenance, set_seed, stable_seed

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.gaps import GapReport, mean_se
+from pyro_vaegap.report.compute import GapReport, mean_se
 from pyro_vaegap.runs import MODEL_FIELDS, TrainConfig, load_run, read_checkpoint
 from pyro_vaegap.training import build_guide, frozen_decoder
 from pyro_vaegap.utils import ConfigError, check_folder, check_positive_int, resolve_device, set_threads
@@ -195,7 +195,7 @@ def _pm(d: dict) -> str:
 
 
 def summarize(reports: dict, guides: dict, runs: dict, families) -> dict:
-    """The numbers of Table 4 from the reports (name → :class:`~pyro_vaegap.gaps.GapReport`) of the encoders."""
+    """The numbers of Table 4 from the reports (name → :class:`~pyro_vaegap.report.compute.GapReport`) of the encoders."""
     per = {name: rep.per_point for name, rep in reports.items()}
     first = next(iter(per.values()))
     shared = {k: float(max(np.max(np.abs(p[k] - first[k])) for p in per.values()))

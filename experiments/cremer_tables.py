@@ -18,7 +18,7 @@ variant                   trained with                                    famili
 
 A table prints, per variant, log p̂, L[q] and each L[q*] with the approximation, amortization and
 inference gaps (mean ± s.e. over the test points), the paper's value in brackets where
-:data:`pyro_vaegap.gaps.PAPERS` has it, and each gap's difference from the table's reference variant
+:data:`pyro_vaegap.report.compute.PAPERS` has it, and each gap's difference from the table's reference variant
 (``ffg``; Table 5: the 2-layer decoder, which is ``ffg``) **paired over the same test points** (mean ±
 s.e. of the per-point differences): variants share the seeded test subset, each with its own
 decoder. The amortization gap is the variant's own family's: :math:`\mathcal L[q^*] - \mathcal L[q]`
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyro_vaegap.gaps import PAPERS, mean_se
+from pyro_vaegap.report.compute import PAPERS, mean_se
 from pyro_vaegap.utils import ConfigError
 
 from pyro_vaegap.harness import make_parser, markdown_table, parse_args, run_main, write_results

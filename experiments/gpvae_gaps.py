@@ -8,7 +8,7 @@ Bernoulli decoder d-200-200-784 (ELU) with an encoder 784-200-200 of family
 * ``GPVAE``: the FFG encoder with linear-kernel GP noise and the moment-matched marginal (``gpvae``,
   trained on its eq. 15),
 
-then runs :func:`pyro_vaegap.gaps.gap_report` on the same seeded test points for each:
+then runs :func:`pyro_vaegap.report.compute.gap_report` on the same seeded test points for each:
 :math:`\log\hat p(x)` by AIS, :math:`\mathcal L[q^*_{\mathrm{FFG}}]` of the per-datapoint FFG (the
 optimum all three encoders are measured against: each of them outputs a diagonal Gaussian), and
 :math:`\mathcal L[q]` of the model's own amortized :math:`q` — so per model the approximation gap
@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.estimators import importance_sample
-from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
+from pyro_vaegap.estimators.importance import importance_sample
+from pyro_vaegap.report.compute import GapConfig, GapReport, gap_report
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import ConfigError, FolderLock, set_seed
 

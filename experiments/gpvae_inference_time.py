@@ -38,7 +38,7 @@ from pyro_vaegap.benchmarks.bench_gpvae_inference import (cpu_name, gaussian_dra
                                                           precomputed_encode, q_draw)
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.models import BernoulliVAE
-from pyro_vaegap.registry import get_family
+from pyro_vaegap.contract.registry import get_family
 
 from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
 

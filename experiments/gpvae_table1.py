@@ -11,7 +11,7 @@ own folder ``OUT/runs/<model>_d<dim>_s<seed>/``, then evaluated on seeded test p
 * :math:`\log\hat p(x)` by IWAE with 100 samples (the paper's estimator) on ``--test-points`` points,
   with the ELBO of the same draws;
 * IWAE with ``--big-samples`` (5000) samples on the first ``--big-points`` of them, and optionally AIS
-  (:func:`pyro_vaegap.ais.ais`) on the first ``--ais-points``.
+  (:func:`pyro_vaegap.estimators.ais.ais`) on the first ``--ais-points``.
 
 A run's evaluation is saved in its folder (``eval.json``, atomically) as soon as it finishes: a rerun of the
 same command skips finished runs, resumes interrupted trainings from their checkpoints and evaluates what
@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap.ais import ais
+from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.estimators import importance_sample
+from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.models import GAUSSIAN_VARIANCES
 from pyro_vaegap.runs import MODELS, TrainConfig
 from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed

@@ -2,14 +2,14 @@ r"""Kim & Pavlovic (2021), Fig. 1 made quantitative: does GPVAE's uncertainty fl
 
 Trains a GPVAE (``gpvae``: FFG encoder plus linear-kernel GP noise, eq. 15) with a 2-d latent on
 binarized MNIST, so that for every test point the true posterior :math:`p(z\mid x)` and
-:math:`\log p(x)` are known by quadrature on a grid (:mod:`pyro_vaegap.grid`). For a seeded random
+:math:`\log p(x)` are known by quadrature on a grid (:mod:`pyro_vaegap.estimators.grid`). For a seeded random
 subset of test points it computes
 
 * the GPVAE uncertainty :math:`u(x) = \mathrm{Tr}\,\mathbb V(f(x)\mid D) + \mathrm{Tr}\,\mathbb V(h(x)\mid D)`
   (:meth:`pyro_vaegap.guides.gpvae.GPVAEEncoder.uncertainty`);
 * the FFG approximation gap :math:`\log p(x) - \mathcal L[q^*_{\mathrm{FFG}}]`, with :math:`\log p(x)` from
   the grid and :math:`q^*_{\mathrm{FFG}}` the per-datapoint FFG optimized by
-  :func:`pyro_vaegap.local.optimize_local` (through :func:`pyro_vaegap.gaps.gap_report`, which also gives
+  :func:`pyro_vaegap.estimators.local.optimize_local` (through :func:`pyro_vaegap.report.compute.gap_report`, which also gives
   :math:`\mathcal L[q]` of the GPVAE marginal and keeps every finished piece, so an interrupted run resumes);
 
 and reports the Spearman rank correlation of the two, with a permutation p-value and a bootstrap
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.estimators import importance_sample
-from pyro_vaegap.gaps import GapConfig, gap_report
-from pyro_vaegap.grid import grid_posterior
+from pyro_vaegap.estimators.importance import importance_sample
+from pyro_vaegap.report.compute import GapConfig, gap_report
+from pyro_vaegap.estimators.grid import grid_posterior
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import FolderLock, set_seed
 

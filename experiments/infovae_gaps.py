@@ -6,14 +6,14 @@ The two binarized-MNIST models of ``experiments.infovae_variance`` at its larges
 with the same options when missing). For each:
 
 * the gap report of Cremer, Li & Duvenaud (2018) on ``--num-points`` seeded test images
-  (:func:`pyro_vaegap.gaps.gap_report`): :math:`\log\hat p(x)` (AIS), :math:`\mathcal L[q^*_{\mathrm{FFG}}]`
+  (:func:`pyro_vaegap.report.compute.gap_report`): :math:`\log\hat p(x)` (AIS), :math:`\mathcal L[q^*_{\mathrm{FFG}}]`
   (per-datapoint FFG optimization), :math:`\mathcal L[q]` of the encoder, the approximation gap
   :math:`\log\hat p - \mathcal L[q^*]` and the amortization gap :math:`\mathcal L[q^*] - \mathcal L[q]`. For the
   MMD-trained model :math:`\mathcal L[q]` is still the ELBO of the trained model and encoder (the
   quantity the gaps are defined with), not its training objective. The evaluation is a reduced CPU
   profile of the paper's (see ``--help`` and the markdown for every setting that differs);
 * the mutual information :math:`I_q(x; z) = \mathbb E_x\,\mathrm{KL}(q(z\mid x)\Vert q(z))` with :math:`q(z)` the
-  mixture of the encoders over all training images (:func:`pyro_vaegap.aggregate.mutual_information`:
+  mixture of the encoders over all training images (:func:`pyro_vaegap.estimators.aggregate.mutual_information`:
   exact for the training images' empirical distribution up to Monte Carlo error, at most :math:`\log N`),
   its leave-one-out upper bound, the average KL to the prior and the marginal
   :math:`\mathrm{KL}(q(z)\Vert p(z))`; and, to show the estimator's bias, the minibatch version with the
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from pyro_vaegap.aggregate import encode, mutual_information
+from pyro_vaegap.estimators.aggregate import encode, mutual_information
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.gaps import GapConfig, GapReport, gap_report
+from pyro_vaegap.report.compute import GapConfig, GapReport, gap_report
 from pyro_vaegap.utils import FolderLock
 
 from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)

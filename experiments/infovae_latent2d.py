@@ -11,9 +11,9 @@ looked at and computed exactly:
   :math:`\log\det\mathrm{Cov}` and MMD² against the prior;
 * **approximate vs true posteriors** (``latent2d_posteriors.png``): for ``--posterior-points`` test
   images (taken in a seeded random order: the split is sorted by class), :math:`q(z\mid x)` against
-  the true :math:`p(z\mid x)` on a grid (:func:`pyro_vaegap.grid.grid_log_posterior`); and for
+  the true :math:`p(z\mid x)` on a grid (:func:`pyro_vaegap.estimators.grid.grid_log_posterior`); and for
   ``--grid-points`` test images the exact :math:`\log p(x)` by adaptive quadrature
-  (:func:`~pyro_vaegap.grid.adaptive_grid_log_px`), so the inference gap
+  (:func:`~pyro_vaegap.estimators.grid.adaptive_grid_log_px`), so the inference gap
   :math:`\log p(x) - \mathcal L[q] = \mathrm{KL}(q(z\mid x)\Vert p(z\mid x))` is known up to the Monte
   Carlo error of :math:`\mathcal L[q]`;
 * **samples vs reconstructions** (``latent2d_samples.png``): decoder means of prior draws, and of the
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap.aggregate import encode, sample_aggregate
-from pyro_vaegap.estimators import importance_sample
-from pyro_vaegap.grid import adaptive_grid_log_px, grid_log_posterior
-from pyro_vaegap.grid_windows import posterior_windows
+from pyro_vaegap.estimators.aggregate import encode, sample_aggregate
+from pyro_vaegap.estimators.importance import importance_sample
+from pyro_vaegap.estimators.grid import adaptive_grid_log_px, grid_log_posterior
+from pyro_vaegap.estimators.grid_windows import posterior_windows
 from pyro_vaegap.utils import set_seed
 
 from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)

@@ -14,8 +14,8 @@ trained by :func:`pyro_vaegap.training.train` on the **statically** binarized MN
   (the values of its other MNIST experiments), stated beside the numbers.
 
 Test log-likelihood: IWAE with ``--iwae-samples`` importance samples of the encoder on ``--num-test``
-seeded random test images (:func:`pyro_vaegap.estimators.importance_sample`), a lower bound of
-:math:`\log p(x)` in expectation; with ``--ais-chains`` > 0 also AIS (:func:`pyro_vaegap.ais.ais`) on the first
+seeded random test images (:func:`pyro_vaegap.estimators.importance.importance_sample`), a lower bound of
+:math:`\log p(x)` in expectation; with ``--ais-chains`` > 0 also AIS (:func:`pyro_vaegap.estimators.ais.ais`) on the first
 ``--ais-points`` of them. ``--profile cpu`` (default) is a small network, a training subset and a few epochs
 (tens of minutes on one thread); ``--profile paper`` is the full training set and a larger network for a GPU
 (the paper's exact PixelCNN and training length are not stated in enough detail for us to copy them).
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from pyro_vaegap.aggregate import encode, mutual_information
-from pyro_vaegap.ais import ais
+from pyro_vaegap.estimators.aggregate import encode, mutual_information
+from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 
 from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, apply_profile, loglik_config
@@ -66,7 +66,7 @@ def build_parser():
 def evaluate_model(args, model, guide, x_test, device) -> dict:
     """IWAE (and optionally AIS) negated log-likelihoods on the test subset, in nats, and how much the
     encoder uses z there: the average KL of q(z|x) to the prior and the mutual information I_q(x; z) of the
-    test images' empirical distribution (:func:`pyro_vaegap.aggregate.mutual_information`, at most log N).
+    test images' empirical distribution (:func:`pyro_vaegap.estimators.aggregate.mutual_information`, at most log N).
     A decoder that ignores z (the information preference of a flexible decoder) shows as both near 0."""
     x = x_test.to(device)
     res = evaluate(model, guide, x, args.iwae_samples, keep_per_point=True,

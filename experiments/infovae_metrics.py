@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap.aggregate import encode
+from pyro_vaegap.estimators.aggregate import encode
 from pyro_vaegap.runs import read_checkpoint
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 

@@ -24,7 +24,7 @@ stream; ``--warmup-steps 0`` starts both from the random initialization instead.
 Recorded every ``--record-every`` steps: the encoder's mean and scale at :math:`x = \pm1`, the decoder's
 standard deviation at each encoder mean, the ELBO (``--eval-samples`` draws per point), the mutual
 information :math:`I_q(x; z)` (at most :math:`\log 2`) and the MMD² between :math:`q(z)` and the prior
-(:mod:`pyro_vaegap.aggregate`). Figures: the two posteriors against the prior with the decoder's
+(:mod:`pyro_vaegap.estimators.aggregate`). Figures: the two posteriors against the prior with the decoder's
 :math:`p(x\mid z)` over z (``prop1_posteriors.png``), and the trajectories (``prop1_trajectories.png``).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_vaegap.aggregate import mutual_information, sample_aggregate
+from pyro_vaegap.estimators.aggregate import mutual_information, sample_aggregate
 from pyro_vaegap.objectives.infovae import MMDKernel, mmd
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.training import build_guide, build_model, make_loss, mean_elbo, training_step

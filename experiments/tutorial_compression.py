@@ -2,7 +2,7 @@ r"""Real bits-back lossless compression with a Bernoulli VAE (R. Yu 2020, §4.1;
 
 Trains a small Bernoulli VAE with an FFG encoder on each data set (or loads a ``vaegap train`` run
 with ``--run``), then compresses ``--num-images`` seeded random held-out test images into one ANS
-stack with :class:`pyro_vaegap.compression.BBANSCoder` (``constriction``), decodes them and checks
+stack with :class:`pyro_vaegap.tutorial.compression.BBANSCoder` (``constriction``), decodes them and checks
 the round trip is exact. Reported per image, in bits: the achieved net rate
 (stack growth / N), the rate including the initial random bits the first image needs, −ELBO
 (Monte Carlo over ``--eval-samples`` draws) and −log2 p̂(x) (IWAE with k = ``--eval-samples``) on the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pyro_vaegap.compression import compress_and_check
+from pyro_vaegap.tutorial.compression import compress_and_check
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.runs import TrainConfig, load_run
 from pyro_vaegap.utils import set_seed

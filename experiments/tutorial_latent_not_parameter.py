@@ -10,7 +10,7 @@ scratch by SVI: a **linear** decoder (``LinearGaussian`` with an affine encoder)
 :math:`\log p(x)` (linear-Gaussian closed form; for the deep decoder, quadrature over its 2-d latent,
 ``pyro_vaegap.grid``) against the data's own density, the rate :math:`\mathbb E_x
 \mathrm{KL}(q(z\mid x)\|p(z))` (which optimum it is), and the gap report
-(:func:`pyro_vaegap.gaps.gap_report`: :math:`\mathcal L[q]`, the per-datum FFG optimum
+(:func:`pyro_vaegap.report.compute.gap_report`: :math:`\mathcal L[q]`, the per-datum FFG optimum
 :math:`\mathcal L[q^*]`, IWAE :math:`\log\hat p`, approximation and amortization gaps), with the gaps
 also measured from the exact :math:`\log p(x)`.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap.gaps import GapConfig, gap_report
-from pyro_vaegap.grid import grid_posterior
+from pyro_vaegap.report.compute import GapConfig, gap_report
+from pyro_vaegap.estimators.grid import grid_posterior
 from pyro_vaegap.guides.ffg import FFGEncoder
 from pyro_vaegap.models import GaussianVAE, LinearGaussian
 from pyro_vaegap.tutorial.fit import fit

@@ -4,9 +4,9 @@ An autoguide fitted to a model's whole data set is one guide over all datapoints
 the family :math:`\mathcal Q` must be a set of distributions over *one datapoint's* latents, and :math:`q^*`
 its per-datapoint optimum; the per-datum version of an autoguide is that family, with its parameters
 repeated for every datapoint (leading dimension ``num_data``) and the datapoints optimized as one batched
-problem (:func:`pyro_vaegap.local.optimize_local`). Latent sites, shapes and supports are the model's (read
+problem (:func:`pyro_vaegap.estimators.local.optimize_local`). Latent sites, shapes and supports are the model's (read
 from its trace, :mod:`pyro_vaegap.contract`); as in Pyro, each datapoint's latents are concatenated into one
-unconstrained vector :math:`u` (:meth:`~pyro_vaegap.guide.Guide.sample_latents`) and mapped onto each site's
+unconstrained vector :math:`u` (:meth:`~pyro_vaegap.contract.guide.Guide.sample_latents`) and mapped onto each site's
 support by ``biject_to``.
 
 * ``auto_normal`` — Pyro's own ``AutoNormal`` over the data plate, whose parameters are already one row per
@@ -23,9 +23,9 @@ Refused, with the reason (:data:`REFUSED_FAMILIES`): ``auto_delta`` (``AutoDelta
 no density with respect to Lebesgue measure, so its ELBO is :math:`-\infty`; the value :math:`\log p(x,\hat z)`
 it would report is not a lower bound of :math:`\log p(x)`, and no approximation or amortization gap is defined.
 
-Passing a Pyro autoguide *class* to :func:`~pyro_vaegap.registry.register_family` (``local=AutoNormal``)
+Passing a Pyro autoguide *class* to :func:`~pyro_vaegap.contract.registry.register_family` (``local=AutoNormal``)
 registers its per-datum version (:func:`per_datum_class`). A fitted autoguide *object* is accepted as the
-amortized guide of :func:`~pyro_vaegap.gaps.gap_report` when its parameters live inside the data plate
+amortized guide of :func:`~pyro_vaegap.report.compute.gap_report` when its parameters live inside the data plate
 (``AutoNormal``); the joint autoguides draw one site for all datapoints and are refused there with that reason.
 
 Differences from Pyro's classes, stated exactly: the per-datum ``auto_mvn``, ``auto_lowrank`` and ``auto_iaf``
@@ -45,8 +45,8 @@ from pyro.nn import PyroParam
 from torch import nn
 from pyro.distributions import constraints
 
-from pyro_vaegap.contract import call, parameters_of
-from pyro_vaegap.guide import Family, LocalGuide, gaussian_output
+from pyro_vaegap.contract.model import call, parameters_of
+from pyro_vaegap.contract.guide import Family, LocalGuide, gaussian_output
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from ._batched import BatchedMADE
 

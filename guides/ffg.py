@@ -13,8 +13,8 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide, gaussian_output
-from pyro_vaegap.networks import encoder_body
+from pyro_vaegap.contract.guide import Family, Guide, LocalGuide, gaussian_output
+from pyro_vaegap.models.networks import encoder_body
 from pyro_vaegap.utils import ConfigError
 
 MIN_SCALE = 1e-5  # keeps log q finite when an encoder's softplus underflows
@@ -22,8 +22,8 @@ MIN_SCALE = 1e-5  # keeps log q finite when an encoder's softplus underflows
 
 class FFGEncoder(Guide):
     """Amortized FFG. ``hidden``: width of each of ``layers`` hidden layers; ``activation``:
-    elu/tanh/relu; ``dense``: densely connected layers (:class:`~pyro_vaegap.networks.DenseMLP`);
-    ``arch``: ``"mlp"`` or ``"conv"`` (convolutions first; :func:`~pyro_vaegap.networks.encoder_body`).
+    elu/tanh/relu; ``dense``: densely connected layers (:class:`~pyro_vaegap.models.networks.DenseMLP`);
+    ``arch``: ``"mlp"`` or ``"conv"`` (convolutions first; :func:`~pyro_vaegap.models.networks.encoder_body`).
 
     :meth:`encode` returns ``(loc, scale)`` of shape ``(B, d)``; ``scale = softplus(raw) + 1e-5``
     (softplus rather than ``exp(log σ)`` keeps early training from overflowing). It is
@@ -80,7 +80,7 @@ class LocalFFG(LocalGuide):
 
     @torch.no_grad()
     def init_from_amortized(self, guide, x):
-        """Start ``(loc, scale)`` at an FFG-style encoder's output (:func:`~pyro_vaegap.guide.gaussian_output`:
+        """Start ``(loc, scale)`` at an FFG-style encoder's output (:func:`~pyro_vaegap.contract.guide.gaussian_output`:
         ``guide.encode(x)``, or the Normal sites of the guide's trace); subclasses that put a flow on this base
         (``flow``, ``iaf``, ``householder``) keep their flow's own initialization."""
         out = gaussian_output(guide, x, self.spec)

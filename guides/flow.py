@@ -30,7 +30,7 @@ auxiliary bound (eq. 14):
     \mathcal L = \mathbb E\big[\log p(x, z_T) + \log r(v_T\mid x, z_T) - \log q(z_0, v_0\mid x)
     + \log|\det Df|\big] \le \log p(x).
 
-How this maps onto the guide contract (:mod:`pyro_vaegap.guide`): ``"z0"`` and ``"v0"`` are
+How this maps onto the guide contract (:mod:`pyro_vaegap.contract.guide`): ``"z0"`` and ``"v0"`` are
 auxiliary sample sites (reparameterized Normals); the model's site ``"z"`` holds
 :math:`z_T` as a :class:`~pyro.distributions.Delta` whose ``log_density`` is
 :math:`-\log|\det Df|` (the value carries the pathwise gradient of the whole flow); the reverse
@@ -61,7 +61,7 @@ import torch
 from torch import nn
 from torch.nn.functional import logsigmoid
 
-from pyro_vaegap.guide import Family, Guide
+from pyro_vaegap.contract.guide import Family, Guide
 from pyro_vaegap.models import mlp
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from ._batched import BatchedMLP, gaussian_head
@@ -139,7 +139,7 @@ class FlowParts:
 
     def sample(self, guide=None):
         """The guide's sites (call inside the data plate); ``guide`` places :math:`z_T` at the model's latent
-        sites (:meth:`~pyro_vaegap.guide.Guide.sample_latents`; without it: the site ``"z"``); returns :math:`z_T`."""
+        sites (:meth:`~pyro_vaegap.contract.guide.Guide.sample_latents`; without it: the site ``"z"``); returns :math:`z_T`."""
         z0 = pyro.sample("z0", dist.Normal(self.loc, self.scale).to_event(1), infer=AUX)
         v0 = pyro.sample("v0", dist.Normal(*self.q_v(z0)).to_event(1), infer=AUX)
         zT, vT, log_det = coupling_flow(z0, v0, self.steps)

@@ -21,8 +21,8 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide, gaussian_output
-from pyro_vaegap.networks import encoder_body
+from pyro_vaegap.contract.guide import Family, Guide, LocalGuide, gaussian_output
+from pyro_vaegap.models.networks import encoder_body
 from ._batched import MIN_SCALE
 
 

@@ -77,11 +77,11 @@ approximation of that bound. Reported bounds and gaps are those of the marginal
 **How eq. 15 reaches training.** It is not the ELBO of the trace's :math:`q(z\mid x)` (its KL term is
 the expected KL of the conditional Gaussians, and it adds the weights' KL), and :math:`W, U` are
 global: sampling them as Pyro sites would draw outside the data plate, which the scoring contract
-(:mod:`pyro_vaegap.guide`) forbids — estimators would then score :math:`q(z, W, U\mid x)` with one
+(:mod:`pyro_vaegap.contract.guide`) forbids — estimators would then score :math:`q(z, W, U\mid x)` with one
 :math:`W` shared by a whole batch. So the trace holds only the marginal ``"z"``, and eq. 15 is the
-:meth:`~pyro_vaegap.guide.Guide.elbo` hook (``custom_elbo = True``), which ``vaegap train`` optimizes
+:meth:`~pyro_vaegap.contract.guide.Guide.elbo` hook (``custom_elbo = True``), which ``vaegap train`` optimizes
 (:class:`pyro_vaegap.objectives.CustomELBO`: ``objective="elbo"``, no annealing, no free bits);
-:math:`N` arrives through :meth:`~pyro_vaegap.guide.Guide.set_training_size`, which
+:math:`N` arrives through :meth:`~pyro_vaegap.contract.guide.Guide.set_training_size`, which
 :func:`pyro_vaegap.train.train` calls.
 
 **Uncertainty** of the posterior noise at :math:`x` (:meth:`GPVAEEncoder.uncertainty`):
@@ -106,8 +106,8 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
-from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.traces import log_joint_parts
+from pyro_vaegap.contract.guide import Family, Guide
+from pyro_vaegap.estimators.traces import log_joint_parts
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from .ffg import FFGEncoder, LocalFFG
 

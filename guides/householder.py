@@ -29,8 +29,8 @@ from pyro.distributions.transforms import ConditionalHouseholder
 from pyro.distributions.transforms.householder import ConditionedHouseholder
 from torch import nn
 
-from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.networks import encoder_body
+from pyro_vaegap.contract.guide import Family, Guide
+from pyro_vaegap.models.networks import encoder_body
 from pyro_vaegap.utils import check_positive_int
 from .ffg import LocalFFG
 from ._batched import gaussian_head

@@ -32,9 +32,9 @@ from pyro.distributions.transforms import AffineAutoregressive, ConditionalAffin
 from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
-from pyro_vaegap.guide import Family, Guide
+from pyro_vaegap.contract.guide import Family, Guide
 from pyro_vaegap.models import ACTIVATIONS
-from pyro_vaegap.networks import encoder_body
+from pyro_vaegap.models.networks import encoder_body
 from pyro_vaegap.utils import check_positive_int
 from .ffg import LocalFFG
 from ._batched import BatchedMADE, gaussian_head

@@ -25,7 +25,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide
+from pyro_vaegap.contract.guide import Family, Guide, LocalGuide
 from pyro_vaegap.models.networks import encoder_body
 from pyro_vaegap.utils import ConfigError
 

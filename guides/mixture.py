@@ -12,7 +12,7 @@ constants kept). So the trace's log-density is :math:`\log q(z\mid x)` itself an
 :math:`\log\alpha_k + \log q_k(z) - \log r(k\mid z) = \log q(z)`, with the cancellation done
 analytically.)
 
-**Training** (the :meth:`pyro_vaegap.guide.Guide.elbo` hook, ``custom_elbo = True``). The draw is
+**Training** (the :meth:`pyro_vaegap.contract.guide.Guide.elbo` hook, ``custom_elbo = True``). The draw is
 pathwise only *given* the discrete component, so a plain ``Trace_ELBO`` would miss the gradient
 through :math:`k` with respect to :math:`\alpha`. The guide instead trains the stratified
 (component-wise) estimator of the mixture's own ELBO,
@@ -26,7 +26,7 @@ through :math:`k` with respect to :math:`\alpha`. The guide instead trains the s
 with :math:`R=\lceil S/M\rceil` draws per component: unbiased for :math:`\mathcal L[q]`, with exact
 gradients for :math:`\alpha` (they multiply each stratum) and pathwise gradients for
 :math:`\mu_m,\sigma_m`. Each stratum is computed by the ordinary trace plumbing
-(:func:`~pyro_vaegap.traces.log_weights`) with the guide's draw forced to component ``m``.
+(:func:`~pyro_vaegap.estimators.traces.log_weights`) with the guide's draw forced to component ``m``.
 
 * :class:`MixtureEncoder` — amortized: an MLP ``x → h → (μ_m, σ_m, logit α_m)_m``.
 * :class:`LocalMixture` — per datum: free ``locs (N, M, d)``, ``scales (N, M, d)``, ``logits (N, M)``.
@@ -43,9 +43,9 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide
-from pyro_vaegap.networks import encoder_body
-from pyro_vaegap.traces import log_weights
+from pyro_vaegap.contract.guide import Family, Guide, LocalGuide
+from pyro_vaegap.models.networks import encoder_body
+from pyro_vaegap.estimators.traces import log_weights
 from pyro_vaegap.utils import check_positive_int
 from ._batched import MIN_SCALE
 

@@ -52,9 +52,9 @@ import torch
 from torch import nn
 from torch.nn.functional import logsigmoid
 
-from pyro_vaegap.ais import frozen
-from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.traces import log_joint_parts
+from pyro_vaegap.estimators.ais import frozen
+from pyro_vaegap.contract.guide import Family, Guide
+from pyro_vaegap.estimators.traces import log_joint_parts
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from .ffg import FFGEncoder
 from .mixture import DiagNormalMixture, LocalMixture, _Stratified

@@ -15,7 +15,7 @@ gradient-ascent steps on the per-datapoint ELBO refine it,
 refinement and the decoder receives the total derivative; at test time the same ``K`` steps run.
 
 :math:`\log p(x,z)` is read off a trace of the model conditioned on ``z`` (the trace plumbing of
-:mod:`pyro_vaegap.traces`; the guide never re-implements the model's density). The inner
+:mod:`pyro_vaegap.estimators.traces`; the guide never re-implements the model's density). The inner
 computation is hidden from any enclosing trace with ``poutine.block`` and folds its ``J`` draws into
 the data dimension, so it opens no plate that could clash with an estimator's sample plate.
 
@@ -30,9 +30,9 @@ import pyro
 import torch
 from pyro import poutine
 
-from pyro_vaegap.guide import Family, Guide
-from pyro_vaegap.contract import call
-from pyro_vaegap.traces import sum_log_prob
+from pyro_vaegap.contract.guide import Family, Guide
+from pyro_vaegap.contract.model import call
+from pyro_vaegap.estimators.traces import sum_log_prob
 from pyro_vaegap.utils import ConfigError, check_positive_int
 from .ffg import FFGEncoder, LocalFFG
 
@@ -43,7 +43,7 @@ def model_log_joint(model, x: torch.Tensor, z: torch.Tensor, values=None) -> tor
     The ``J`` draws are folded into the data plate (``x`` repeated ``J`` times), and the trace is
     blocked so it never reaches a handler of the caller (e.g. a training or scoring trace).
     ``values`` maps the flat latents to ``{site: value}`` (a guide's
-    :meth:`~pyro_vaegap.guide.Guide.latent_values`; default: the site ``"z"``).
+    :meth:`~pyro_vaegap.contract.guide.Guide.latent_values`; default: the site ``"z"``).
     """
     J, B, d = z.shape
     with poutine.block():

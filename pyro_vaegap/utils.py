@@ -156,7 +156,7 @@ def git_state(path: str | os.PathLike | None = None) -> dict:
 
     ``diff`` is a short hash of those differences (``git diff HEAD``), ``None`` when clean: two dirty
     states of the same commit are told apart, so a resumable computation fingerprinted with this state
-    (:func:`pyro_vaegap.gaps.fingerprint`) never mixes pieces from different code. Untracked files are
+    (:func:`pyro_vaegap.report.compute.fingerprint`) never mixes pieces from different code. Untracked files are
     not looked at (a new module counts once it is added to git)."""
     import subprocess
 

@@ -1,5 +1,8 @@
 """The experiment harness (pyro_vaegap.harness): profiles as data, results pages, run reuse, evaluation points."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -125,9 +128,30 @@ def test_old_import_paths_are_the_moved_modules():
     isinstance check through either name sees the same thing), and pyro_vaegap.train re-exports both parts."""
     import importlib
 
-    for old, new in (("networks", "models.networks"), ("infovae", "objectives.infovae"),
-                     ("distributed", "training.distributed"), ("sweep", "harness.sweep")):
-        assert importlib.import_module(f"pyro_vaegap.{old}") is importlib.import_module(f"pyro_vaegap.{new}"), old
+    import pyro_vaegap
+
+    moved = {"networks": "models.networks", "infovae": "objectives.infovae", "distributed": "training.distributed",
+             "sweep": "harness.sweep", "guide": "contract.guide", "registry": "contract.registry",
+             "user_model": "contract.user_model", "traces": "estimators.traces", "ais": "estimators.ais",
+             "grid": "estimators.grid", "grid_windows": "estimators.grid_windows", "local": "estimators.local",
+             "keyed_noise": "estimators.keyed_noise", "aggregate": "estimators.aggregate", "gaps": "report.compute",
+             "papers": "report.papers", "compression": "tutorial.compression"}
+    assert pyro_vaegap.MOVED == {f"pyro_vaegap.{o}": f"pyro_vaegap.{n}" for o, n in moved.items()}
+    for old, new in moved.items():
+        home = importlib.import_module(f"pyro_vaegap.{new}")
+        assert importlib.import_module(f"pyro_vaegap.{old}") is home, old
+        assert getattr(importlib.import_module("pyro_vaegap"), old) is home, old  # from pyro_vaegap import <old>
+        assert home.__spec__.name == f"pyro_vaegap.{new}", old  # the module keeps its own spec
+        assert not (Path(pyro_vaegap.__file__).parent / f"{old}.py").exists(), old  # no stub left at the old path
+    # the old module names that are now layer packages re-export what they held
+    from pyro_vaegap import contract, estimators
+
+    assert estimators.importance_sample is estimators.importance.importance_sample
+    assert estimators.iwae_bounds is estimators.importance.iwae_bounds
+    assert contract.inspect_model is contract.model.inspect_model and contract.call is contract.model.call
+    # python -m with an old name runs the moved module
+    r = subprocess.run([sys.executable, "-m", "pyro_vaegap.papers", "--list"], capture_output=True, text=True)
+    assert r.returncode == 0 and "cremer2018:2" in r.stdout, r.stderr
     from pyro_vaegap import runs, train, training
 
     assert train.TrainConfig is runs.TrainConfig and train.load_run is runs.load_run

@@ -19,7 +19,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_vaegap.guide import Family, Guide, LocalGuide
+from pyro_vaegap.contract.guide import Family, Guide, LocalGuide
 from pyro_vaegap.models import data_plate, mlp
 
 

@@ -1,7 +1,7 @@
 r"""vaegap: train VAEs with Pyro and measure their inference gaps (approximation and amortization).
 
 Subcommands ``train``, ``gaps``, ``quickstart``, ``bdmc``, ``render`` and ``families``. Every option of
-:class:`~pyro_vaegap.runs.TrainConfig` and :class:`~pyro_vaegap.gaps.GapConfig` is a flag
+:class:`~pyro_vaegap.runs.TrainConfig` and :class:`~pyro_vaegap.report.compute.GapConfig` is a flag
 (``--latent-dim 50``); ``--config FILE.json`` supplies any of them from a file, flags override the file
 (:mod:`pyro_vaegap.cli.options`). One module per command or group: :mod:`~pyro_vaegap.cli.train`,
 :mod:`~pyro_vaegap.cli.gaps` (gaps, bdmc, render), :mod:`~pyro_vaegap.cli.quickstart`,
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..ais import SCHEDULES, STEP_SIZE_MODES
+from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES
 from ..data import DATASETS, EVAL_POINTS
 from ..training.distributed import rank_name
-from ..gaps import GapConfig
+from ..report.compute import GapConfig
 from ..harness.errors import USER_ERRORS, run_command, user_error
 from ..harness.gap_runs import check_output_stem, run_gaps
 from ..harness.options import Parser, common_options, device_option

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 def cmd_families(args):
-    from ..registry import broken_plugins, families
+    from ..contract.registry import broken_plugins, families
 
     for name, fam in sorted(families().items()):
         kinds = "/".join(k for k, c in (("amortized", fam.amortized), ("per-datum", fam.local)) if c)

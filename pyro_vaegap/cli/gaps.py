@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..data import load_dataset
 from ..training.distributed import rank_device
-from ..gaps import GapConfig, GapReport
+from ..report.compute import GapConfig, GapReport
 from ..harness.gap_runs import check_output_stem, evaluation_data, run_gaps
 from ..runs import load_run
 from ..utils import ConfigError, FileLock, check_folder, check_positive_int, provenance, resolve_device, set_seed
@@ -18,7 +18,7 @@ def cmd_gaps(args):
     gcfg.check_families()  # before anything is loaded or computed
     device = rank_device(args.device)
     if args.model is not None:  # a model trained anywhere (pyro_vaegap.user_model)
-        from ..user_model import run_user_gaps
+        from ..contract.user_model import run_user_gaps
         return run_user_gaps(args, gcfg, device)
     if args.run is None:
         raise ConfigError("give --run (a folder written by vaegap train) or --model MODULE:FUNCTION (your own model)")
@@ -50,7 +50,7 @@ def cmd_render(args):
 
 def cmd_bdmc(args):
     """Sandwich log p(x) of data simulated from a trained model: how tight are these AIS settings?"""
-    from ..ais import bdmc
+    from ..estimators.ais import bdmc
     from ..utils import atomic_write_json
 
     for name in ("num_points", "ais_chains", "ais_steps", "ais_leapfrog", "ais_pilot_chains"):

@@ -1,6 +1,6 @@
 """Argument plumbing of the ``vaegap`` commands: every field of a config dataclass as a flag, and ``--config FILE``.
 
-Every option of :class:`~pyro_vaegap.runs.TrainConfig` and :class:`~pyro_vaegap.gaps.GapConfig` is a flag
+Every option of :class:`~pyro_vaegap.runs.TrainConfig` and :class:`~pyro_vaegap.report.compute.GapConfig` is a flag
 (``--latent-dim 50``; :func:`_add_dataclass_args`, help texts in :data:`_HELP`); ``--config FILE.json`` supplies any
 of them from a file, flags override the file (:func:`_given`).
 """

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ..estimators import importance_sample
+from ..estimators.importance import importance_sample
 from ..utils import module_device
 
 LN2 = math.log(2.0)
@@ -20,7 +20,7 @@ def evaluate(model, guide, x: torch.Tensor, num_samples: int, dims: int | None =
     which dominates the per-point Monte Carlo error here), the inference gap
     :math:`\log\hat p(x) - \mathrm{ELBO} \ge 0`, and, with ``dims``, the same per dimension in bits.
     Bits are nats / ln 2 exactly: for continuous data this is :math:`-\log_2` of a density.
-    ``chunks`` (``sample_chunk``, ``data_chunk``) go to :func:`~pyro_vaegap.estimators.importance_sample`;
+    ``chunks`` (``sample_chunk``, ``data_chunk``) go to :func:`~pyro_vaegap.estimators.importance.importance_sample`;
     ``keep_per_point`` adds ``nll_nats_per_point``, the list of :math:`-\log\hat p(x_n)` (for paired
     comparisons of models on the same data).
     """

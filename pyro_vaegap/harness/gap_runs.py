@@ -1,7 +1,7 @@
 """A gap report as a command makes it: checked output stem, resumable pieces, the paper's settings beside ours.
 
 :func:`run_gaps` is what ``vaegap gaps``, ``vaegap quickstart`` and the Cremer experiments call: the report
-of :func:`pyro_vaegap.gaps.gap_report` written to ``STEM.json`` / ``STEM.md``, its finished pieces kept in
+of :func:`pyro_vaegap.report.compute.gap_report` written to ``STEM.json`` / ``STEM.md``, its finished pieces kept in
 ``STEM.partial/`` until then (so an interrupted evaluation resumes), computed by every rank when launched
 by torchrun.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data import evaluation_rows, load_dataset
 from ..training.distributed import barrier, process_group, world_from_env
-from ..gaps import GapConfig, gap_report, paper_for
+from ..report.compute import GapConfig, gap_report, paper_for
 from ..runs.config import TrainConfig
 from ..utils import ConfigError, FolderLock, check_folder
 

@@ -57,7 +57,7 @@ class BernoulliVAE(VAEModel):
         logits :math:`l = f_\theta(z)` (:math:`\log\sigma(l) - \log\sigma(-l) = l`): one matrix product
         :math:`l\,x^\top` instead of :math:`G\times N\times D` elementwise terms. It equals
         :meth:`likelihood`'s ``log_prob`` (to float rounding); grid integration
-        (:mod:`pyro_vaegap.grid`) uses it to score every datapoint against a whole grid of latents.
+        (:mod:`pyro_vaegap.estimators.grid`) uses it to score every datapoint against a whole grid of latents.
         """
         logits = self.decoder(z)
         return logits @ x.to(logits.dtype).T - nn.functional.softplus(logits).sum(-1, keepdim=True)

@@ -48,7 +48,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
-from ..traces import guide_model_traces, sample_sites, site_log_prob, sum_log_prob
+from ..estimators.traces import guide_model_traces, sample_sites, site_log_prob, sum_log_prob
 from ..utils import ConfigError, check_choice
 
 LN2 = math.log(2.0)
@@ -307,7 +307,7 @@ class FreeBitsELBO(_LossFromDifferentiable, Trace_ELBO):
 
 
 class CustomELBO(_LossFromDifferentiable, Trace_ELBO):
-    r"""The objective of a guide with ``custom_elbo`` (see :meth:`pyro_vaegap.guide.Guide.elbo`):
+    r"""The objective of a guide with ``custom_elbo`` (see :meth:`pyro_vaegap.contract.guide.Guide.elbo`):
     ``differentiable_loss(model, guide, x)`` is :math:`-\sum_n` ``guide.elbo(model, x, num_particles)[n]``.
 
     The estimator is the one of the guide this objective was built for (kept as ``self.guide``):

@@ -23,7 +23,7 @@ tested in ``tests/test_infovae.py``):
   (AAE; no per-datapoint KL term); with ``"mmd"`` the MMD-VAE.
 
 Estimation. The guide is run under an outer plate of ``S = num_particles`` draws and the model is
-replayed against it (:func:`pyro_vaegap.traces.guide_model_traces`), as every estimator here does:
+replayed against it (:func:`pyro_vaegap.estimators.traces.guide_model_traces`), as every estimator here does:
 
 * :math:`\log p(x\mid z)` is the sum of the model's observed sites' log-densities;
 * :math:`\mathrm{KL}(q(z\mid x)\Vert p(z))` is the single-draw estimate
@@ -433,7 +433,7 @@ class InfoVAE(Trace_ELBO):
         r"""``[(weight, context)]``: how the guide's draws are made. One stratum of weight 1 for every
         guide trained by Pyro's ELBOs; a guide with its own estimator (``custom_elbo``, the mixture)
         draws each component :math:`m` under ``guide.stratum(m)`` with weight :math:`\alpha_m(x)`
-        ``(B,)``, differentiable (:meth:`pyro_vaegap.guide.Guide.elbo`'s stratification), so the
+        ``(B,)``, differentiable (:meth:`pyro_vaegap.contract.guide.Guide.elbo`'s stratification), so the
         per-datapoint terms, the MMD and the adversarial term have gradients for the mixture weights
         too. The Stein surrogate only moves the draws: it gives the mixture weights no gradient (a
         surrogate's value has no meaning to differentiate), so with a mixture guide its divergence

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset
-from ..traces import log_weights
+from ..estimators.traces import log_weights
 from ..utils import ConfigError, atomic_torch_save, provenance
 
 #: where the shipped files live (package data)

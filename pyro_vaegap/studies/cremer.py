@@ -2,7 +2,7 @@ r"""Cremer, Li & Duvenaud (2018) on MNIST: the VAE, its options and profiles, an
 
 Every Cremer experiment (``cremer_gaps``, ``cremer_tables``, ``cremer_table4``) is built on :func:`add_options`
 (the model's and the evaluation's options), :data:`PROFILES` (named sets of their values), :func:`configs`
-(the :class:`~pyro_vaegap.runs.TrainConfig` and :class:`~pyro_vaegap.gaps.GapConfig` of the options) and
+(the :class:`~pyro_vaegap.runs.TrainConfig` and :class:`~pyro_vaegap.report.compute.GapConfig` of the options) and
 :func:`run` (train or reuse the model, then its gap report).
 
 Profiles (a given option overrides the profile's value):
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..ais import SCHEDULES, STEP_SIZE_MODES
+from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES
 from ..data import EVAL_POINTS
-from ..gaps import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
+from ..report.compute import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
 from ..harness.gap_runs import EVAL_SPLITS, check_output_stem, evaluation_data, run_gaps
 from ..harness.options import Profiles, Setting
 from ..harness.runs import Progress, train_run

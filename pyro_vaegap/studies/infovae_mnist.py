@@ -7,7 +7,7 @@ the MMD of the aggregate posterior weighted :math:`\\alpha + \\lambda - 1 = \\la
 MNIST models (:func:`mnist_config`) are the library's Bernoulli MLP VAE with an FFG encoder, trained by
 :func:`pyro_vaegap.training.train` (a finished run folder is reused, an interrupted one resumes).
 :func:`aggregate_summary` measures the aggregate posterior :math:`q(z)` of an encoder over a data set
-(:mod:`pyro_vaegap.aggregate`).
+(:mod:`pyro_vaegap.estimators.aggregate`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
+from ..estimators.aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
 from ..data import candidate_dirs, load_dataset, seeded_subset
 from ..objectives.infovae import MMDKernel, mmd
 from ..runs.config import TrainConfig

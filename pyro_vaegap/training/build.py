@@ -8,7 +8,7 @@ that decoder unchanged, and resuming it needs the decoder's folder no more.
 from __future__ import annotations
 
 from ..models import BernoulliVAE, DiscretizedLogisticVAE, GaussianVAE, MSEGaussianVAE, PixelCNNVAE
-from ..registry import get_family
+from ..contract.registry import get_family
 from ..runs.checkpoint import read_checkpoint
 from ..utils import ConfigError
 from ..runs.config import MODEL_FIELDS, TrainConfig

@@ -4,7 +4,7 @@ r"""Sharded gap evaluation over the processes of PyTorch's own launcher, ``torch
 endpoint, for several machines sharing the output folder) runs the same command in ``N`` processes;
 each reads its rank from the environment torchrun sets (``RANK``, ``WORLD_SIZE``). The evaluation is
 cut into the pieces its checkpoint folder already keeps (a stage × a chunk of datapoints,
-:class:`pyro_vaegap.gaps.Pieces`): rank ``r`` computes the chunks ``c`` with ``c % N == r`` into the
+:class:`pyro_vaegap.report.compute.Pieces`): rank ``r`` computes the chunks ``c`` with ``c % N == r`` into the
 shared folder, all ranks meet at a barrier, and rank 0 assembles the report from the folder and
 writes it. A piece's random numbers depend only on the seed, its stage and its chunk, so the
 assembled report is the one a single process computes with the same settings, number for number

@@ -14,7 +14,7 @@ import torch
 
 from ..objectives import infovae
 from ..data import DYNAMIC_DATASETS, DataError, dynamic_binarize, load_dataset, seeded_subset, validate_continuous
-from ..registry import get_family
+from ..contract.registry import get_family
 from ..runs.checkpoint import CHECKPOINT, _rng_state, _set_rng_state, read_checkpoint
 from ..runs.folder import _config_json_problem, _log_csv, _write_config_json, check_config_json
 from ..runs.resume import _check_start, _interrupted

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..objectives import Annealing, make_objective
-from ..traces import log_weights
+from ..estimators.traces import log_weights
 from ..runs.config import TrainConfig
 
 @torch.no_grad()

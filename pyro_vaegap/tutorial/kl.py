@@ -12,7 +12,7 @@ import torch
 from pyro import poutine
 from torch.distributions import kl_divergence
 
-from ..traces import sample_plate
+from ..estimators.traces import sample_plate
 from ..utils import ConfigError
 
 

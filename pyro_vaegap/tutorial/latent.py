@@ -33,7 +33,7 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import constraints
 
-from ..guide import Guide
+from ..contract.guide import Guide
 from ..models import LinearGaussian, data_plate
 from ..utils import ConfigError, check_positive_int
 

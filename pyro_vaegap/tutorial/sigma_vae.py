@@ -44,7 +44,7 @@ as :math:`O(\epsilon)`: the :math:`\lVert u\rVert^2` terms of :math:`\log p(x\mi
 very small :math:`\epsilon` need many samples.)
 
 The ELBO is computed by the project's estimators from the Pyro model and guide
-(:func:`pyro_vaegap.estimators.importance_sample` traces them); the flow's NLL by Pyro's
+(:func:`pyro_vaegap.estimators.importance.importance_sample` traces them); the flow's NLL by Pyro's
 :class:`~pyro.distributions.TransformedDistribution` (:func:`flow_log_prob`) — two independent
 computations.
 """
@@ -59,8 +59,8 @@ import pyro.distributions.transforms as T
 import torch
 
 from ..data import validate_continuous
-from ..estimators import importance_sample
-from ..guide import Guide
+from ..estimators.importance import importance_sample
+from ..contract.guide import Guide
 from ..models.base import VAEModel, data_plate
 from ..utils import ConfigError, check_positive_int
 

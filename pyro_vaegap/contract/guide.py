@@ -6,7 +6,7 @@ A *family* (FFG, full covariance, flows, …) is registered under a name with up
   of :math:`q_\phi(z\mid x)`;
 * a **per-datum (local)** guide ``L(model, num_data, **options)``: free parameters for each of
   ``num_data`` datapoints — the family's :math:`q^*` is found by optimizing them
-  (:func:`pyro_vaegap.local.optimize_local`).
+  (:func:`pyro_vaegap.estimators.local.optimize_local`).
 
 What a guide must provide, in one place
 ---------------------------------------
@@ -43,14 +43,14 @@ What a guide must provide, in one place
     a reparameterized Normal site inside the data plate, possibly ``Independent``, expanded or pushed
     through a ``TransformedDistribution`` (or a deterministic ``Delta``). The local optimizer then
     evaluates the running rows only, with noise keyed by datapoint and step
-    (:mod:`pyro_vaegap.keyed_noise`). Guides that do not opt in (the default) get the full evaluation
+    (:mod:`pyro_vaegap.estimators.keyed_noise`). Guides that do not opt in (the default) get the full evaluation
     of every row at every step.
 
 :func:`check_guide` tests (a)–(c) on a small batch; run it on any new guide. The gap report checks every
-guide against the model's trace (:func:`pyro_vaegap.contract.check_sites`) before computing anything.
+guide against the model's trace (:func:`pyro_vaegap.contract.model.check_sites`) before computing anything.
 
 A guide class's model is a library model (``latent_dim``/``data_dim``, site ``"z"``) or any model wrapped by
-:func:`pyro_vaegap.contract.as_model` (``gap_report`` does it), whose :class:`~pyro_vaegap.contract.ModelSpec`
+:func:`pyro_vaegap.contract.model.as_model` (``gap_report`` does it), whose :class:`~pyro_vaegap.contract.model.ModelSpec`
 the guide reads.
 
 Declaring a family
@@ -60,7 +60,7 @@ Put a module in ``guides/`` (installed as :mod:`pyro_vaegap.guides`) holding, at
     FAMILY = Family("my_family", amortized=MyEncoderGuide, local=MyLocalGuide,
                     description="one line for --help")
 
-The registry (:mod:`pyro_vaegap.registry`) collects every module-level :class:`Family` of every
+The registry (:mod:`pyro_vaegap.contract.registry`) collects every module-level :class:`Family` of every
 module there, and of every module named by a ``pyro_vaegap.guides`` entry point of an installed
 distribution, on first use; ``vaegap train --guide my_family`` and the gap report find it without
 any other edit.
@@ -77,8 +77,8 @@ from pyro.distributions.util import sum_rightmost
 from pyro.nn import PyroModule
 from torch.distributions import biject_to
 
-from .contract import ModelSpec, spec_of
-from .utils import ConfigError
+from .model import ModelSpec, spec_of
+from ..utils import ConfigError
 
 
 class Guide(PyroModule):
@@ -90,7 +90,7 @@ class Guide(PyroModule):
     def __init__(self, model):
         super().__init__()
         spec = spec_of(model)
-        #: the model's latent sites, data plate and data shape (:class:`~pyro_vaegap.contract.ModelSpec`)
+        #: the model's latent sites, data plate and data shape (:class:`~pyro_vaegap.contract.model.ModelSpec`)
         self.spec: ModelSpec = spec
         #: size of one datapoint's latents, every latent site flattened and concatenated
         self.latent_dim = spec.latent_dim
@@ -102,7 +102,7 @@ class Guide(PyroModule):
 
     def data_plate(self, x, idx=None, num_data=None):
         """The model's data plate (its name read from the model's trace), over the rows of ``x``."""
-        from .models import data_plate
+        from ..models import data_plate
 
         return data_plate(x, idx, num_data, name=self.spec.plate)
 
@@ -141,7 +141,7 @@ class Guide(PyroModule):
         r"""Differentiable estimate of the guide's training bound for each row of ``x``: shape ``(N,)``.
 
         Default: the plain Monte Carlo ELBO, the mean over ``num_samples`` draws of
-        :func:`pyro_vaegap.traces.log_weights`. A family whose reparameterized draws alone do not give
+        :func:`pyro_vaegap.estimators.traces.log_weights`. A family whose reparameterized draws alone do not give
         unbiased gradients of a valid bound (e.g. a mixture, whose component choice is discrete)
         overrides this with an estimator that does (e.g. stratified over components) and sets
         ``custom_elbo = True``. The override must be an unbiased estimate of
@@ -154,7 +154,7 @@ class Guide(PyroModule):
         Estimators never call this method: they score the trace's :math:`q(z\mid x)`, so the bounds
         and gaps they report are those of the guide's :math:`q(z\mid x)` whatever it was trained on.
         """
-        from .traces import log_weights
+        from ..estimators.traces import log_weights
 
         return log_weights(model, self, x, num_samples, idx).mean(0)
 
@@ -211,7 +211,7 @@ def gaussian_output(guide, x: torch.Tensor, spec: ModelSpec):
         return (out[0], out[1]) if out[1].shape == out[0].shape else None
     from pyro import poutine
 
-    from .contract import call, quiet_frozen_modules
+    from .model import call, quiet_frozen_modules
 
     with torch.no_grad(), poutine.block(), quiet_frozen_modules():
         tr = poutine.trace(call).get_trace(guide, x)
@@ -232,7 +232,7 @@ def gaussian_output(guide, x: torch.Tensor, spec: ModelSpec):
 class Family:
     """A posterior family: its name, its amortized and per-datum guide classes, a one-line description.
 
-    A module in ``guides/`` (or a module named by an entry point, see :mod:`pyro_vaegap.registry`)
+    A module in ``guides/`` (or a module named by an entry point, see :mod:`pyro_vaegap.contract.registry`)
     declares a family by holding a ``Family`` at module level; nothing else is needed.
     """
 
@@ -252,7 +252,7 @@ class Family:
             raise ConfigError(f"{self.amortized.__name__} is not an amortized guide (it has parameters per datapoint of "
                               f"the data it is fitted on): register it as local={self.amortized.__name__}")
         if isinstance(self.local, type) and issubclass(self.local, AutoGuide):
-            from .guides.auto import per_datum_class  # Pyro's autoguide class -> its per-datum version
+            from ..guides.auto import per_datum_class  # Pyro's autoguide class -> its per-datum version
 
             object.__setattr__(self, "local", per_datum_class(self.local))
         for cls, kind in ((self.amortized, Guide), (self.local, LocalGuide)):
@@ -314,7 +314,7 @@ def check_guide(model, guide, x: torch.Tensor, num_samples: int = 3) -> None:
     reparameterized, every log-density has batch shape ``(S, B)`` under an outer sample plate, and
     the importance log-weights are finite.
     """
-    from .traces import guide_model_traces, sample_sites, sum_log_prob
+    from ..estimators.traces import guide_model_traces, sample_sites, sum_log_prob
 
     with torch.no_grad():
         g, m = guide_model_traces(model, guide, x, num_samples)

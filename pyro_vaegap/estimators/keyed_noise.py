@@ -1,6 +1,6 @@
 r"""Reparameterization noise keyed by ``(seed, datapoint, step)``: one datapoint's draws never depend on the others'.
 
-:func:`pyro_vaegap.local.optimize_local` evaluates only the datapoints still running. With a single
+:func:`pyro_vaegap.estimators.local.optimize_local` evaluates only the datapoints still running. With a single
 random stream (``torch.randn``) the noise a datapoint receives would then depend on how many others
 are drawn beside it; here instead element ``c`` of datapoint ``n``'s noise at step ``t`` of site
 ``s`` is a fixed function of ``(seed, n, t, s, c)``:
@@ -34,7 +34,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, Normal, TransformedDistribution
 
-from .utils import ConfigError
+from ..utils import ConfigError
 
 def _i32(v: int) -> int:
     """A Python integer's low 32 bits as a signed int32 value (two's complement)."""

@@ -1,7 +1,7 @@
-"""Where a 2-d posterior lives: windows for the adaptive grid quadrature (:mod:`pyro_vaegap.grid`).
+"""Where a 2-d posterior lives: windows for the adaptive grid quadrature (:mod:`pyro_vaegap.estimators.grid`).
 
 :func:`posterior_windows` locates each datapoint's true posterior on a coarse grid of the joint density, so the fine
-quadrature of :func:`~pyro_vaegap.grid.adaptive_grid_log_px` can be spent where the mass is (used by the Cremer et
+quadrature of :func:`~pyro_vaegap.estimators.grid.adaptive_grid_log_px` can be spent where the mass is (used by the Cremer et
 al. Figure 2 and InfoVAE 2-d latent experiments).
 """
 from __future__ import annotations

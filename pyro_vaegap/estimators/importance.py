@@ -1,7 +1,7 @@
 r"""Importance-sampling estimators of :math:`\log p(x)` and of the ELBO, per datapoint.
 
 With :math:`z_s \sim q(z\mid x)` and :math:`\log w_s = \log p(x,z_s) - \log q(z_s\mid x)`
-(:func:`pyro_vaegap.traces.log_weights`):
+(:func:`pyro_vaegap.estimators.traces.log_weights`):
 
 .. math::
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from .traces import log_weights
-from .utils import check_finite, check_positive_int, progress_bar
+from ..utils import check_finite, check_positive_int, progress_bar
 
 
 @dataclass

@@ -15,9 +15,9 @@ Three sources, read once on first use (:func:`families`, :func:`get_family`):
 3. :func:`register_family` called by user code (a notebook, a script); it replaces a family of the
    same name.
 
-A plug-in module declares families by holding :class:`~pyro_vaegap.guide.Family` objects at module
+A plug-in module declares families by holding :class:`~pyro_vaegap.contract.guide.Family` objects at module
 level (and, optionally, names that are *not* families with the reason, in a dict ``REFUSED_FAMILIES``:
-asking for one gives that reason); guide modules import only the contract (:mod:`pyro_vaegap.guide`),
+asking for one gives that reason); guide modules import only the contract (:mod:`pyro_vaegap.contract.guide`),
 never this registry. ``register_family(name, local=AutoNormal)`` with a Pyro autoguide class registers
 its per-datum version (:mod:`pyro_vaegap.guides.auto`).
 
@@ -34,7 +34,7 @@ import warnings
 from types import ModuleType
 
 from .guide import Family
-from .utils import ConfigError
+from ..utils import ConfigError
 
 ENTRY_POINT_GROUP = "pyro_vaegap.guides"
 
@@ -94,7 +94,7 @@ def load_plugins() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from . import guides
+    from .. import guides
 
     for info in sorted(pkgutil.iter_modules(guides.__path__), key=lambda i: i.name):
         source = f"guides/{info.name}.py"

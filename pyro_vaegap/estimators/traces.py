@@ -22,7 +22,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
-from .contract import call, quiet_frozen_modules
+from ..contract.model import call, quiet_frozen_modules
 
 SAMPLE_DIM = -2  #: the dimension estimators use for samples / chains; the data plate is at -1
 
@@ -88,7 +88,7 @@ def log_weights(model, guide, x, num_samples: int, idx=None) -> torch.Tensor:
     r""":math:`\log p(x_n, z_{sn}) - \log q(z_{sn}\mid x_n)` for ``z ~ q``: shape ``(num_samples, N)``.
 
     The guide term includes auxiliary sites and ``pyro.factor`` reverse models (see
-    :mod:`pyro_vaegap.guide`), so ``exp`` of it is an unbiased estimate of :math:`p(x_n)`.
+    :mod:`pyro_vaegap.contract.guide`), so ``exp`` of it is an unbiased estimate of :math:`p(x_n)`.
     """
     g, m = guide_model_traces(model, guide, x, num_samples, idx)
     shape = (num_samples, x.shape[0])

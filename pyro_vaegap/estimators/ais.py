@@ -47,7 +47,7 @@ transitions plus one (``num_steps`` = 500 gives 501 distributions).
 
 Implementation notes
 --------------------
-* Densities come from the Pyro model itself via :func:`pyro_vaegap.traces.log_joint_parts`.
+* Densities come from the Pyro model itself via :func:`pyro_vaegap.estimators.traces.log_joint_parts`.
 * All ``K`` chains of all ``N`` datapoints move together as one ``(K, N, d)`` tensor.
 * The leapfrog integrator is written here rather than taken from
   :func:`pyro.ops.integrator.velocity_verlet`: AIS needs :math:`\nabla\log p(z)` and
@@ -66,9 +66,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from .contract import parameters_of, quiet_frozen_modules
+from ..contract.model import parameters_of, quiet_frozen_modules
 from .traces import log_joint_parts, prior_latents, simulate
-from .utils import ConfigError, check_choice, check_positive_int, progress_bar
+from ..utils import ConfigError, check_choice, check_positive_int, progress_bar
 
 SCHEDULES = ("linear", "sigmoid")
 STEP_SIZE_MODES = ("pilot", "online-biased")
@@ -98,7 +98,7 @@ def beta_schedule(num_steps: int, kind: str = "sigmoid", rad: float = 4.0,
 def frozen(module):
     """Temporarily stop gradients to a model's parameters (decoder fixed during AIS / local opt).
 
-    ``module`` is an ``nn.Module`` or any model callable (:func:`pyro_vaegap.contract.parameters_of`: a bound
+    ``module`` is an ``nn.Module`` or any model callable (:func:`pyro_vaegap.contract.model.parameters_of`: a bound
     method's module, or Pyro's param store). ``pyro.module``'s warning about each frozen parameter, which a
     user's model would give at every call, is silenced meanwhile."""
     flags = [(p, p.requires_grad) for p in parameters_of(module)]

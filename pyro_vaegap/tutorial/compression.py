@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from scipy.special import ndtr, ndtri
 
-from .models import BernoulliVAE
-from .utils import ConfigError, check_positive_int
+from ..models import BernoulliVAE
+from ..utils import ConfigError, check_positive_int
 
 
 def _constriction():

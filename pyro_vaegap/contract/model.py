@@ -55,7 +55,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import constraints
 
-from .utils import ConfigError
+from ..utils import ConfigError
 
 #: Pyro's joint autoguides and their per-datapoint families (:mod:`pyro_vaegap.guides.auto`)
 _JOINT_FAMILIES = {"AutoMultivariateNormal": "auto_mvn", "AutoLowRankMultivariateNormal": "auto_lowrank",
@@ -372,7 +372,7 @@ def check_sites(spec: ModelSpec, guide, x: torch.Tensor, idx=None, who: str | No
     """Raise one clear :class:`ConfigError` unless ``guide`` samples exactly the model's latent sites ``spec``
     inside the data plate, with their event shapes and supports, and a log-density that splits over the rows
     of ``x`` (batch shape ``(samples, rows)`` at every site). Run before any estimator."""
-    from .traces import sample_plate
+    from ..estimators.traces import sample_plate
 
     who = who or f"the guide {getattr(guide, '__name__', type(guide).__name__)}"
     B, S = x.shape[0], num_samples

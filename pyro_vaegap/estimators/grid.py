@@ -17,7 +17,7 @@ standard deviation per point and the posterior mass in the outer tenth of the sq
 negligible), and :func:`grid_posterior` can be rerun at half the resolution to compare.
 
 The joint is read from the model, never re-implemented: :math:`\log p(z)` from ``model.prior``, and
-:math:`\log p(x\mid z)` from the traced model (:func:`pyro_vaegap.traces.log_joint_parts`) or, when
+:math:`\log p(x\mid z)` from the traced model (:func:`pyro_vaegap.estimators.traces.log_joint_parts`) or, when
 the model has one, from ``model.pairwise_log_likelihood(z, x)`` (``(G, N)``, the decoder run once per
 grid point and every datapoint scored against it; :meth:`pyro_vaegap.models.BernoulliVAE.pairwise_log_likelihood`),
 which makes a million-point grid for hundreds of MNIST digits a matter of a minute on one core. The
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from .traces import log_joint_parts
-from .utils import ConfigError, check_positive_int
+from ..utils import ConfigError, check_positive_int
 
 
 @dataclass
@@ -140,7 +140,7 @@ def grid_log_joint(model, x: torch.Tensor, lim: float = 7.0, n: int = 601, site:
     point ``i*n + j`` being :math:`z = (\mathrm{axes}_{0,i}, \mathrm{axes}_{1,j})`
     (``torch.cartesian_prod(axes[0], axes[1])``).
 
-    The joint is traced from the model (:func:`pyro_vaegap.traces.log_joint_parts`), not re-implemented:
+    The joint is traced from the model (:func:`pyro_vaegap.estimators.traces.log_joint_parts`), not re-implemented:
     each grid point is given as one ``(1, d)`` row that the model's likelihood broadcasts against the
     ``N`` datapoints, so the decoder runs once per grid point, not once per point and datapoint. The
     grid is cut into chunks of at most ``max_elements`` likelihood entries (grid points × N × D).

@@ -10,12 +10,12 @@ per datapoint :math:`x`:
     + \underbrace{\mathcal L[q^*] - \mathcal L[q]}_{\text{amortization gap}},
 
 where :math:`q^* = \arg\max_{q\in\mathcal Q}\mathcal L[q]` is found by per-datapoint optimization
-(:mod:`pyro_vaegap.local`) for every family in ``GapConfig.families``. Every term is estimated from
+(:mod:`pyro_vaegap.estimators.local`) for every family in ``GapConfig.families``. Every term is estimated from
 the Pyro model and guides through their traces, so any registered family works.
 
 The estimate :math:`\log\hat p(x)` (``GapConfig.log_px``)
 ----------------------------------------------------------
-``"auto"`` (default): AIS when it runs (:mod:`pyro_vaegap.ais`, kernels frozen in advance, so its
+``"auto"`` (default): AIS when it runs (:mod:`pyro_vaegap.estimators.ais`, kernels frozen in advance, so its
 mean weight is unbiased for :math:`p(x)`), IWAE-:math:`S` of the encoder otherwise. One estimator is
 chosen *per run*, never per datapoint. ``"ais"`` and ``"iwae"`` force one. ``"max"`` is the paper's
 definition, :math:`\max(\text{IWAE}, \text{AIS})` per datapoint: the maximum of two noisy
@@ -42,12 +42,12 @@ import numpy as np
 import torch
 
 from . import papers
-from .ais import SCHEDULES, STEP_SIZE_MODES, ais
-from .contract import as_model, check_sites, inspect_model, state_tensors, validate_data
-from .estimators import PSIS_MIN_SAMPLES, importance_sample
-from .local import optimize_local
-from .registry import get_family
-from .utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
+from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES, ais
+from ..contract.model import as_model, check_sites, inspect_model, state_tensors, validate_data
+from ..estimators.importance import PSIS_MIN_SAMPLES, importance_sample
+from ..estimators.local import optimize_local
+from ..contract.registry import get_family
+from ..utils import (ConfigError, atomic_torch_save, atomic_write_json, atomic_write_text, check_choice,
                     check_positive_int, provenance, stable_seed)
 
 LOCAL_INITS = ("prior", "encoder")
@@ -63,7 +63,7 @@ class PaperColumn:
     settings: str
 
 
-#: Published columns a report can set beside ours, from :mod:`pyro_vaegap.papers` (the one home of published
+#: Published columns a report can set beside ours, from :mod:`pyro_vaegap.report.papers` (the one home of published
 #: numbers): Cremer et al. (2018), Table 2, MNIST, the FFG-trained model, and Table 5's approximation gaps. The gaps
 #: are keyed by the family whose q* defines them, so a report pairs them only with the same quantity.
 PAPERS = {
@@ -472,7 +472,7 @@ def fingerprint(model, guide, x, cfg: GapConfig, family: str) -> dict:
 def check_guides(model, guide, x: torch.Tensor, cfg: GapConfig, rows: int = 3) -> None:
     """Before any estimator runs: the amortized guide and every family's per-datum guide sample exactly the
     model's latent sites, inside its data plate, with its shapes and supports
-    (:func:`pyro_vaegap.contract.check_sites`, on the first ``rows`` datapoints); one clear error otherwise."""
+    (:func:`pyro_vaegap.contract.model.check_sites`, on the first ``rows`` datapoints); one clear error otherwise."""
     spec = inspect_model(model, x, rows)
     xb = x[:rows]
     B = xb.shape[0]
@@ -501,7 +501,7 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
         The caller deletes it once the report is saved.
     :param shard: ``(rank, world)``: compute only the pieces of chunks ``c`` with ``c % world == rank`` into
         ``checkpoint`` (shared by the ranks) and return None — the first pass of a sharded evaluation
-        (:mod:`pyro_vaegap.distributed`), whose report a later unsharded call assembles from the folder. A piece is seeded by its chunk alone, so the
+        (:mod:`pyro_vaegap.training.distributed`), whose report a later unsharded call assembles from the folder. A piece is seeded by its chunk alone, so the
         report assembled from the ranks' pieces is the one a single process computes.
     """
     cfg = config or GapConfig()

@@ -40,7 +40,7 @@ import math
 
 import torch
 
-from .utils import check_positive_int
+from ..utils import check_positive_int
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -32,7 +32,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from .utils import ConfigError
+from ..utils import ConfigError
 
 #: paper key → its citation
 PAPERS = {
@@ -697,7 +697,7 @@ _GAP_ROWS = ("approximation", "amortization")
 
 
 def gap_values(paper: str, table: str, column: str, family: str | None = None) -> dict[str, float]:
-    """One column of a Cremer et al. gap table keyed like :attr:`pyro_vaegap.gaps.GapReport.per_point`
+    """One column of a Cremer et al. gap table keyed like :attr:`pyro_vaegap.report.compute.GapReport.per_point`
     (``log_px``, ``local:FAMILY``, ``amortized``, ``approximation:FAMILY``, ``amortization:FAMILY``,
     ``inference``). The gap rows use q* of ``family`` (default: the column's training family, the part
     after the last ``/``; Table 5's columns are FFG-trained)."""

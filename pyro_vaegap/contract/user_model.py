@@ -25,8 +25,8 @@ import pyro
 import torch
 from torch import nn
 
-from .contract import modules_of
-from .utils import ConfigError
+from .model import modules_of
+from ..utils import ConfigError
 
 
 def check_ref(ref) -> None:
@@ -122,9 +122,9 @@ def build(ref: str, checkpoint=None, device="cpu"):
 
 def run_user_gaps(args, gcfg, device):
     """``vaegap gaps --model``: the gap report of the user's model on a seeded subset of a data set's split."""
-    from .harness.gap_runs import check_output_stem
-    from .data import load_dataset, seeded_subset
-    from .gaps import gap_report
+    from ..harness.gap_runs import check_output_stem
+    from ..data import load_dataset, seeded_subset
+    from ..report.compute import gap_report
 
     check_ref(args.model)
     if args.dataset is None:

@@ -1,7 +1,7 @@
 r"""Per-datapoint optimization of a guide family: :math:`q^* = \arg\max_{q\in\mathcal Q} \mathcal L[q]`.
 
 With the decoder frozen, the parameters :math:`\lambda_n` of a per-datum guide
-(:class:`pyro_vaegap.guide.LocalGuide`) are fitted to each datapoint by maximizing
+(:class:`pyro_vaegap.contract.guide.LocalGuide`) are fitted to each datapoint by maximizing
 
 .. math::
 
@@ -21,12 +21,12 @@ frozen while the others continue (how, below).
 Evaluating only the running datapoints
 --------------------------------------
 Once most datapoints have stopped, evaluating all of them wastes most of each step. A guide that sets
-:attr:`~pyro_vaegap.guide.LocalGuide.row_subsets` (FFG and every family built on its base: ``flow``,
+:attr:`~pyro_vaegap.contract.guide.LocalGuide.row_subsets` (FFG and every family built on its base: ``flow``,
 ``iaf``, ``householder``) is evaluated on the running rows only, ``guide.elbo(model, x[r], S, idx=r)``,
 and each datapoint's trajectory stays independent of which others run:
 
 * its reparameterization noise at step ``t`` depends only on ``(seed, n, t)``
-  (:mod:`pyro_vaegap.keyed_noise`), not on a shared random stream;
+  (:mod:`pyro_vaegap.estimators.keyed_noise`), not on a shared random stream;
 * Adam is applied by hand to the running rows only (:class:`_RowAdam`), with a step count per row:
   a stopped row's parameters and moments never change again, the work per step is proportional to
   the running rows, and each row's update is exactly Adam's
@@ -51,9 +51,9 @@ from dataclasses import dataclass
 import torch
 
 from .ais import frozen
-from .guide import LocalGuide
+from ..contract.guide import LocalGuide
 from .keyed_noise import KeyedNoise
-from .utils import ConfigError, check_finite, check_positive_int, progress_bar
+from ..utils import ConfigError, check_finite, check_positive_int, progress_bar
 
 
 @dataclass
