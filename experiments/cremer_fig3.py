@@ -46,7 +46,7 @@ import torch
 from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
-from pyro_vaegap.report.compute import mean_se
+from pyro_vaegap.report.render import mean_se
 from pyro_vaegap.runs import CHECKPOINT, TrainConfig, read_checkpoint
 from pyro_vaegap.training import train
 from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, provenance, set_seed, stable_seed

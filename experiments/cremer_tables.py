@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pyro_vaegap.report.compute import PAPERS, mean_se
+from pyro_vaegap.report.paper_columns import PAPERS
+from pyro_vaegap.report.render import mean_se
 from pyro_vaegap.utils import ConfigError
 
 from pyro_vaegap.harness import make_parser, markdown_table, parse_args, run_main, write_results

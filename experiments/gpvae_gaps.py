@@ -41,7 +41,9 @@ import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
-from pyro_vaegap.report.compute import GapConfig, GapReport, gap_report
+from pyro_vaegap.report.compute import gap_report
+from pyro_vaegap.report.config import GapConfig
+from pyro_vaegap.report.render import GapReport
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import ConfigError, FolderLock, set_seed
 

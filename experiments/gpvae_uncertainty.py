@@ -38,7 +38,8 @@ import torch
 
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
-from pyro_vaegap.report.compute import GapConfig, gap_report
+from pyro_vaegap.report.compute import gap_report
+from pyro_vaegap.report.config import GapConfig
 from pyro_vaegap.estimators.grid import grid_posterior
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import FolderLock, set_seed

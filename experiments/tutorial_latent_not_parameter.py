@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap.report.compute import GapConfig, gap_report
+from pyro_vaegap.report.compute import gap_report
+from pyro_vaegap.report.config import GapConfig
 from pyro_vaegap.estimators.grid import grid_posterior
 from pyro_vaegap.guides.ffg import FFGEncoder
 from pyro_vaegap.models import GaussianVAE, LinearGaussian

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pyro_vae_tutorial import VAE  # noqa: E402
 
 from pyro_vaegap.data import load_dataset, seeded_subset  # noqa: E402
-from pyro_vaegap.report.compute import GapConfig, gap_report  # noqa: E402
+from pyro_vaegap.report.compute import gap_report  # noqa: E402
+from pyro_vaegap.report.config import GapConfig  # noqa: E402
 
 #: the evaluation settings of the committed report (docs/results/byom): small enough for a CPU, stated in full
 SETTINGS = dict(families=("ffg", "auto_normal"), iwae_samples=500, elbo_samples=500, sample_chunk=250,

@@ -19,7 +19,7 @@ import argparse
 from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES
 from ..data import DATASETS, EVAL_POINTS
 from ..training.distributed import rank_name
-from ..report.compute import GapConfig
+from ..report.config import GapConfig
 from ..harness.errors import USER_ERRORS, run_command, user_error
 from ..harness.gap_runs import check_output_stem, run_gaps
 from ..harness.options import Parser, common_options, device_option

@@ -2,23 +2,27 @@
 its log p(x), and a report's table regenerated from its JSON."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
-from ..data import load_dataset
+from ..contract import user_model
+from ..data import load_dataset, seeded_subset
 from ..training.distributed import rank_device
-from ..report.compute import GapConfig, GapReport
+from ..report.compute import gap_report
+from ..report.config import GapConfig
+from ..report.render import GapReport
 from ..harness.gap_runs import check_output_stem, evaluation_data, run_gaps
 from ..runs import load_run
 from ..utils import ConfigError, FileLock, check_folder, check_positive_int, provenance, resolve_device, set_seed
 from .options import _config, _read_config_file
 
+
 def cmd_gaps(args):
     gcfg = _config(GapConfig, args, _read_config_file(args.config))
     gcfg.check_families()  # before anything is loaded or computed
     device = rank_device(args.device)
-    if args.model is not None:  # a model trained anywhere (pyro_vaegap.user_model)
-        from ..contract.user_model import run_user_gaps
+    if args.model is not None:  # a model trained anywhere (pyro_vaegap.contract.user_model)
         return run_user_gaps(args, gcfg, device)
     if args.run is None:
         raise ConfigError("give --run (a folder written by vaegap train) or --model MODULE:FUNCTION (your own model)")
@@ -28,6 +32,32 @@ def cmd_gaps(args):
                                 data_dir=args.data_dir or tcfg.data_dir, download=args.download)
     run_gaps(model, guide, tcfg, gcfg, x.to(device), out, progress=not args.quiet, overwrite=args.overwrite,
              points=points)
+
+
+def run_user_gaps(args, gcfg, device):
+    """``vaegap gaps --model``: the gap report of the user's model on a seeded subset of a data set's split."""
+    user_model.check_ref(args.model)
+    if args.dataset is None:
+        raise ConfigError("--model needs --dataset: the data to evaluate on (e.g. binarized_mnist)")
+    if args.out is None:
+        raise ConfigError("--model needs --out: the output stem of the report")
+    stem = check_output_stem(args.out, args.overwrite)
+    model, guide = user_model.build(args.model, args.checkpoint, device)
+    x = load_dataset(args.dataset, args.split, data_dir=args.data_dir, download=args.download)
+    if not 1 <= args.num_points <= x.shape[0]:
+        raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]} "
+                          f"(the {args.split} split has {x.shape[0]} rows)")
+    x = x[seeded_subset(x.shape[0], args.num_points, args.subset_seed)].to(device)
+    partial = stem.with_name(stem.name + ".partial")
+    t = time.time()
+    rep = gap_report(model, guide, x, gcfg, family=args.family, progress=not args.quiet, checkpoint=partial)
+    rep.meta.update({"user_model": args.model, "checkpoint": args.checkpoint, "dataset": args.dataset,
+                     "split": args.split, "subset_seed": args.subset_seed, "wall_seconds": time.time() - t})
+    paths = rep.save(stem)
+    shutil.rmtree(partial, ignore_errors=True)
+    print(rep.to_markdown())
+    print("saved " + " and ".join(map(str, paths)))
+    return rep
 
 
 def cmd_render(args):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import load_dataset, seeded_subset
-from ..report.compute import GapConfig, GapReport
+from ..report.config import GapConfig
+from ..report.render import GapReport
 from ..harness.gap_runs import run_gaps
 from ..runs import TrainConfig
 from ..training import train

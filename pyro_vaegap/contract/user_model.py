@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import pyro
@@ -118,33 +116,3 @@ def build(ref: str, checkpoint=None, device="cpu"):
     if module is not None:
         module.to(device).eval()
     return model, guide
-
-
-def run_user_gaps(args, gcfg, device):
-    """``vaegap gaps --model``: the gap report of the user's model on a seeded subset of a data set's split."""
-    from ..harness.gap_runs import check_output_stem
-    from ..data import load_dataset, seeded_subset
-    from ..report.compute import gap_report
-
-    check_ref(args.model)
-    if args.dataset is None:
-        raise ConfigError("--model needs --dataset: the data to evaluate on (e.g. binarized_mnist)")
-    if args.out is None:
-        raise ConfigError("--model needs --out: the output stem of the report")
-    stem = check_output_stem(args.out, args.overwrite)
-    model, guide = build(args.model, args.checkpoint, device)
-    x = load_dataset(args.dataset, args.split, data_dir=args.data_dir, download=args.download)
-    if not 1 <= args.num_points <= x.shape[0]:
-        raise ConfigError(f"--num-points {args.num_points} is not allowed: expected 1..{x.shape[0]} "
-                          f"(the {args.split} split has {x.shape[0]} rows)")
-    x = x[seeded_subset(x.shape[0], args.num_points, args.subset_seed)].to(device)
-    partial = stem.with_name(stem.name + ".partial")
-    t = time.time()
-    rep = gap_report(model, guide, x, gcfg, family=args.family, progress=not args.quiet, checkpoint=partial)
-    rep.meta.update({"user_model": args.model, "checkpoint": args.checkpoint, "dataset": args.dataset,
-                     "split": args.split, "subset_seed": args.subset_seed, "wall_seconds": time.time() - t})
-    paths = rep.save(stem)
-    shutil.rmtree(partial, ignore_errors=True)
-    print(rep.to_markdown())
-    print("saved " + " and ".join(map(str, paths)))
-    return rep

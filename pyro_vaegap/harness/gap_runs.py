@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..data import evaluation_rows, load_dataset
 from ..training.distributed import barrier, process_group, world_from_env
-from ..report.compute import GapConfig, gap_report, paper_for
+from ..report.compute import gap_report
+from ..report.config import GapConfig
+from ..report.paper_columns import paper_for
 from ..runs.config import TrainConfig
 from ..utils import ConfigError, FolderLock, check_folder
 

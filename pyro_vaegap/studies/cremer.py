@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES
 from ..data import EVAL_POINTS
-from ..report.compute import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
+from ..report.config import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
 from ..harness.gap_runs import EVAL_SPLITS, check_output_stem, evaluation_data, run_gaps
 from ..harness.options import Profiles, Setting
 from ..harness.runs import Progress, train_run
