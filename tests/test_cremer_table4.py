@@ -59,3 +59,25 @@ def test_table4_bad_options_are_clear_errors(tmp_path, mnist_dir, capsys):
     assert cremer_table4.main([*common, "--small-hidden", "0"]) == 2
     assert "--small-hidden" in capsys.readouterr().err
     assert not (tmp_path / "out" / "base").exists()
+
+
+def test_committed_page_is_rendered_from_its_json_with_cross_family_cells_marked(tmp_path):
+    """The committed results.md is exactly what ``--render`` makes of the committed results.json (nothing computed),
+    and in each encoder's row only its own family's column reads as an amortization gap: the other family's
+    optimum against the encoder's q is marked cross-family (†)."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "results" / "cremer_table4"
+    shutil.copy(committed / "results.json", tmp_path / "results.json")
+    assert cremer_table4.main(["--render", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "results.md").read_text()
+    assert md == (committed / "results.md").read_text()
+    res = json.loads((committed / "results.json").read_text())["results"]
+    families = res["gap_config"]["families"]
+    for name, e in res["encoders"].items():
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} | "))
+        cells = row.strip("|").split(" | ")[-len(families):]
+        assert [c.strip().endswith("†") for c in cells] == [f != e["family"] for f in families], row
+    assert "amortization gap L[q*_flow]" not in md and "cross-family" in md
+    assert cremer_table4.main(["--render", "--out", str(tmp_path / "none")]) == 2

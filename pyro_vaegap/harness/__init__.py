@@ -30,12 +30,12 @@ from .errors import USER_ERRORS, run_command, run_main, user_error
 from .evaluate import LN2, evaluate
 from .gap_runs import EVAL_SPLITS, check_output_stem, evaluation_data, paper_settings, run_gaps
 from .options import Parser, Profiles, Setting, check_numbers, common_options, device_option, make_parser, parse_args
-from .results import (duration, fmt, json_clean, markdown_table, options_markdown, paper_table, plain, save_figure,
-                      write_results)
+from .results import (duration, fmt, json_clean, markdown_table, options_markdown, paper_table, plain, rewrite_page,
+                      save_figure, write_results)
 from .runs import Progress, finished_run, train_run, training_cost
 
 __all__ = ["USER_ERRORS", "run_command", "run_main", "user_error", "LN2", "evaluate", "EVAL_SPLITS",
            "check_output_stem", "evaluation_data", "paper_settings", "run_gaps", "Parser", "Profiles", "Setting",
            "check_numbers", "common_options", "device_option", "make_parser", "parse_args", "duration", "fmt",
-           "json_clean", "markdown_table", "options_markdown", "paper_table", "plain", "save_figure",
-           "write_results", "Progress", "finished_run", "train_run", "training_cost"]
+           "json_clean", "markdown_table", "options_markdown", "paper_table", "plain", "rewrite_page",
+           "save_figure", "write_results", "Progress", "finished_run", "train_run", "training_cost"]

@@ -7,6 +7,7 @@ options as a table (:func:`options_markdown`), what the run cost, and the experi
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -118,6 +119,22 @@ def write_results(out: Path, name: str, args, results: dict, markdown: str, seco
     payload = {"experiment": name, "config": plain(options), "seed": options.get("seed"), **provenance(),
                "wall_seconds": None if seconds is None else round(seconds, 1), "results": results}
     atomic_write_json(Path(out) / "results.json", payload)
+    _write_page(out, name, payload, markdown, reused, options)
+
+
+def rewrite_page(out: Path, markdown, reused=None) -> Path:
+    """Regenerate ``results.md`` from the saved ``results.json`` by current code, computing nothing:
+    ``markdown(results)`` is the experiment's own markdown of the saved results; the header (commit, cost,
+    options) is the saved run's; ``reused(payload)``, if given (the whole saved file), says what that run reused
+    (or None)."""
+    payload = json.loads((Path(out) / "results.json").read_text())
+    res = payload["results"]
+    return _write_page(out, payload["experiment"], payload, markdown(res), reused(payload) if reused else None)
+
+
+def _write_page(out, name, payload, markdown, reused=None, options=None) -> Path:
+    seconds = payload.get("wall_seconds")
+    options = payload.get("config") or {} if options is None else options
     if seconds is None:
         cost = ("This page assembles results computed earlier" + (f" ({reused})" if reused else "")
                 + "; each piece records its own settings, commit and compute time.")
@@ -127,7 +144,7 @@ def write_results(out: Path, name: str, args, results: dict, markdown: str, seco
     commit = git.get("commit")
     where = (f" at commit `{commit[:12]}`" + (" with uncommitted changes" if git.get("dirty") else "")) if commit else ""
     # five header lines, as the docs' includes expect (``:start-line: 5``); the options close the page
-    atomic_write_text(Path(out) / "results.md",
-                      f"# {name}\n\nMade by `python -m experiments.{name}`{where}. {cost}\n"
-                      "The options are listed at the end of this page; package versions are in `results.json`.\n\n"
-                      + markdown.rstrip("\n") + "\n\n**Options of this run**\n\n" + options_markdown(options))
+    return atomic_write_text(Path(out) / "results.md",
+                             f"# {name}\n\nMade by `python -m experiments.{name}`{where}. {cost}\n"
+                             "The options are listed at the end of this page; package versions are in `results.json`.\n\n"
+                             + markdown.rstrip("\n") + "\n\n**Options of this run**\n\n" + options_markdown(options))
