@@ -39,7 +39,8 @@ from pyro_vaegap.models import LinearGaussian
 from pyro_vaegap.estimators.traces import simulate
 from pyro_vaegap.utils import atomic_write_json, module_device, provenance, set_seed
 
-from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, write_results
+from pyro_vaegap.harness import (Profiles, Progress, Setting, make_parser, markdown_table, parse_args, run_main,
+                                 write_results)
 
 #: name -> (data_dim, latent_dim, scale, shared, psi) of LinearGaussian.random (seed 0)
 MODELS = {"lg64x6": (64, 6, 0.6, 1.5, 1.0), "lg20x10": (20, 10, 0.5, 0.0, 0.5)}
@@ -47,15 +48,20 @@ VARIANTS = {"pilot / sigmoid": ("pilot", "sigmoid"), "pilot / linear": ("pilot",
             "online-biased / sigmoid": ("online-biased", "sigmoid")}
 
 
+#: cpu (default): the committed results' settings; quick: a smoke run (1 seed, 8 points, 20 chains × 50 steps × 3)
+PROFILES = Profiles(
+    profiles={"cpu": {"seeds": 3, "points": 32, "chains": 100, "steps": 500, "leapfrog": 10},
+              "quick": {"seeds": 1, "points": 8, "chains": 20, "steps": 50, "leapfrog": 3}},
+    settings={"seeds": Setting(int, "data sets (seeds) per model"),
+              "points": Setting(int, "simulated datapoints per data set"),
+              "chains": Setting(int, "AIS chains per datapoint"),
+              "steps": Setting(int, "AIS steps (T)"),
+              "leapfrog": Setting(int, "leapfrog steps per HMC transition")},
+    default="cpu", help={"cpu": "the committed results' settings"})
+
+
 def build_parser():
-    p = make_parser("ais_validation", __doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3, help="data sets (seeds) per model")
-    p.add_argument("--points", type=int, default=32, help="simulated datapoints per data set")
-    p.add_argument("--chains", type=int, default=100, help="AIS chains per datapoint")
-    p.add_argument("--steps", type=int, default=500, help="AIS steps (T)")
-    p.add_argument("--leapfrog", type=int, default=10, help="leapfrog steps per HMC transition")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 8 points, 20 chains × 50 steps × 3")
-    return p
+    return make_parser("ais_validation", __doc__.split("\n")[0], profiles=PROFILES)
 
 
 def model_of(name) -> LinearGaussian:
@@ -118,9 +124,8 @@ def mean_se(values):
 
 
 def main(argv=None):
-    args = parse_args(build_parser(), argv, positive=("seeds", "points", "chains", "steps", "leapfrog"))
-    if args.quick:
-        args.seeds, args.points, args.chains, args.steps, args.leapfrog = 1, 8, 20, 50, 3
+    args = parse_args(build_parser(), argv, positive=("seeds", "points", "chains", "steps", "leapfrog"),
+                      profiles=PROFILES)
     out = Path(args.out)
     parts = out / "parts"
     progress = Progress(args.quiet)

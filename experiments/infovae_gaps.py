@@ -29,45 +29,55 @@ import torch
 
 from pyro_vaegap.estimators.aggregate import encode, mutual_information
 from pyro_vaegap.data import load_dataset, seeded_subset
-from pyro_vaegap.report.compute import GapConfig, GapReport, gap_report
+from pyro_vaegap.report.compute import gap_report
+from pyro_vaegap.report.config import GapConfig
+from pyro_vaegap.report.render import GapReport
 from pyro_vaegap.utils import FolderLock
 
-from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
-from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, add_mnist_args, epochs_for, mnist_config, training_images)
-from pyro_vaegap.harness import json_clean, Progress, make_parser, markdown_table, run_main, save_figure, train_run, \
-    write_results
+from pyro_vaegap.harness import (Profiles, Progress, Setting, json_clean, make_parser, markdown_table, run_main,
+                                 save_figure, train_run, write_results)
+from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, add_mnist_args, epochs_for, mnist_config,
+                                               mnist_settings, parse_infovae_args, training_images)
 
 NAME = "infovae_gaps"
 #: the evaluation of Cremer et al. (2018), Table 2 (pyro_vaegap.gaps.PAPERS), beside ours in the markdown
 PAPER_SCALE = {"num_points": 1000, "ais_chains": 100, "ais_steps": 500, "ais_leapfrog": 10, "iwae_samples": 5000,
                "local_samples": 100, "local_lr": 1e-3, "local_max_steps": "stopping rule (median ≈ 10,000 steps in "
                "our Table 2 run)", "local_init": "prior"}
+#: the default profile: the settings of the committed results
+CPU = {"size": 10_000, "steps": 15_000, "hidden": 200, "latent_dim": 10, "num_valid": 1000, "num_points": 50,
+       "ais_chains": 50, "ais_steps": 500, "ais_leapfrog": 10, "iwae_samples": 2000, "local_samples": 50,
+       "local_max_steps": 6000, "mi_points": 2000, "mi_draws": 5, "mi_batch": 100}
+#: what the quick profile changes (a smoke run whose numbers mean nothing; its runs under OUT/runs)
 QUICK = {"size": 200, "steps": 6, "hidden": 16, "latent_dim": 3, "num_valid": 50, "num_points": 4, "ais_chains": 3,
          "ais_steps": 5, "ais_leapfrog": 2, "iwae_samples": 20, "local_samples": 3, "local_max_steps": 20,
          "mi_points": 50, "mi_draws": 2, "mi_batch": 20}
+PROFILES = Profiles(
+    profiles={"cpu": CPU, "quick": {**CPU, **QUICK}},
+    settings={
+        "size": Setting(int, "training images of the models (infovae_variance's largest)"),
+        "steps": Setting(int, "Adam steps of each model (as in infovae_variance)"),
+        **mnist_settings("hidden", "latent_dim", "num_valid"),
+        "num_points": Setting(int, "seeded random test images of the gap report (paper 1000)"),
+        "ais_chains": Setting(int, "AIS chains (paper 100)"),
+        "ais_steps": Setting(int, "AIS intermediate distributions (paper 500)"),
+        "ais_leapfrog": Setting(int, "leapfrog steps per HMC move (paper 10)"),
+        "iwae_samples": Setting(int, "samples of IWAE, L[q] and L[q*] (paper 5000)"),
+        "local_samples": Setting(int, "samples per step of the per-datapoint FFG (paper 100)"),
+        "local_max_steps": Setting(int, "cap on the per-datapoint optimization (paper: its stopping rule alone)"),
+        "mi_points": Setting(int, "training images of the outer expectation of I_q"),
+        "mi_draws": Setting(int, "draws z ~ q(z|x) per image for I_q"),
+        "mi_batch": Setting(int, "minibatch size of the (biased) minibatch estimate of I_q"),
+    },
+    default="cpu", help={"cpu": "the committed results' settings"})
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
-                                                        "OUT/runs)")
-    p.add_argument("--size", type=int, default=10_000, help="training images of the models (infovae_variance's largest)")
-    p.add_argument("--steps", type=int, default=15_000, help="Adam steps of each model (as in infovae_variance)")
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
-    add_mnist_args(p, runs="runs/infovae_variance", latent_dim=10)
-    p.add_argument("--num-points", type=int, default=50, help="seeded random test images of the gap report (paper 1000)")
-    p.add_argument("--ais-chains", type=int, default=50, help="AIS chains (paper 100)")
-    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate distributions (paper 500)")
-    p.add_argument("--ais-leapfrog", type=int, default=10, help="leapfrog steps per HMC move (paper 10)")
-    p.add_argument("--iwae-samples", type=int, default=2000, help="samples of IWAE, L[q] and L[q*] (paper 5000)")
-    p.add_argument("--local-samples", type=int, default=50, help="samples per step of the per-datapoint FFG (paper 100)")
-    p.add_argument("--local-max-steps", type=int, default=6000,
-                   help="cap on the per-datapoint optimization (paper: its stopping rule alone)")
+    add_mnist_args(p, runs="runs/infovae_variance", latent_dim=10, profiles=PROFILES)
     p.add_argument("--local-init", default="encoder", choices=("encoder", "prior"),
                    help="start of the per-datapoint optimization (paper: prior)")
-    p.add_argument("--mi-points", type=int, default=2000, help="training images of the outer expectation of I_q")
-    p.add_argument("--mi-draws", type=int, default=5, help="draws z ~ q(z|x) per image for I_q")
-    p.add_argument("--mi-batch", type=int, default=100, help="minibatch size of the (biased) minibatch estimate of I_q")
     return p
 
 
@@ -125,7 +135,7 @@ def figure(reports: dict, infos: dict):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+    args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha",),
                               positive=("size", "steps", "latent_dim", "hidden", "layers", "batch_size", "lr",
                                 "num_valid", "num_points", "ais_chains", "ais_steps", "ais_leapfrog", "iwae_samples",
                                 "local_samples", "local_max_steps", "mi_points", "mi_draws", "mi_batch"))

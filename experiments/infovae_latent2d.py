@@ -33,38 +33,47 @@ from pyro_vaegap.estimators.grid import adaptive_grid_log_px, grid_log_posterior
 from pyro_vaegap.estimators.grid_windows import posterior_windows
 from pyro_vaegap.utils import set_seed
 
-from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
-from pyro_vaegap.studies.infovae_mnist import (LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, labelled_test_images, mnist_config, training_images)
-from pyro_vaegap.harness import (fmt, json_clean, Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
-                              train_run, write_results)
+from pyro_vaegap.harness import (Profiles, Progress, Setting, evaluate, fmt, json_clean, make_parser, markdown_table,
+                                 run_main, save_figure, train_run, write_results)
+from pyro_vaegap.studies.infovae_mnist import (LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for,
+                                               labelled_test_images, mnist_config, mnist_settings, parse_infovae_args,
+                                               training_images)
 
 NAME = "infovae_latent2d"
+#: the default profile: the settings of the committed results
+CPU = {"num_train": 500, "steps": 12_000, "hidden": 200, "num_valid": 1000, "num_test": 2000, "eval_samples": 500,
+       "posterior_points": 6, "grid_points": 100, "coarse_lim": 10.0, "coarse_spacing": 0.1, "levels": 2,
+       "figure_nodes": 301}
+#: what the quick profile changes (a smoke run whose numbers mean nothing; its runs under OUT/runs)
 QUICK = {"num_train": 200, "steps": 6, "hidden": 16, "num_valid": 50, "num_test": 40, "eval_samples": 8,
          "posterior_points": 2, "grid_points": 3, "coarse_lim": 6.0, "coarse_spacing": 0.5, "levels": 1,
          "figure_nodes": 31}
+PROFILES = Profiles(
+    profiles={"cpu": CPU, "quick": {**CPU, **QUICK}},
+    settings={
+        "num_train": Setting(int, "training images (a seeded subset of the 50,000)"),
+        "steps": Setting(int, "Adam steps of each model"),
+        **mnist_settings("hidden", "num_valid"),
+        "num_test": Setting(int, "seeded test images: aggregate scatter, ELBO and IWAE"),
+        "eval_samples": Setting(int, "importance samples per image (ELBO, IWAE)"),
+        "posterior_points": Setting(int, "test images whose posteriors are plotted"),
+        "grid_points": Setting(int, "test images whose log p(x) is computed on the grid"),
+        "coarse_lim": Setting(float, "half-width of the coarse grid that locates each true posterior"),
+        "coarse_spacing": Setting(float, "spacing of that coarse grid"),
+        "levels": Setting(int, "adaptive quadrature: refinement levels (finest spacing: coarse spacing / "
+                               "refine^levels)"),
+        "figure_nodes": Setting(int, "nodes per axis of each plotted posterior"),
+    },
+    default="cpu", help={"cpu": "the committed results' settings"})
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
-                                                        "OUT/runs)")
-    p.add_argument("--num-train", type=int, default=500, help="training images (a seeded subset of the 50,000)")
-    p.add_argument("--steps", type=int, default=12_000, help="Adam steps of each model")
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
-    add_mnist_args(p, runs=f"runs/{NAME}", latent_dim=2)
-    p.add_argument("--num-test", type=int, default=2000, help="seeded test images: aggregate scatter, ELBO and IWAE")
-    p.add_argument("--eval-samples", type=int, default=500, help="importance samples per image (ELBO, IWAE)")
-    p.add_argument("--posterior-points", type=int, default=6, help="test images whose posteriors are plotted")
-    p.add_argument("--grid-points", type=int, default=100, help="test images whose log p(x) is computed on the grid")
-    p.add_argument("--coarse-lim", type=float, default=10.0,
-                   help="half-width of the coarse grid that locates each true posterior")
-    p.add_argument("--coarse-spacing", type=float, default=0.1, help="spacing of that coarse grid")
+    add_mnist_args(p, runs=f"runs/{NAME}", latent_dim=2, profiles=PROFILES)
     p.add_argument("--margin", type=float, default=15.0,
                    help="adaptive quadrature: cells within this many nats of the peak (and their neighbours) are refined")
     p.add_argument("--refine", type=int, default=4, help="adaptive quadrature: sub-cells per axis of a refined cell")
-    p.add_argument("--levels", type=int, default=2,
-                   help="adaptive quadrature: refinement levels (finest spacing: coarse spacing / refine^levels)")
-    p.add_argument("--figure-nodes", type=int, default=301, help="nodes per axis of each plotted posterior")
     return p
 
 
@@ -150,7 +159,7 @@ def samples_figure(models: dict, x_train, x_test, seed: int):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+    args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha",),
                               positive=("num_train", "steps", "hidden", "layers", "batch_size", "lr", "num_valid",
                                 "num_test", "eval_samples", "posterior_points", "grid_points", "coarse_lim",
                                 "coarse_spacing", "margin", "refine", "figure_nodes"))

@@ -33,33 +33,40 @@ from pyro_vaegap.estimators.aggregate import encode, mutual_information
 from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 
-from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, apply_profile, loglik_config
-from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
-from pyro_vaegap.harness import json_clean
-from pyro_vaegap.harness import Progress, evaluate, make_parser, markdown_table, run_main, train_run, write_results
+from pyro_vaegap.harness import (Progress, Setting, evaluate, json_clean, make_parser, markdown_table, run_main,
+                                 train_run, write_results)
+from pyro_vaegap.report import papers
+from pyro_vaegap.studies.infovae_mnist import parse_infovae_args
+from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, loglik_config, pixelcnn_profiles
 
 NAME = "infovae_loglik"
-#: Table 1 of Zhao, Song & Ermon (2019): negated test log-likelihood in nats (dynamically binarized MNIST)
-PAPER = {"elbo": 82.75, "mmd": 80.76, "stein": 81.47, "adversarial": 82.21}
+#: Table 1 of Zhao, Song & Ermon (2019): negated test log-likelihood in nats (:mod:`pyro_vaegap.report.papers`,
+#: ``zhao2019:1:OBJECTIVE:nll``)
+PAPER = {obj: papers.value("zhao2019", "1", obj, "nll") for obj in ("elbo", "mmd", "stein", "adversarial")}
 LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE", "stein": "Stein-VAE", "adversarial": "Adversarial"}
 OBJECTIVES = tuple(PAPER)
-PROFILES = {
-    # sized on the 2-core development CPU (one thread): one model trains in about 5 minutes
-    "cpu": {"num_train": 3000, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16, "hidden": 200,
-            "num_test": 100, "iwae_samples": 50, "ais_chains": 0, "ais_points": 0},
-    "paper": {"num_train": 50_000, "epochs": 100, "pixelcnn_layers": 8, "pixelcnn_channels": 64, "hidden": 500,
-              "num_test": 10_000, "iwae_samples": 1000, "ais_chains": 100, "ais_points": 500},
-}
+#: what the smoke run (``--quick``) changes in the cpu profile
 QUICK = {"num_train": 100, "epochs": 1, "pixelcnn_layers": 2, "pixelcnn_channels": 4, "hidden": 16, "num_test": 3,
          "iwae_samples": 4, "ais_chains": 2, "ais_points": 1, "ais_steps": 4, "batch_size": 50, "num_valid": 10}
+PROFILES = pixelcnn_profiles(
+    # sized on the 2-core development CPU (one thread): one model trains in about 5 minutes
+    cpu={"num_train": 3000, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16, "hidden": 200,
+         "num_test": 100, "iwae_samples": 50, "ais_chains": 0, "ais_points": 0, "ais_steps": 500},
+    paper={"num_train": 50_000, "epochs": 100, "pixelcnn_layers": 8, "pixelcnn_channels": 64, "hidden": 500,
+           "num_test": 10_000, "iwae_samples": 1000, "ais_chains": 100, "ais_points": 500, "ais_steps": 500},
+    quick=QUICK,
+    settings={"num_test": Setting(int, "seeded random test images of the IWAE estimate"),
+              "iwae_samples": Setting(int, "importance samples per test image"),
+              "ais_chains": Setting(int, "AIS chains per point (0: no AIS)"),
+              "ais_points": Setting(int, "test images (the first of them) that AIS estimates too"),
+              "ais_steps": Setting(int, "AIS intermediate distributions (with --ais-chains)")},
+    help={"cpu": "small PixelCNN, training subset, few epochs", "paper": "full data, larger network (GPU)"})
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
-    add_pixelcnn_options(p, NAME, PROFILES, "cpu: small PixelCNN, training subset, few epochs; paper: full data, "
-                                            "larger network (GPU)")
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
+    add_pixelcnn_options(p, NAME)
     p.add_argument("--latent-dim", type=int, default=5, help="dim z (the paper's 5)")
-    p.add_argument("--ais-steps", type=int, default=500, help="AIS intermediate distributions (with --ais-chains)")
     return p
 
 
@@ -76,7 +83,7 @@ def evaluate_model(args, model, guide, x_test, device) -> dict:
     res["information"] = {k: info[k] for k in ("avg_kl", "avg_kl_se", "mi", "mi_se", "log_n")}
     if args.ais_chains > 0 and args.ais_points > 0:
         a = ais(model, x[:args.ais_points], num_chains=args.ais_chains, num_steps=args.ais_steps,
-                leapfrog_steps=10 if not args.quick else 2, data_chunk=max(1, 200 // args.ais_chains))
+                leapfrog_steps=2 if args.profile == "quick" else 10, data_chunk=max(1, 200 // args.ais_chains))
         nll = -a.log_px.double().cpu()
         res["ais"] = {"num_points": int(nll.numel()), "chains": args.ais_chains, "steps": args.ais_steps,
                       "nll_nats": float(nll.mean()),
@@ -108,12 +115,9 @@ def train_log(run: Path) -> list[dict]:
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
-                              positive=("latent_dim", "batch_size", "lr", "num_valid", "ais_steps"))
-    apply_profile(args, PROFILES)
-    for k in ("num_train", "epochs", "pixelcnn_layers", "pixelcnn_channels", "hidden", "num_test", "iwae_samples"):
-        if getattr(args, k) <= 0:
-            parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be > 0")
+    args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha",),
+                              positive=("latent_dim", "batch_size", "lr", "num_valid", "ais_steps", "num_train", "epochs",
+                                        "pixelcnn_layers", "pixelcnn_channels", "hidden", "num_test", "iwae_samples"))
     if args.ais_chains < 0 or args.ais_points < 0:
         parser.error("--ais-chains and --ais-points must be >= 0")
     if args.num_train > 50_000 or args.num_test > 10_000:

@@ -47,44 +47,49 @@ from pyro_vaegap.estimators.aggregate import encode
 from pyro_vaegap.runs import read_checkpoint
 from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 
-from pyro_vaegap.studies.infovae_mnist import (aggregate_summary, labelled_test_images, parse_infovae_args, training_images)
-from pyro_vaegap.harness import fmt, json_clean
-from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, apply_profile, loglik_config
-from pyro_vaegap.harness import Progress, make_parser, markdown_table, run_main, save_figure, train_run, write_results
+from pyro_vaegap.harness import (Progress, Setting, fmt, json_clean, make_parser, markdown_table, run_main, save_figure,
+                                 train_run, write_results)
+from pyro_vaegap.studies.infovae_mnist import aggregate_summary, labelled_test_images, parse_infovae_args, training_images
+from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, loglik_config, pixelcnn_profiles
 
 NAME = "infovae_metrics"
 OBJECTIVES = ("elbo", "mmd", "stein", "adversarial", "ae")
 LABELS = {"elbo": "ELBO", "mmd": "MMD-VAE", "stein": "Stein-VAE", "adversarial": "Adversarial", "ae": "Autoencoder"}
 COLORS = {"elbo": "tab:red", "mmd": "tab:blue", "stein": "tab:green", "adversarial": "tab:orange", "ae": "tab:gray"}
-PROFILES = {
-    # sized on the 2-core development CPU (one thread): about 1 minute per model, most of it sampling
-    "cpu": {"dims": [2, 5, 10], "num_train": 1500, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16,
-            "hidden": 200, "num_samples": 20, "mmd_points": 1500, "curve_images": 500, "classifier_images": 5000,
-            "svm_labels": 1000, "svm_test": 2000},
-    "paper": {"dims": [2, 5, 10, 20, 40], "num_train": 50_000, "epochs": 100, "pixelcnn_layers": 8,
-              "pixelcnn_channels": 64, "hidden": 500, "num_samples": 1000, "mmd_points": 10_000, "curve_images": 2000,
-              "classifier_images": 5000, "svm_labels": 1000, "svm_test": 9000},
-}
+#: what the smoke run (``--quick``) changes in the cpu profile
 QUICK = {"dims": [2, 3], "num_train": 60, "epochs": 2, "pixelcnn_layers": 1, "pixelcnn_channels": 2, "hidden": 8,
          "num_samples": 2, "mmd_points": 60, "curve_images": 20, "classifier_images": 200, "svm_labels": 50,
          "svm_test": 50, "batch_size": 30, "num_valid": 10}
+PROFILES = pixelcnn_profiles(
+    # sized on the 2-core development CPU (one thread): about 1 minute per model, most of it sampling
+    cpu={"dims": [2, 5, 10], "num_train": 1500, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16,
+         "hidden": 200, "num_samples": 20, "mmd_points": 1500, "curve_images": 500, "classifier_images": 5000,
+         "svm_labels": 1000, "svm_test": 2000},
+    paper={"dims": [2, 5, 10, 20, 40], "num_train": 50_000, "epochs": 100, "pixelcnn_layers": 8,
+           "pixelcnn_channels": 64, "hidden": 500, "num_samples": 1000, "mmd_points": 10_000, "curve_images": 2000,
+           "classifier_images": 5000, "svm_labels": 1000, "svm_test": 9000},
+    quick=QUICK,
+    settings={"dims": Setting(int, "latent dimensions", nargs="+"),
+              "num_samples": Setting(int, "generated images per model for the class balance (C)"),
+              "mmd_points": Setting(int, "training images (one encoder draw each) of the MMD (A)"),
+              "curve_images": Setting(int, "training images of the per-epoch MMD curve (D)"),
+              "classifier_images": Setting(int, "labelled test images the classifier trains on (and as many it is "
+                                                "scored on)"),
+              "svm_labels": Setting(int, "labelled test images the SVM trains on (E)"),
+              "svm_test": Setting(int, "disjoint test images the SVM is scored on (E)")},
+    help={"cpu": "small PixelCNN, training subset, few epochs and samples", "paper": "larger (GPU)"})
 METRICS_FILE = "fig6_metrics.json"
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
-    add_pixelcnn_options(p, NAME, PROFILES, "cpu: small PixelCNN, training subset, few epochs and samples; paper: "
-                                            "larger (GPU)")
-    p.add_argument("--dims", type=int, nargs="+", default=None,
-                   help=f"latent dimensions (default: the profile's, cpu {PROFILES['cpu']['dims']}, paper "
-                        f"{PROFILES['paper']['dims']})")
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
+    add_pixelcnn_options(p, NAME)
     return p
 
 
 def check_args(parser, args) -> None:
-    """Fill in the profile and refuse settings the data cannot serve (one line, exit status 2)."""
-    apply_profile(args, PROFILES)
-    for k in PROFILES["cpu"]:
+    """Refuse settings the data cannot serve (one line, exit status 2); the profile is filled in by then."""
+    for k in PROFILES.profiles["cpu"]:
         if k != "dims" and getattr(args, k) <= 0:
             parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be > 0")
     if any(d < 1 for d in args.dims):
@@ -244,7 +249,7 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     parser = build_parser()
-    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+    args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha",),
                               positive=("batch_size", "lr", "num_valid"))
     check_args(parser, args)
     # sklearn's BLAS would otherwise start a thread per core: many times slower on a shared CPU

@@ -41,35 +41,41 @@ from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.training import build_guide, build_model, make_loss, mean_elbo, training_step
 from pyro_vaegap.utils import module_device, set_seed
 
-from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
-from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, objective_fields)
-from pyro_vaegap.harness import json_clean, Progress, make_parser, markdown_table, run_main, save_figure, write_results
+from pyro_vaegap.harness import (Profiles, Progress, Setting, json_clean, make_parser, markdown_table, run_main,
+                                 save_figure, write_results)
+from pyro_vaegap.studies.infovae_mnist import COLORS, LABELS, OBJECTIVES, objective_fields, parse_infovae_args
 
 NAME = "infovae_prop1"
 POINTS = (-1.0, 1.0)
 COLLAPSED_ELBO = -0.5 * math.log(2 * math.pi * math.e)  #: the ELBO of q(z|x) = p(z) with the decoder N(0, 1)
 
+#: the default profile: the settings of the committed results, minutes on one core
+CPU = {"steps": 20_000, "warmup_steps": 2000, "num_train": 1000, "hidden": 200, "record_every": 250,
+       "eval_samples": 2000}
+#: what the quick profile changes (a smoke run whose numbers mean nothing)
+QUICK = {"steps": 40, "warmup_steps": 20, "hidden": 16, "record_every": 10, "eval_samples": 100, "num_train": 200}
+PROFILES = Profiles(
+    profiles={"cpu": CPU, "quick": {**CPU, **QUICK}},
+    settings={
+        "steps": Setting(int, "Adam steps of each objective after the warm start"),
+        "warmup_steps": Setting(int, "shared warm start: ELBO steps with the KL weight rising linearly from 0 to 1 (0: "
+                                     "none, both objectives start from the random initialization)"),
+        "num_train": Setting(int, "training points, half -1 and half +1"),
+        "hidden": Setting(int, "width of the hidden layers"),
+        "record_every": Setting(int, "steps between two records of the encoder"),
+        "eval_samples": Setting(int, "draws per point of the ELBO, I_q and MMD records"),
+    },
+    default="cpu", help={"cpu": "the committed results' settings, minutes on one core"})
+
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing)")
-    p.add_argument("--steps", type=int, default=20_000, help="Adam steps of each objective after the warm start")
-    p.add_argument("--warmup-steps", type=int, default=2000,
-                   help="shared warm start: ELBO steps with the KL weight rising linearly from 0 to 1 (0: none, both "
-                        "objectives start from the random initialization)")
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (warm start and both objectives)")
     p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the MMD is over the minibatch)")
-    p.add_argument("--num-train", type=int, default=1000, help="training points, half -1 and half +1")
-    p.add_argument("--hidden", type=int, default=200, help="width of the hidden layers")
     p.add_argument("--layers", type=int, default=3, help="hidden layers of encoder and of decoder")
     p.add_argument("--lambda", dest="lambda_", type=float, default=500.0, help="InfoVAE's lambda")
     p.add_argument("--alpha", type=float, default=0.0, help="InfoVAE's alpha")
-    p.add_argument("--record-every", type=int, default=250, help="steps between two records of the encoder")
-    p.add_argument("--eval-samples", type=int, default=2000, help="draws per point of the ELBO, I_q and MMD records")
     return p
-
-
-QUICK = {"steps": 40, "warmup_steps": 20, "hidden": 16, "record_every": 10, "eval_samples": 100, "num_train": 200}
 
 
 def config(args, objective: str) -> TrainConfig:
@@ -179,7 +185,7 @@ def trajectory_figure(logs: dict, warmup: int):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha", "warmup_steps"),
+    args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha", "warmup_steps"),
                               positive=("steps", "lr", "batch_size", "num_train", "hidden", "layers",
                                 "record_every", "eval_samples"), own_runs=False)
     if args.num_train % 2 or args.batch_size < 2:

@@ -23,28 +23,37 @@ from pathlib import Path
 
 from pyro_vaegap.utils import set_seed
 
-from pyro_vaegap.studies.infovae_mnist import (parse_infovae_args)
-from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for, labelled_test_images, mnist_config, training_images)
-from pyro_vaegap.harness import (fmt, json_clean, Progress, evaluate, make_parser, markdown_table, run_main, save_figure,
-                              train_run, write_results)
+from pyro_vaegap.harness import (Profiles, Progress, Setting, evaluate, fmt, json_clean, make_parser, markdown_table,
+                                 run_main, save_figure, train_run, write_results)
+from pyro_vaegap.studies.infovae_mnist import (COLORS, LABELS, OBJECTIVES, add_mnist_args, aggregate_summary, epochs_for,
+                                               labelled_test_images, mnist_config, mnist_settings, parse_infovae_args,
+                                               training_images)
 
 NAME = "infovae_variance"
+#: the default profile: the settings of the committed results (hours on one core)
+CPU = {"sizes": [500, 2000, 10_000], "steps": 15_000, "hidden": 200, "latent_dim": 10, "num_valid": 1000,
+       "num_test": 1000, "eval_samples": 200, "draws": 10}
+#: what the quick profile changes (a smoke run whose numbers mean nothing; its runs under OUT/runs)
 QUICK = {"sizes": [200, 400], "steps": 6, "hidden": 16, "latent_dim": 3, "num_valid": 50, "num_test": 20,
-         "eval_samples": 4, "draws": 2, "runs": None}
+         "eval_samples": 4, "draws": 2}
+PROFILES = Profiles(
+    profiles={"cpu": CPU, "quick": {**CPU, **QUICK}},
+    settings={
+        "sizes": Setting(int, "training-set sizes (seeded subsets of the 50,000 images; the paper goes to 50,000)",
+                         nargs="+"),
+        "steps": Setting(int, "Adam steps of every model (epochs = steps x batch / size)"),
+        **mnist_settings("hidden", "latent_dim", "num_valid"),
+        "num_test": Setting(int, "seeded random test images evaluated"),
+        "eval_samples": Setting(int, "importance samples per image (k of the IWAE)"),
+        "draws": Setting(int, "encoder draws per image for log det Cov[q(z)]"),
+    },
+    default="cpu", help={"cpu": "the committed results' settings"})
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
-                                                        "OUT/runs)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 10_000],
-                   help="training-set sizes (seeded subsets of the 50,000 images; the paper goes to 50,000)")
-    p.add_argument("--steps", type=int, default=15_000, help="Adam steps of every model (epochs = steps x batch / size)")
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0, help="InfoVAE's lambda of the MMD model")
-    add_mnist_args(p, runs=f"runs/{NAME}", latent_dim=10)
-    p.add_argument("--draws", type=int, default=10, help="encoder draws per image for log det Cov[q(z)]")
-    p.add_argument("--num-test", type=int, default=1000, help="seeded random test images evaluated")
-    p.add_argument("--eval-samples", type=int, default=200, help="importance samples per image (k of the IWAE)")
+    add_mnist_args(p, runs=f"runs/{NAME}", latent_dim=10, profiles=PROFILES)
     return p
 
 
@@ -80,7 +89,7 @@ def figure(results: dict, sizes):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_infovae_args(parser, argv, QUICK, nonneg=("alpha",),
+    args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha",),
                               positive=("steps", "latent_dim", "hidden", "layers", "batch_size", "lr", "num_valid",
                                 "draws", "num_test", "eval_samples"))
     if any(n < 2 or n > 50_000 for n in args.sizes):

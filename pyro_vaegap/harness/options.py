@@ -113,12 +113,14 @@ def parse_args(parser: argparse.ArgumentParser, argv, positive=(), nonneg=(), pr
 
 @dataclass(frozen=True)
 class Setting:
-    """One option a profile sets: its type, help text and ``choices``; ``flag`` defaults to ``--dest``."""
+    """One option a profile sets: its type, help text, ``choices`` and ``nargs`` (``"+"``: a list); ``flag``
+    defaults to ``--dest``."""
 
     type: Callable = int
     help: str = ""
     choices: tuple | None = None
     flag: str | None = None
+    nargs: str | None = None
 
 
 @dataclass
@@ -146,12 +148,16 @@ class Profiles:
                             help="named set of settings" + (f" ({text})" if text else "")
                                  + "; an option given on the command line overrides the profile's value")
         if "quick" in self.profiles:
+            base = self.profiles.get(self.default, {})
+            changed = {k: v for k, v in self.profiles["quick"].items() if k not in base or base[k] != v}
             parser.add_argument("--quick", action="store_true",
                                 help="the quick profile: a smoke run of the whole pipeline whose numbers mean nothing "
-                                     "(" + ", ".join(f"{k} {v}" for k, v in self.profiles["quick"].items()) + ")")
+                                     "(" + ", ".join(f"{k} {v}" for k, v in changed.items()) + ")")
         for dest, s in self.settings.items():
             values = ", ".join(f"{n} {self.profiles[n].get(dest)}" for n in self.profiles)
             kw = {"choices": s.choices} if s.choices else {}
+            if s.nargs:
+                kw["nargs"] = s.nargs
             parser.add_argument(s.flag or "--" + dest.rstrip("_").replace("_", "-"), dest=dest, type=s.type,
                                 default=None, help=f"{s.help} (default: the profile's: {values})".lstrip(), **kw)
 
@@ -172,4 +178,4 @@ class Profiles:
     def argv(self, name: str) -> list[str]:
         """The profile ``name`` as command-line options (for driving a command of the same options)."""
         return [a for k, v in self.profiles[name].items() if v is not None
-                for a in ("--" + k.rstrip("_").replace("_", "-"), str(v))]
+                for a in ("--" + k.rstrip("_").replace("_", "-"), *map(str, v if isinstance(v, list) else [v]))]

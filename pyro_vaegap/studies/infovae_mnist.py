@@ -22,7 +22,7 @@ from ..objectives.infovae import MMDKernel, mmd
 from ..runs.config import TrainConfig
 from ..utils import ConfigError
 
-from ..harness.options import parse_args
+from ..harness.options import Profiles, Setting, parse_args
 
 #: objective name -> (label, TrainConfig fields given a λ and α)
 OBJECTIVES = ("elbo", "mmd")
@@ -37,19 +37,36 @@ def objective_fields(objective: str, lambda_: float, alpha: float = 0.0) -> dict
     return {"objective": "infovae", "alpha": float(alpha), "lambda_": float(lambda_), "divergence": "mmd"}
 
 
-def add_mnist_args(p, runs: str, latent_dim: int, hidden: int = 200, layers: int = 2):
-    """Options of the binarized-MNIST models: data folder, run folders, network and training."""
+#: the options of the binarized-MNIST models (:func:`mnist_settings`, :func:`add_mnist_args`)
+MNIST_SETTINGS = {
+    "latent_dim": Setting(int, "dim z"),
+    "hidden": Setting(int, "width of the hidden layers of encoder and decoder"),
+    "layers": Setting(int, "hidden layers of encoder and of decoder (ELU MLPs)"),
+    "batch_size": Setting(int, "minibatch size (the MMD is over the minibatch)"),
+    "lr": Setting(float, "Adam learning rate (constant)"),
+    "num_valid": Setting(int, "validation images of the per-epoch validation ELBO (a seeded subset of the 10,000)"),
+}
+
+
+def mnist_settings(*names: str) -> dict:
+    """The :class:`~pyro_vaegap.harness.options.Setting` of each named model option, for an experiment whose
+    profiles set them."""
+    return {n: MNIST_SETTINGS[n] for n in names}
+
+
+def add_mnist_args(p, runs: str, latent_dim: int, hidden: int = 200, layers: int = 2,
+                   profiles: Profiles | None = None):
+    """Options of the binarized-MNIST models: data folder, run folders, network and training; an option that is a
+    setting of ``profiles`` is left to them (its default is then the profile's)."""
     p.add_argument("--data-dir", default=None,
                    help="folder with binarized_mnist.npz and mnist_test.npz (else $PYRO_VAEGAP_DATA, then the cache)")
     p.add_argument("--runs", default=runs, help="folder of the training runs (one sub-folder per model; reused "
                                                 "when finished, resumed when interrupted)")
-    p.add_argument("--latent-dim", type=int, default=latent_dim, help="dim z")
-    p.add_argument("--hidden", type=int, default=hidden, help="width of the hidden layers of encoder and decoder")
-    p.add_argument("--layers", type=int, default=layers, help="hidden layers of encoder and of decoder (ELU MLPs)")
-    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the MMD is over the minibatch)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
-    p.add_argument("--num-valid", type=int, default=1000,
-                   help="validation images of the per-epoch validation ELBO (a seeded subset of the 10,000)")
+    defaults = {"latent_dim": latent_dim, "hidden": hidden, "layers": layers, "batch_size": 100, "lr": 1e-3,
+                "num_valid": 1000}
+    for dest, s in MNIST_SETTINGS.items():
+        if profiles is None or dest not in profiles.settings:
+            p.add_argument("--" + dest.replace("_", "-"), type=s.type, default=defaults[dest], help=s.help)
     p.add_argument("--alpha", type=float, default=0.0, help="InfoVAE's alpha of the MMD model")
 
 
@@ -125,15 +142,13 @@ def aggregate_summary(guide, x: torch.Tensor, draws: int, seed: int, mmd_points:
             "cov_eigenvalues": [float(v) for v in eig], "mean_norm": float(mean.norm()), "mmd2": float(m2)}
 
 
-def parse_infovae_args(parser, argv, quick: dict, *, nonneg=("alpha",), positive=(), own_runs: bool = True):
-    """Parse and check an InfoVAE experiment's options (positivity, ``--lambda > 0``); with ``--quick``, the
-    smoke settings ``quick`` (and, with ``own_runs``, training runs kept under ``--out``)."""
-    args = parse_args(parser, argv, nonneg=nonneg, positive=positive)
+def parse_infovae_args(parser, argv, profiles: Profiles, *, nonneg=("alpha",), positive=(), own_runs: bool = True):
+    """Parse and check an InfoVAE experiment's options (the chosen profile's settings where none is given,
+    positivity, ``--lambda > 0``); the ``quick`` profile keeps its training runs under ``--out`` (with
+    ``own_runs``), away from the real runs."""
+    args = parse_args(parser, argv, nonneg=nonneg, positive=positive, profiles=profiles)
     if not args.lambda_ > 0:
         parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
-    if args.quick:
-        for k, v in quick.items():
-            setattr(args, k, v)
-        if own_runs:
-            args.runs = str(Path(args.out) / "runs")
+    if args.profile == "quick" and own_runs:
+        args.runs = str(Path(args.out) / "runs")
     return args

@@ -1,20 +1,39 @@
 """The InfoVAE PixelCNN experiments' shared options and model (``infovae_loglik``, ``infovae_metrics``).
 
 The PixelCNN VAE of Zhao, Song & Ermon (2019), Table 1 and Figure 6: a gated PixelCNN decoder conditioned on z,
-an FFG encoder, trained with the ELBO or an InfoVAE objective (MMD, Stein, adversarial), in a ``cpu`` or
-``paper`` profile of settings the command line may override.
+an FFG encoder, trained with the ELBO or an InfoVAE objective (MMD, Stein, adversarial), in a ``cpu``, ``paper``
+or ``quick`` profile of settings the command line may override (:func:`pixelcnn_profiles`).
 """
 from __future__ import annotations
 
+from ..harness.options import Profiles, Setting
 from ..runs.config import TrainConfig
 
+#: the model and training options every profile of these experiments sets
+PIXELCNN_SETTINGS = {
+    "num_train": Setting(int, "training images (a seeded subset of the 50,000)"),
+    "epochs": Setting(int, "training epochs"),
+    "pixelcnn_layers": Setting(int, "gated PixelCNN layers of the decoder"),
+    "pixelcnn_channels": Setting(int, "channels of the PixelCNN layers"),
+    "hidden": Setting(int, "width of the encoder's two ELU layers"),
+    "batch_size": Setting(int, "minibatch size (the divergences are over it)"),
+    "num_valid": Setting(int, "validation images of the per-epoch validation ELBO"),
+}
+#: the settings the ``cpu`` and ``paper`` profiles share
+COMMON = {"batch_size": 100, "num_valid": 500}
 
-def add_pixelcnn_options(p, name: str, profiles: dict, profile_help: str) -> None:
-    """Options of the InfoVAE PixelCNN experiments: the profile (each integer setting of ``profiles["cpu"]``
-    an option that overrides it), ``--quick``, data and run folders, InfoVAE weights and training."""
-    p.add_argument("--profile", choices=tuple(profiles), default="cpu", help=profile_help)
-    p.add_argument("--quick", action="store_true", help="tiny profile (seconds; its numbers mean nothing; runs under "
-                                                        "OUT/runs)")
+
+def pixelcnn_profiles(cpu: dict, paper: dict, quick: dict, settings: dict, help: dict) -> Profiles:
+    """The ``cpu`` (default), ``paper`` and ``quick`` profiles of a PixelCNN experiment: its own ``settings`` beside
+    :data:`PIXELCNN_SETTINGS`; ``quick`` is what the smoke run changes in ``cpu``."""
+    cpu, paper = {**COMMON, **cpu}, {**COMMON, **paper}
+    return Profiles(profiles={"cpu": cpu, "paper": paper, "quick": {**cpu, **quick}},
+                    settings={**PIXELCNN_SETTINGS, **settings}, default="cpu", help=help)
+
+
+def add_pixelcnn_options(p, name: str) -> None:
+    """Options of the InfoVAE PixelCNN experiments beside their profile's: data and run folders, InfoVAE weights and
+    the learning rate (the parser's profiles come from :func:`pixelcnn_profiles`)."""
     p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (and mnist_test.npz for labels; "
                                                     "else $PYRO_VAEGAP_DATA, then the cache)")
     p.add_argument("--runs", default=f"runs/{name}",
@@ -23,20 +42,7 @@ def add_pixelcnn_options(p, name: str, profiles: dict, profile_help: str) -> Non
     p.add_argument("--lambda", dest="lambda_", type=float, default=1000.0,
                    help="InfoVAE's lambda of the MMD, Stein and adversarial models")
     p.add_argument("--alpha", type=float, default=0.0, help="InfoVAE's alpha of those models")
-    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (the divergences are over it)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
-    p.add_argument("--num-valid", type=int, default=500, help="validation images of the per-epoch validation ELBO")
-    for k, v in profiles["cpu"].items():
-        if isinstance(v, int):
-            p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None,
-                           help=f"default: the profile's (cpu {v}, paper {profiles['paper'][k]})")
-
-
-def apply_profile(args, profiles: dict) -> None:
-    """Every setting of ``args.profile`` the command line left out (``None``)."""
-    for k, v in profiles[args.profile].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
 
 
 def loglik_config(args, objective: str) -> TrainConfig:
