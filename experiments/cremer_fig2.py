@@ -41,24 +41,40 @@ from pyro_vaegap.contract.registry import get_family
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.utils import set_seed
 
-from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, \
-    write_results
+from pyro_vaegap.harness import (Profiles, Progress, Setting, make_parser, markdown_table, parse_args, run_main,
+                                 save_figure, train_run, write_results)
 
 NAME = "cremer_fig2"
-PROFILES = {
-    "paper": {"num_train": None, "epochs": 3000, "lr": 1e-4},
-    "cpu": {"num_train": 10_000, "epochs": 100, "lr": 1e-3},
-    "quick": {"num_train": 300, "epochs": 2, "lr": 1e-3},
-}
+#: the evaluation every profile but quick uses (the paper's local optimization, 5000 draws)
+EVALUATION = {"local_samples": 100, "local_max_steps": 50_000, "check_every": 100, "eval_samples": 5000,
+              "flow_hidden": 100, "flow_draws": 100_000, "figure_nodes": 201, "coarse_spacing": 0.05, "levels": 2}
+#: what the smoke run changes in the evaluation
 QUICK = {"local_samples": 10, "local_max_steps": 200, "check_every": 50, "eval_samples": 200, "flow_hidden": 16,
          "flow_draws": 5000, "figure_nodes": 41, "coarse_spacing": 0.25, "levels": 1}
+PROFILES = Profiles(
+    profiles={"cpu": {"num_train": 10_000, "epochs": 100, "lr": 1e-3, **EVALUATION},
+              "paper": {"num_train": None, "epochs": 3000, "lr": 1e-4, **EVALUATION},
+              "quick": {"num_train": 300, "epochs": 2, "lr": 1e-3, **QUICK}},
+    settings={
+        "num_train": Setting(int, "training images (a seeded subset; None: all 50,000)"),
+        "epochs": Setting(int, "training epochs (paper 3000)"),
+        "lr": Setting(float, "Adam learning rate of the training (paper 1e-4)"),
+        "local_samples": Setting(int, "samples per local-optimization step (paper 100)"),
+        "local_max_steps": Setting(int, "cap on local-optimization steps"),
+        "check_every": Setting(int, "stopping-rule window (paper 100; patience 10)"),
+        "eval_samples": Setting(int, "draws for L[q] and L[q*] (paper 5000)"),
+        "flow_hidden": Setting(int, "width of the per-image flow networks (paper 100)"),
+        "flow_draws": Setting(int, "draws of q*_flow for its contour histogram"),
+        "figure_nodes": Setting(int, "grid nodes per axis of each plotted posterior"),
+        "coarse_spacing": Setting(float, "spacing of the quadrature's coarse grid"),
+        "levels": Setting(int, "quadrature refinement levels (4x finer each)"),
+    },
+    default="cpu", help={"cpu": "10,000 images, 100 epochs at lr 1e-3", "paper": "all images, 3000 epochs at lr 1e-4"})
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     p.set_defaults(out="docs/results/cremer_fig2")
-    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"), help="training settings (see the module doc)")
-    p.add_argument("--quick", action="store_true", help="smoke run (seconds; its numbers mean nothing)")
     p.add_argument("--trained-with", default="ffg", choices=("ffg", "flow"),
                    help="the encoder the VAE is trained with: ffg, or the auxiliary flow on an FFG base (the paper "
                         "shows both)")
@@ -66,27 +82,17 @@ def build_parser():
     p.add_argument("--runs", default=None, help="training run folder (default runs/cremer_fig2_PROFILE; reused when "
                                                 "finished, resumed when interrupted)")
     p.add_argument("--num-points", type=int, default=4, help="seeded test images (the paper shows 4)")
-    p.add_argument("--local-samples", type=int, default=100, help="samples per local-optimization step (paper 100)")
     p.add_argument("--local-lr", type=float, default=1e-3, help="local-optimization Adam lr (paper 1e-3)")
-    p.add_argument("--local-max-steps", type=int, default=50_000, help="cap on local-optimization steps")
-    p.add_argument("--check-every", type=int, default=100, help="stopping-rule window (paper 100; patience 10)")
-    p.add_argument("--flow-hidden", type=int, default=100, help="width of the per-image flow networks (paper 100)")
-    p.add_argument("--eval-samples", type=int, default=5000, help="draws for L[q] and L[q*] (paper 5000)")
-    p.add_argument("--flow-draws", type=int, default=100_000, help="draws of q*_flow for its contour histogram")
-    p.add_argument("--figure-nodes", type=int, default=201, help="grid nodes per axis of each plotted posterior")
-    p.add_argument("--coarse-spacing", type=float, default=0.05, help="spacing of the quadrature's coarse grid")
-    p.add_argument("--levels", type=int, default=2, help="quadrature refinement levels (4x finer each)")
     return p
 
 
 def train_config(args) -> TrainConfig:
-    prof = PROFILES["quick" if args.quick else args.profile]
-    return TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=prof["num_train"],
+    return TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir, num_train=args.num_train,
                        model="bernoulli", latent_dim=2, hidden=100, decoder_layers=1, activation="tanh",
                        guide=args.trained_with,
                        guide_options={"hidden": 200, "layers": 2, "activation": "elu",
                                       **({"flow_hidden": args.flow_hidden} if args.trained_with == "flow" else {})},
-                       epochs=prof["epochs"], batch_size=50, lr=prof["lr"], num_valid=1000, seed=args.seed)
+                       epochs=args.epochs, batch_size=50, lr=args.lr, num_valid=1000, seed=args.seed)
 
 
 def fit_local(model, family: str, x, args, **options):
@@ -164,15 +170,13 @@ def main(argv=None):
     parser = build_parser()
     args = parse_args(parser, argv, positive=("num_points", "local_samples", "local_lr", "local_max_steps",
                                               "check_every", "flow_hidden", "eval_samples", "flow_draws",
-                                              "figure_nodes", "coarse_spacing"), nonneg=("levels",))
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
+                                              "figure_nodes", "coarse_spacing", "epochs", "lr", "num_train"),
+                      nonneg=("levels",), profiles=PROFILES)
     device = args.device
     out, progress = Path(args.out), Progress(args.quiet)
     cfg = train_config(args)
     suffix = "" if args.trained_with == "ffg" else f"_{args.trained_with}"
-    runs = Path(args.runs or f"runs/{NAME}_{'quick' if args.quick else args.profile}{suffix}")
+    runs = Path(args.runs or f"runs/{NAME}_{args.profile}{suffix}")
     model, guide, train_secs = train_run(cfg, runs, progress, device)
     x_all = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
     rows = seeded_subset(x_all.shape[0], args.num_points, args.seed)
@@ -254,7 +258,7 @@ def main(argv=None):
         "quadrature_edge_points": int(sum(info["edge"])),
     }
     results = {"train": {"config": asdict(cfg), "seconds": train_secs,
-                         "profile": "quick" if args.quick else args.profile},
+                         "profile": args.profile},
                "local": {"samples": args.local_samples, "lr": args.local_lr, "check_every": args.check_every,
                          "patience": 10, "max_steps": args.local_max_steps, "init": "prior",
                          "flow_hidden": args.flow_hidden},

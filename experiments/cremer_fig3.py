@@ -47,57 +47,60 @@ from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.report.render import mean_se
-from pyro_vaegap.runs import CHECKPOINT, TrainConfig, read_checkpoint
+from pyro_vaegap.runs import CHECKPOINT, LR_SCHEDULES, TrainConfig, read_checkpoint
 from pyro_vaegap.training import train
 from pyro_vaegap.utils import ConfigError, atomic_write_json, check_finite, provenance, set_seed, stable_seed
 
-from pyro_vaegap.harness import Progress, make_parser, markdown_table, parse_args, run_main, save_figure, write_results
+from pyro_vaegap.harness import (Profiles, Progress, Setting, make_parser, markdown_table, parse_args, run_main,
+                                 save_figure, write_results)
 
 NAME = "cremer_fig3"
 ENCODERS = ("ffg", "flow")
 SIZES = ("full", "small")
 SETTINGS = tuple(f"{e}-{s}" for s in SIZES for e in ENCODERS)
 ESTIMATORS = (("ais", "log p̂ (AIS)"), ("iwae", "IWAE"), ("elbo", "L[q]"))
-PROFILES = {
-    "cpu": {"epochs": 40, "small_epochs": 1500, "num_points": 100, "ais_chains": 20, "ais_steps": 100,
-            "ais_leapfrog": 5, "iwae_samples": 1000, "lr_schedule": "constant", "full_size": None, "small_size": 1000,
-            "num_valid": 1000, "anneal_epochs": 20},
-    "paper": {"epochs": 3280, "small_epochs": 3280, "num_points": 1000, "ais_chains": 100, "ais_steps": 500,
-              "ais_leapfrog": 10, "iwae_samples": 5000, "lr_schedule": "burda", "full_size": None, "small_size": 1000,
-              "num_valid": 1000, "anneal_epochs": 20},
-    "quick": {"epochs": 2, "small_epochs": 4, "num_points": 5, "ais_chains": 3, "ais_steps": 10, "ais_leapfrog": 2,
-              "iwae_samples": 50, "lr_schedule": "constant", "full_size": 400, "small_size": 100, "num_valid": 100,
-              "anneal_epochs": 1},
-}
-#: options whose default (None) is the profile's
-PROFILE_OPTIONS = ("epochs", "small_epochs", "num_points", "ais_chains", "ais_steps", "ais_leapfrog", "iwae_samples",
-                   "small_size", "anneal_epochs")
+PROFILES = Profiles(
+    profiles={
+        "cpu": {"epochs": 40, "small_epochs": 1500, "num_points": 100, "ais_chains": 20, "ais_steps": 100,
+                "ais_leapfrog": 5, "iwae_samples": 1000, "lr_schedule": "constant", "full_size": None,
+                "small_size": 1000, "num_valid": 1000, "anneal_epochs": 20},
+        "paper": {"epochs": 3280, "small_epochs": 3280, "num_points": 1000, "ais_chains": 100, "ais_steps": 500,
+                  "ais_leapfrog": 10, "iwae_samples": 5000, "lr_schedule": "burda", "full_size": None,
+                  "small_size": 1000, "num_valid": 1000, "anneal_epochs": 20},
+        "quick": {"epochs": 2, "small_epochs": 4, "num_points": 5, "ais_chains": 3, "ais_steps": 10, "ais_leapfrog": 2,
+                  "iwae_samples": 50, "lr_schedule": "constant", "full_size": 400, "small_size": 100, "num_valid": 100,
+                  "anneal_epochs": 1},
+    },
+    settings={
+        "epochs": Setting(int, "training epochs on the full set"),
+        "small_epochs": Setting(int, "training epochs on the small set"),
+        "small_size": Setting(int, "images of the small training set"),
+        "full_size": Setting(int, "images of the full training set (None: all 50,000)"),
+        "lr_schedule": Setting(str, "Adam's learning-rate schedule", choices=LR_SCHEDULES),
+        "num_valid": Setting(int, "validation images of the per-epoch validation ELBO"),
+        "anneal_epochs": Setting(int, "entropy-annealing warm-up epochs"),
+        "num_points": Setting(int, "seeded training and as many test images"),
+        "ais_chains": Setting(int, "AIS chains per point"),
+        "ais_steps": Setting(int, "AIS intermediate distributions"),
+        "ais_leapfrog": Setting(int, "leapfrog steps per HMC transition"),
+        "iwae_samples": Setting(int, "importance samples of IWAE and L[q]"),
+    },
+    default="cpu", help={"cpu": "40 epochs (1500 on the small set), a CPU-sized evaluation",
+                         "paper": "3280 epochs on Burda et al.'s schedule, the paper's evaluation"})
 
 
 def build_parser():
-    p = make_parser(NAME, __doc__.split("\n\n")[0])
+    p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     p.set_defaults(out="docs/results/cremer_fig3")
-    p.add_argument("--profile", default="cpu", choices=("cpu", "paper"), help="settings (see the module doc)")
-    p.add_argument("--quick", action="store_true", help="smoke run (seconds; its numbers mean nothing)")
     p.add_argument("--data-dir", default=None, help="folder with binarized_mnist.npz (else $PYRO_VAEGAP_DATA)")
     p.add_argument("--runs", default=None, help="folder of the training runs and their evaluations, one subfolder "
                                                 "per setting (default runs/cremer_fig3_PROFILE); resumed when present")
     p.add_argument("--settings", default=",".join(SETTINGS),
                    help=f"comma-separated settings ENCODER-SIZE ({', '.join(SETTINGS)})")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs on the full set (profile: cpu 40, "
-                                                            "paper 3280)")
-    p.add_argument("--small-epochs", type=int, default=None, help="training epochs on the small set (cpu 1500)")
-    p.add_argument("--small-size", type=int, default=None, help="images of the small training set (1000)")
     p.add_argument("--checkpoints", default=None, help="comma-separated epochs (1..--epochs) at which the full-set "
                                                        "models are evaluated (default: --num-checkpoints log-spaced)")
     p.add_argument("--small-checkpoints", default=None, help="the same for the small set (1..--small-epochs)")
     p.add_argument("--num-checkpoints", type=int, default=8, help="log-spaced checkpoints of the default schedules")
-    p.add_argument("--anneal-epochs", type=int, default=None, help="entropy-annealing warm-up epochs (20)")
-    p.add_argument("--num-points", type=int, default=None, help="seeded training and as many test images (cpu 100)")
-    p.add_argument("--ais-chains", type=int, default=None, help="AIS chains per point (cpu 20, paper 100)")
-    p.add_argument("--ais-steps", type=int, default=None, help="AIS intermediate distributions (cpu 100, paper 500)")
-    p.add_argument("--ais-leapfrog", type=int, default=None, help="leapfrog steps per HMC transition (cpu 5, paper 10)")
-    p.add_argument("--iwae-samples", type=int, default=None, help="importance samples of IWAE and L[q] (cpu 1000)")
     p.add_argument("--check-points", type=int, default=0,
                    help="AIS check: at the last epoch, rerun AIS with --check-ais on the first N training and N test "
                         "points of the settings in --check-settings (0: no check)")
@@ -126,26 +129,23 @@ def parse_schedule(parser, text, epochs: int, flag: str, epochs_flag: str, num: 
 
 
 def check_args(parser, argv):
-    """Parsed options with the profile's defaults filled in and every value checked (``parser.error`` on a bad one)."""
-    first = parser.parse_args(argv)
-    prof = PROFILES["quick" if first.quick else first.profile]
-    parser.set_defaults(**{k: prof[k] for k in PROFILE_OPTIONS})  # an option given on the command line still wins
+    """Parsed options with the profile's settings filled in and every value checked (``parser.error`` on a bad one)."""
     return parse_args(parser, argv, positive=("epochs", "small_epochs", "small_size", "num_checkpoints", "num_points",
-                                              "ais_chains", "ais_steps", "ais_leapfrog", "iwae_samples"),
-                      nonneg=("anneal_epochs",))
+                                              "ais_chains", "ais_steps", "ais_leapfrog", "iwae_samples", "num_valid",
+                                              "full_size"),
+                      nonneg=("anneal_epochs",), profiles=PROFILES)
 
 
 def train_config(setting: str, args) -> TrainConfig:
     """The training run of ``setting`` (``ENCODER-SIZE``)."""
     encoder, size = setting.split("-")
-    prof = PROFILES["quick" if args.quick else args.profile]
     small = size == "small"
     return TrainConfig(dataset="binarized_mnist", data_dir=args.data_dir,
-                       num_train=args.small_size if small else prof["full_size"],
+                       num_train=args.small_size if small else args.full_size,
                        model="bernoulli", latent_dim=50, hidden=200, decoder_layers=2, activation="elu", guide=encoder,
                        objective="elbo", anneal="entropy" if args.anneal_epochs else "none",
                        anneal_epochs=args.anneal_epochs, epochs=args.small_epochs if small else args.epochs,
-                       batch_size=100, lr=1e-3, lr_schedule=prof["lr_schedule"], num_valid=prof["num_valid"],
+                       batch_size=100, lr=1e-3, lr_schedule=args.lr_schedule, num_valid=args.num_valid,
                        seed=args.seed)
 
 
@@ -429,7 +429,7 @@ def main(argv=None):
     if args.small_size < args.num_points:
         parser.error(f"--num-points={args.num_points} is not allowed: the small training set has only "
                      f"--small-size={args.small_size} images to draw the training points from")
-    profile = "quick" if args.quick else args.profile
+    profile = args.profile
     runs = Path(args.runs or f"runs/{NAME}_{profile}")
     x_all = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
     if args.num_points > x_all.shape[0]:
