@@ -52,7 +52,7 @@ from pyro_vaegap.runs import MODEL_FIELDS, TrainConfig, load_run, read_checkpoin
 from pyro_vaegap.training import build_guide, frozen_decoder
 from pyro_vaegap.utils import ConfigError, check_folder, check_positive_int, resolve_device, set_threads
 
-from pyro_vaegap.harness import (Parser, Progress, markdown_table, rewrite_page, run_command, run_gaps, train_run,
+from pyro_vaegap.harness import (Parser, Profiles, Progress, Setting, markdown_table, rewrite_page, run_command, run_gaps, train_run,
                                  write_results)
 from pyro_vaegap.studies import cremer
 
@@ -60,32 +60,36 @@ NAME = "cremer_table4"
 #: the new encoders, in the table's order: name -> family. ``ffg_wide`` is a control the paper does not have: an FFG
 #: encoder as large as the flow encoder (its hidden width chosen so), which tells more parameters from a flow
 ENCODERS = {"ffg": "ffg", "flow": "flow", "ffg_wide": "ffg"}
-#: --quick: every training 2 epochs on 2,000 images (as cremer_gaps --quick), flow networks of width 20
-QUICK = {"epochs": 2, "num_train": 2000, "flow_hidden": 20}
+#: the new encoders' training in every profile of :mod:`pyro_vaegap.studies.cremer` (chosen by its --profile and
+#: --quick); quick: every training 2 epochs on 2,000 images (as cremer_gaps --quick), flow networks of width 20
+_ENCODER = {"encoder_epochs": 20, "encoder_num_train": None, "encoder_flow_hidden": 100}
+QUICK = {"encoder_epochs": 2, "encoder_num_train": 2000, "encoder_flow_hidden": 20}
+ENCODER_PROFILES = Profiles(
+    profiles={name: {**_ENCODER, **(QUICK if name == "quick" else {})} for name in cremer.PROFILES.profiles},
+    settings={"encoder_epochs": Setting(int, "epochs of each new encoder"),
+              "encoder_num_train": Setting(int, "training images of each new encoder (None: all)"),
+              "encoder_flow_hidden": Setting(int, "width of the flow encoder's networks: q(v0|z0), the reverse model "
+                                                  "and 2 coupling steps")})
 
 
 def build_parser():
     """``experiments.cremer_gaps``' options (:mod:`pyro_vaegap.studies.cremer`), the CPU profile by default, and this command's own."""
     p = Parser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0], error_name=NAME,
                parents=[cremer.build_parser(name=NAME, default_profile="cpu")],
-               conflict_handler="resolve",  # its --out, --run-dir, --quick replaced
+               conflict_handler="resolve",  # its --out and --run-dir replaced
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=f"results/{NAME}", help="results folder: results.json, results.md, base/ and a "
                    "folder per new encoder, each with its training run (run/) and gap report (gaps.json, gaps.md)")
     p.add_argument("--run-dir", help="the base model's training run folder, resumed if present (default OUT/base/run)")
     p.add_argument("--base-run", help="take the decoder and the original encoder from this finished training run "
                                       "instead of training one (the training options above then do not apply)")
-    p.add_argument("--encoder-epochs", type=int, default=20, help="epochs of each new encoder")
     p.add_argument("--small-hidden", type=int, default=100, help="width of the new encoders' hidden layers (ffg_wide: "
                                                                      "widened to the flow encoder's parameters)")
     p.add_argument("--small-layers", type=int, default=1, help="hidden layers of the new encoders")
-    p.add_argument("--encoder-flow-hidden", type=int, default=100,
-                   help="width of the flow encoder's networks: q(v0|z0), the reverse model and 2 coupling steps")
+    ENCODER_PROFILES.add_to(p, choose=False)
     p.add_argument("--encoders", default=",".join(ENCODERS),
                    help="comma-separated new encoders: ffg, flow, ffg_wide (an FFG with as many parameters as the flow "
                         "encoder: a control)")
-    p.add_argument("--quick", action="store_true", help="smoke run: every training 2 epochs on 2000 images, tiny "
-                                                        "evaluation (its numbers mean nothing)")
     p.add_argument("--render", action="store_true",
                    help="only regenerate OUT/results.md from OUT/results.json by the current code (computes nothing)")
     return p
@@ -105,11 +109,11 @@ def encoder_config(base: TrainConfig, family: str, decoder_from: Path, args, hid
     trained with the ELBO on the frozen decoder of ``decoder_from`` (a run of ``base``'s model)."""
     options = {"hidden": hidden or args.small_hidden, "layers": args.small_layers}
     if family == "flow":
-        options["flow_hidden"] = QUICK["flow_hidden"] if args.quick else args.encoder_flow_hidden
+        options["flow_hidden"] = args.encoder_flow_hidden
     return TrainConfig(**{k: getattr(base, k) for k in MODEL_FIELDS}, data_dir=args.data_dir or base.data_dir,
-                       num_train=QUICK["num_train"] if args.quick else None, guide=family, guide_options=options,
+                       num_train=args.encoder_num_train, guide=family, guide_options=options,
                        objective="elbo", anneal="none",  # the decoder is fixed: nothing to anneal for (module doc)
-                       epochs=QUICK["epochs"] if args.quick else args.encoder_epochs, batch_size=base.batch_size,
+                       epochs=args.encoder_epochs, batch_size=base.batch_size,
                        lr=args.lr, seed=args.seed, decoder_from=str(decoder_from))
 
 
@@ -146,6 +150,8 @@ def _check_options(args) -> None:
     for name in ("encoder_epochs", "small_hidden", "encoder_flow_hidden", "num_points"):
         check_positive_int("--" + name.replace("_", "-"), getattr(args, name))
     check_positive_int("--small-layers", args.small_layers, minimum=0)
+    if args.encoder_num_train is not None:
+        check_positive_int("--encoder-num-train", args.encoder_num_train)
     if args.base_run is not None and args.run_dir is not None:
         raise ConfigError(f"--base-run {args.base_run!r} and --run-dir {args.run_dir!r} exclude each other: "
                           "--base-run takes a finished model, --run-dir trains one")
@@ -327,6 +333,7 @@ def run(args):
     set_threads(args.threads)
     device = resolve_device(args.device)  # before anything is loaded
     cremer.apply_profile(args)
+    ENCODER_PROFILES.apply(args)
     _check_options(args)
     tcfg, gcfg = cremer.configs(args)
     gcfg.check_families()

@@ -141,7 +141,11 @@ class Profiles:
     default: str = "cpu"
     help: dict[str, str] = field(default_factory=dict)
 
-    def add_to(self, parser) -> None:
+    def add_to(self, parser, choose: bool = True) -> None:
+        """Add ``--profile``, ``--quick`` and an option per setting to ``parser``; ``choose=False`` adds only the
+        settings (more settings of profiles that another :class:`Profiles` of the same names lets the user choose)."""
+        if not choose:
+            return self._add_settings(parser)
         names = [n for n in self.profiles if n != "quick"]
         text = "; ".join(f"{n}: {self.help[n]}" for n in names if n in self.help)
         parser.add_argument("--profile", choices=tuple(self.profiles), default=self.default,
@@ -153,6 +157,9 @@ class Profiles:
             parser.add_argument("--quick", action="store_true",
                                 help="the quick profile: a smoke run of the whole pipeline whose numbers mean nothing "
                                      "(" + ", ".join(f"{k} {v}" for k, v in changed.items()) + ")")
+        self._add_settings(parser)
+
+    def _add_settings(self, parser) -> None:
         for dest, s in self.settings.items():
             values = ", ".join(f"{n} {self.profiles[n].get(dest)}" for n in self.profiles)
             kw = {"choices": s.choices} if s.choices else {}
