@@ -39,6 +39,7 @@ import torch
 
 import pyro_vaegap.ais
 import pyro_vaegap.gaps
+import pyro_vaegap.report.render
 import pyro_vaegap.training.loop
 from pyro_vaegap import cli, data
 from pyro_vaegap.utils import FileLock, FolderLock, atomic_write
@@ -482,7 +483,7 @@ CASES = [
     Case("gaps-disk-full", "the disk fills up while the report is written (simulated: ENOSPC)",
          ["gaps", "--run", "run", "--out", "rep", *GAPS],
          r"writing '.*/rep.json': no space left on the device \(the disk is full\); free some space, then run the "
-         r"command again", setup=disk_full(pyro_vaegap.gaps, "atomic_write_json", only="rep.json"),
+         r"command again", setup=disk_full(pyro_vaegap.report.render, "atomic_write_json", only="rep.json"),
          creates=("rep.partial", "rep.partial/*")),
     Case("gaps-config-json-edited", "an edited config.json (the evaluation runs; exit status 0)",
          ["gaps", "--run", "run", "--out", "rep", *GAPS],
