@@ -5,6 +5,7 @@ import torch
 from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.models import BernoulliVAE
+from pyro_vaegap.potential import LocalStep
 from pyro_vaegap.utils import ConfigError
 
 
@@ -59,15 +60,17 @@ def test_full_evaluation_batched_equals_per_datapoint_loop():
 TOL = dict(rtol=0, atol=1e-10)
 
 
-def test_row_subsets_batched_equals_per_datapoint_loop():
-    """Only the running rows are evaluated, and datapoint n's trajectory is that of n alone."""
+@pytest.mark.parametrize("fast", ["eager", "traced"])
+def test_row_subsets_batched_equals_per_datapoint_loop(fast):
+    """Only the running rows are evaluated, and datapoint n's trajectory is that of n alone (with Pyro's
+    handlers at every step, and with the traced step function of :mod:`pyro_vaegap.potential`)."""
     model, x = _setup(dtype=torch.float64)
-    batched, bres = _run(model, x, seed=7)
+    batched, bres = _run(model, x, seed=7, fast=fast)
     assert bres.steps.unique().numel() > 1  # the others stop at other times
     for n in (0, 2, 4):
         only = torch.zeros(x.shape[0], dtype=torch.bool)
         only[n] = True
-        single, sres = _run(model, x, active=only, seed=7)
+        single, sres = _run(model, x, active=only, seed=7, fast=fast)
         assert sres.steps[n] == bres.steps[n]
         assert torch.allclose(single.loc[n], batched.loc[n], **TOL)
         assert torch.allclose(single.scale[n], batched.scale[n], **TOL)
@@ -89,17 +92,27 @@ def test_a_datapoints_result_does_not_depend_on_how_many_run_beside_it():
         assert torch.allclose(out[n][0], out[1][0], **TOL) and torch.allclose(out[n][1], out[1][1], **TOL)
 
 
-def test_only_running_rows_are_evaluated(monkeypatch):
+@pytest.mark.parametrize("fast", ["eager", "traced"])
+def test_only_running_rows_are_evaluated(monkeypatch, fast):
     model, x = _setup()
     sizes = []
-    original = LocalFFG.elbo
+    if fast == "eager":  # Pyro's handlers at every step: the guide's elbo is called with the running rows
+        original = LocalFFG.elbo
 
-    def spy(self, model, x, num_samples, idx=None):
-        sizes.append(x.shape[0])
-        return original(self, model, x, num_samples, idx)
+        def spy(self, model, x, num_samples, idx=None):
+            sizes.append(x.shape[0])
+            return original(self, model, x, num_samples, idx)
 
-    monkeypatch.setattr(LocalFFG, "elbo", spy)
-    _, res = _run(model, x, steps=5000)
+        monkeypatch.setattr(LocalFFG, "elbo", spy)
+    else:  # the traced step is called with the running rows (the guide itself only when a graph is traced)
+        original = LocalStep.__call__
+
+        def spy(self, x, rows, seed, step):
+            sizes.append(x.shape[0])
+            return original(self, x, rows, seed, step)
+
+        monkeypatch.setattr(LocalStep, "__call__", spy)
+    _, res = _run(model, x, steps=5000, fast=fast)
     assert sizes[0] == 5 and sizes[-1] == 1
     # the number of rows evaluated at step t is the number of datapoints that had not stopped before t
     expected = [int((res.steps >= t).sum()) for t in range(1, len(sizes) + 1)]
