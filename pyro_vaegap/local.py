@@ -71,7 +71,7 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                    max_steps: int = 50_000, check_every: int = 100, patience: int = 10,
                    active: torch.Tensor | None = None, progress: bool = False, desc: str = "local optimization",
                    state: dict | None = None, save_state=None, save_every: float = 120.0,
-                   seed: int | None = None, fast: str = "traced", gradient_dtype=None) -> LocalResult:
+                   seed: int | None = None, fast: str = "eager", gradient_dtype=None) -> LocalResult:
     """Fit ``guide`` (a per-datum guide for the ``N`` rows of ``x``) with the model frozen.
 
     :param num_samples: ``S`` reparameterized samples per datapoint and step.
@@ -83,9 +83,11 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     :param seed: the noise seed of a guide with ``row_subsets`` (default: drawn from torch's global
         generator, so ``torch.manual_seed`` fixes it); unused by the full evaluation, which draws
         from the global generator at every step.
-    :param fast: ``"traced"`` (default), ``"compiled"`` or ``"eager"``: how a row-subset guide's step is
+    :param fast: ``"eager"`` (default), ``"traced"`` or ``"compiled"``: how a row-subset guide's step is
         evaluated (:class:`pyro_vaegap.potential.LocalStep`: one traced, checked graph per number of running
-        rows, bit-for-bit the eager step when ``"traced"``); the full evaluation is always eager.
+        rows, bit-for-bit the eager step when ``"traced"``); the full evaluation is always eager. Eager by
+        default: a new graph is traced and checked each time the number of running rows changes, which on
+        this project's CPU costs about what the traced steps save (``docs/benchmarks.md``).
     :param gradient_dtype: ``None`` or ``"bfloat16"``: the search's gradients (and the ELBO values its
         stopping rule reads) under autocast; the guide's parameters, Adam and any bound reported later stay
         in full precision.
