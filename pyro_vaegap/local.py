@@ -146,7 +146,7 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
             if subsets:
                 rows = rule.running.nonzero().squeeze(-1)
                 if fast_step is not None:
-                    elbo, grads = fast_step(x[rows], rows, seed, step)
+                    elbo, grads = fast_step(x, rows, seed, step)
                 else:
                     with KeyedNoise(seed, rows, step, plate=plate):
                         elbo = guide.elbo(model, x[rows], S, idx=rows)  # (B,) for the running rows

@@ -415,12 +415,35 @@ class LocalStep:
         return {name: keyed_normal(seed, rows, step, crc, shape, dim, dtype)
                 for name, (crc, shape, dim, dtype) in self._specs[B].items()}
 
+    def bucket(self, B: int) -> int:
+        r"""Rows evaluated when ``B`` run: ``B`` itself, or with ``fast="compiled"`` the smallest of
+        :math:`\lceil N / 2^k \rceil` that holds them (at most ``log2 N + 1`` shapes to compile, at most
+        twice the running rows' work)."""
+        if self.mode != "compiled":
+            return B
+        size = self.guide.num_data
+        while size > 1 and -(-size // 2) >= B:
+            size = -(-size // 2)
+        return size
+
     def __call__(self, x, rows, seed, step):
-        eps = self.noise(x, rows, seed, step)
-        fn = self._function(x, rows, eps)
+        """``x``: all ``N`` rows; ``rows``: the running ones. Returns their ELBO ``(B,)`` and full-size gradients.
+
+        Padding rows (``fast="compiled"``, :meth:`bucket`) are datapoints that are not running: each row's
+        ELBO and gradient depend on that row's parameters and keyed noise only, so theirs are computed and
+        ignored (the optimizer steps the running rows only)."""
+        B = rows.shape[0]
+        size = self.bucket(B)
+        if size > B:
+            idle = torch.ones(x.shape[0], dtype=torch.bool, device=rows.device)
+            idle[rows] = False
+            rows = torch.cat([rows, idle.nonzero().squeeze(-1)[:size - B]])
+        xr = x[rows]
+        eps = self.noise(xr, rows, seed, step)
+        fn = self._function(xr, rows, eps)
         with torch.no_grad():
-            out = fn([p.detach() for p in self.params], eps, x, rows)
-        return out[0], list(out[1:])
+            out = fn([p.detach() for p in self.params], eps, xr, rows)
+        return out[0][:B], list(out[1:])
 
     def _function(self, x, rows, eps):
         B = rows.shape[0]

@@ -157,3 +157,23 @@ def test_ffg_qstar_gap_with_bf16_search_matches_analytic():
     exact_gap = float(m.exact_ffg_gap())
     assert exact_gap > 0.1
     assert torch.all((gap - exact_gap).abs() < Z * r.elbo_se + 0.01), (gap, exact_gap)
+
+
+@pytest.mark.slow  # torch.compile: tens of seconds per shape
+def test_compiled_ais_and_local_optimization_match_the_exact_answers():
+    """``fast="compiled"`` (inductor; skipped where no C++ compiler works): AIS on the linear-Gaussian model
+    matches the exact log p(x) (settings of ``test_iwae_and_ais_match_exact_log_marginal``) and the FFG q*
+    matches the analytic optimum, in float32."""
+    from pyro_vaegap.potential import compiler_problem
+
+    if compiler_problem():
+        pytest.skip(compiler_problem())
+    m = make_linear_gaussian(torch.float32)
+    x = _lg_data(m, dtype=torch.float32)
+    exact = m.exact_log_marginal(x)
+    a = ais(m, x, num_chains=100, num_steps=500, leapfrog_steps=5, fast="compiled")
+    assert torch.all((a.log_px - exact).abs() < Z * a.se + 1e-3), (a.log_px - exact, a.se)
+    g = LocalFFG(m, x.shape[0])
+    optimize_local(m, g, x, num_samples=100, lr=1e-2, max_steps=4000, check_every=100, patience=5, fast="compiled")
+    assert torch.allclose(g.loc.detach(), m.exact_posterior(x).mean, atol=0.03)
+    assert torch.allclose(g.scale.detach(), m.posterior_precision().diagonal().rsqrt().expand_as(g.scale), atol=0.03)

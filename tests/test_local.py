@@ -108,7 +108,7 @@ def test_only_running_rows_are_evaluated(monkeypatch, fast):
         original = LocalStep.__call__
 
         def spy(self, x, rows, seed, step):
-            sizes.append(x.shape[0])
+            sizes.append(rows.shape[0])
             return original(self, x, rows, seed, step)
 
         monkeypatch.setattr(LocalStep, "__call__", spy)
@@ -198,3 +198,27 @@ def test_flows_on_the_ffg_base_are_evaluated_by_rows_independently(family):
     for k in batched:
         assert torch.allclose(alone[k][1], batched[k][1], **TOL), k
     assert any(not torch.equal(alone[k][0], batched[k][0]) for k in batched)  # row 0 ran only in the batch
+
+
+def test_padded_rows_of_the_compiled_step_do_not_change_the_running_ones(monkeypatch):
+    """``fast="compiled"`` evaluates the running rows padded with stopped ones up to ``ceil(N / 2^k)`` rows
+    (few shapes to compile). Padding rows are computed and ignored: every datapoint's trajectory equals the
+    eager one (float64, to the 1e-10 of the row-subset checks above). The compiler itself is replaced by the
+    traced graph here (compiling takes tens of seconds; ``tests/test_fast_estimators.py`` compiles, marked slow)."""
+    import pyro_vaegap.potential as potential
+
+    monkeypatch.setattr(potential, "compile_graph", lambda gm, mode: gm)
+    sizes = []
+    original = LocalStep.__call__
+
+    def spy(self, x, rows, seed, step):
+        sizes.append((rows.shape[0], self.bucket(rows.shape[0])))
+        return original(self, x, rows, seed, step)
+
+    monkeypatch.setattr(LocalStep, "__call__", spy)
+    model, x = _setup(n=7, dtype=torch.float64)
+    eager, eres = _run(model, x, seed=7)
+    padded, pres = _run(model, x, seed=7, fast="compiled")
+    assert {b for _, b in sizes} <= {7, 4, 2, 1} and any(b > r for r, b in sizes)  # padding happened
+    assert torch.equal(eres.steps, pres.steps)
+    assert torch.allclose(padded.loc, eager.loc, **TOL) and torch.allclose(padded.scale, eager.scale, **TOL)
