@@ -8,8 +8,10 @@ thread. Measured per configuration:
   :func:`pyro_vaegap.ais.ais` evaluates (:class:`pyro_vaegap.potential.AnnealingTarget`; with bf16 gradients
   an inner step evaluates the gradient only, timed here, and the last step of each trajectory adds one
   fp32 forward pass);
-* **local-optimization step**: the per-datum FFG's ELBO and parameter gradients at S = 100 for N = 100
-  running points (:class:`pyro_vaegap.potential.LocalStep`, keyed noise included; Adam excluded).
+* **local-optimization step**: the per-datum FFG's (``--families ffg,flow``: and the auxiliary flow's) ELBO
+  and parameter gradients at S = 100 for N = 100 running points (:class:`pyro_vaegap.potential.LocalStep`,
+  keyed noise included; Adam excluded). FLOPs counted for the flow: the decoder's only (its own networks'
+  products are not counted), so its fraction understates how busy the core is.
 
 Printed: the median time per step over the rounds, its ratio to eager fp32, and the achieved rate of the
 decoder's matrix-product FLOPs (4 · rows · (50·200 + 200·200 + 200·784), as in ``bench_gaps``) against the
@@ -29,7 +31,7 @@ import torch
 
 from benchmarks.bench_gaps import MACS_PER_ROW, dense_rate
 from pyro_vaegap.ais import frozen
-from pyro_vaegap.guides.ffg import LocalFFG
+from pyro_vaegap.registry import get_family
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.potential import AnnealingTarget, LocalStep, compiler_problem
 from pyro_vaegap.traces import prior_latents
@@ -43,6 +45,9 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--modes", default="eager,traced,compiled", help="comma-separated fast modes")
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated gradient precisions")
+    p.add_argument("--families", default="ffg", help="comma-separated per-datum families timed in the local step "
+                   "(ffg, flow)")
+    p.add_argument("--stages", default="ais,local", help="comma-separated stages to time (ais, local)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -65,27 +70,33 @@ def main(argv=None):
     with frozen(model):
         lat = prior_latents(model, x, K)
         z = torch.cat([v.reshape(K, N, -1) for v in lat.values()], -1)
-        guide = LocalFFG(model, N)
-        with torch.no_grad():
-            guide.loc.normal_(0, 0.5)
-        params = list(guide.local_parameters().values())
+        guides = {}
+        for fam in args.families.split(","):
+            guide = get_family(fam).make_local(model, N)
+            with torch.no_grad():
+                guide.loc.normal_(0, 0.5)
+            guides[fam] = (guide, list(guide.local_parameters().values()))
         idx = torch.arange(N)
+        stages = args.stages.split(",")
         fns = {}
         print("one-time cost (trace + check [+ compile]) and first call, seconds:")
         for mode in modes:
             for d in dtypes:
-                t = AnnealingTarget(model, x, lat, fast=mode, gradient_dtype=gd[d])
-                step = t.gradients if gd[d] is not None else t  # what an inner leapfrog step evaluates
-                t0 = time.perf_counter()
-                step(z)
-                a = time.perf_counter() - t0
-                ls = LocalStep(model, guide, S, params, guide.spec.plate, fast=mode, gradient_dtype=gd[d])
-                t0 = time.perf_counter()
-                ls(x, idx, 7, 1)
-                b = time.perf_counter() - t0
-                print(f"    {mode:8s} {d}: AIS {a:7.1f}   local {b:7.1f}")
-                fns[("AIS leapfrog step", mode, d)] = lambda step=step: step(z)
-                fns[("local step", mode, d)] = lambda ls=ls: ls(x, idx, 7, 2)
+                if "ais" in stages:
+                    t = AnnealingTarget(model, x, lat, fast=mode, gradient_dtype=gd[d])
+                    step = t.gradients if gd[d] is not None else t  # what an inner leapfrog step evaluates
+                    t0 = time.perf_counter()
+                    step(z)
+                    print(f"    {mode:8s} {d}: AIS leapfrog step {time.perf_counter() - t0:7.1f}")
+                    fns[("AIS leapfrog step", mode, d)] = lambda step=step: step(z)
+                if "local" not in stages:
+                    continue
+                for fam, (guide, params) in guides.items():
+                    ls = LocalStep(model, guide, S, params, guide.spec.plate, fast=mode, gradient_dtype=gd[d])
+                    t0 = time.perf_counter()
+                    ls(x, idx, 7, 1)
+                    print(f"    {mode:8s} {d}: local {fam} step {time.perf_counter() - t0:7.1f}")
+                    fns[(f"local {fam} step", mode, d)] = lambda ls=ls: ls(x, idx, 7, 2)
         times = {k: [] for k in fns}
         dense = []
         for r in range(args.rounds):
