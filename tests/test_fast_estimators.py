@@ -66,7 +66,7 @@ class Branchy(torch.nn.Module):
             if self.stateful:  # hidden Python state: traceable, but the graph keeps the first call's value
                 self.calls += 1
                 loc = loc * (1.0 + 0.1 * (self.calls % 3))
-            elif float(z.mean()) > 0:  # value-dependent control flow
+            elif float(z.detach().mean()) > 0:  # value-dependent control flow
                 loc = 2 * loc
             pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
 
