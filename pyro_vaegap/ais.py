@@ -273,12 +273,12 @@ def tune_step_sizes(model, x: torch.Tensor, num_steps: int = 500, leapfrog_steps
     _check_step_settings(init_step_size, target_accept)
     betas = beta_schedule(num_steps, schedule).to(x)
     parts = _chunks(x.shape[0], K, data_chunk)
-    out = []
+    out, cache = [], {}
     with progress_bar((len(betas) - 2) * len(parts), "AIS pilot", progress, unit="step") as bar, frozen(model):
         for s, e in parts:
             xc = x[s:e]
             latents = prior_latents(model, xc, K)
-            target = _Target(model, xc, latents, fast, gradient_dtype)
+            target = _Target(model, xc, latents, fast, gradient_dtype, cache)
             adapter = _Adapter(init_step_size, K, e - s, target_accept, per_chain=False, like=xc)
             out.append(_anneal(target, target.pack(latents).to(x.dtype), betas, L, adapter=adapter, bar=bar)[2])
     return torch.cat(out, 1)
@@ -334,7 +334,7 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
         betas = betas.flip(0)
         fixed = None if fixed is None else fixed.flip(0)  # kernel at β_{T-1} first
     parts = _chunks(N, K, data_chunk)
-    lws, accs, used = [], [], []
+    lws, accs, used, cache = [], [], [], {}
     with progress_bar((num_steps - 1) * len(parts), "reverse AIS" if reverse else "AIS", progress,
                       unit="step") as bar, frozen(model):
         for s, e in parts:
@@ -343,7 +343,7 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
                 latents = prior_latents(model, xc, K)
             else:
                 latents = {n: v[s:e].unsqueeze(0).expand(K, *v[s:e].shape) for n, v in initial.items()}
-            target = _Target(model, xc, latents, fast, gradient_dtype)
+            target = _Target(model, xc, latents, fast, gradient_dtype, cache)
             adapter = (_Adapter(init_step_size, K, e - s, target_accept, per_chain=True, like=xc)
                        if fixed is None else None)
             lw, acc, eps = _anneal(target, target.pack(latents).to(x.dtype), betas, L,

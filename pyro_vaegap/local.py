@@ -86,8 +86,9 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     :param fast: ``"eager"`` (default), ``"traced"`` or ``"compiled"``: how a row-subset guide's step is
         evaluated (:class:`pyro_vaegap.potential.LocalStep`: one traced, checked graph per number of running
         rows, bit-for-bit the eager step when ``"traced"``); the full evaluation is always eager. Eager by
-        default: a new graph is traced and checked each time the number of running rows changes, which on
-        this project's CPU costs about what the traced steps save (``docs/benchmarks.md``).
+        default: ``"traced"`` traces and checks a new graph each time the number of running rows changes
+        (seconds each for the paper's decoder), and its net gain over a whole optimization is not measured;
+        ``"compiled"`` pads the running rows to a few sizes instead (``docs/benchmarks.md``).
     :param gradient_dtype: ``None`` or ``"bfloat16"``: the search's gradients (and the ELBO values its
         stopping rule reads) under autocast; the guide's parameters, Adam and any bound reported later stay
         in full precision.

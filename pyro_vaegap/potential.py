@@ -253,10 +253,12 @@ class AnnealingTarget:
     ``target(z)`` returns ``(log p(z), log p(x|z), ∇ log p(z), ∇ log p(x|z))``, all detached: the values in
     the model's precision, the gradients in ``gradient_dtype`` (the model's when None).
     ``target.gradients(z)`` returns the two gradients only (a leapfrog step inside a trajectory needs no
-    values; with bf16 gradients it then costs no full-precision pass).
+    values; with bf16 gradients it then costs no full-precision pass). ``cache``: a dict shared by the
+    targets of one estimator call over data chunks of one frozen model.
     """
 
-    def __init__(self, model, x, template: dict[str, torch.Tensor], fast: str = "traced", gradient_dtype=None):
+    def __init__(self, model, x, template: dict[str, torch.Tensor], fast: str = "traced", gradient_dtype=None,
+                 cache: dict | None = None):
         import math
 
         self.model, self.x = model, x
@@ -265,7 +267,9 @@ class AnnealingTarget:
         self.sizes = [int(math.prod(s)) for s in self.shapes]
         self.mode = check_fast(fast)
         self.gradient_dtype = check_gradient_dtype(gradient_dtype)
-        self._fns = {}  # z shape -> (values_and_grads, grads_only)
+        # z shape -> (values_and_grads, grads_only); the data are a graph input, so the chunks of one call
+        # (one frozen model) share a ``cache`` and same-shaped chunks trace (and compile) once
+        self._fns = {} if cache is None else cache
 
     def pack(self, latents):
         return torch.cat([latents[n].reshape(*latents[n].shape[:2], -1) for n in self.names], -1)
