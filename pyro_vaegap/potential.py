@@ -65,7 +65,7 @@ from pyro.poutine.util import site_is_subsample
 
 from .contract import quiet_frozen_modules
 from .keyed_noise import KeyedNoise, _unwrap, keyed_normal
-from .traces import log_joint_parts, sample_plate
+from .traces import log_joint_parts
 from .utils import ConfigError, check_choice
 
 FAST_MODES = ("traced", "compiled", "eager")
@@ -200,49 +200,44 @@ def tolerance(dtype, gradient_dtype=None) -> float:
     return max(t, BF16_TOLERANCE) if gradient_dtype is not None else t
 
 
-class _Checked:
-    """A fast function used only after it matched its eager reference at fresh points; else the eager one."""
-
-    def __init__(self, name, eager, build, points, tol):
-        self.fn, self.fast = eager, False
-        try:
-            gm = build()
-        except NotTraceable as e:
-            _warn(f"{name}: eager Pyro evaluation used, the step function cannot be traced ({e})")
-            return
-        for attempt, fn in (("traced", gm), ("compiled", None)):
-            if attempt == "compiled":
-                fn = compile_graph(gm, "compiled") if self._want_compiled else None
-                if fn is None or fn is gm:
-                    break
-            try:
-                why = None
-                for p in points:
-                    with torch.no_grad():
-                        why = _close(_as_list(fn(*p)), _as_list(eager(*p)), tol)
-                    if why:
-                        break
-            except Exception as e:  # noqa: BLE001 - a compiler failure is a reason to fall back, not to stop
-                why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
-            if why:
-                if attempt == "traced":
-                    _warn(f"{name}: eager Pyro evaluation used, the traced step disagrees with it at a fresh "
-                          f"point ({why}); the model's computation depends on its values")
-                    return
-                _warn(f"{name}: fast='compiled' falls back to the traced graph ({why})")
+def _checked(name: str, mode: str, eager, build, points, tol):
+    """The function to step with: the graph ``build()`` returns (compiled when ``mode == "compiled"``) if it
+    matches ``eager`` at every one of ``points`` within ``tol``; otherwise ``eager``, with a one-line
+    :class:`FastPathWarning` saying why. A compiled graph that fails or disagrees falls back to the traced one."""
+    try:
+        gm = build()
+    except NotTraceable as e:
+        _warn(f"{name}: eager Pyro evaluation used, the step function cannot be traced ({e})")
+        return eager
+    chosen = eager
+    candidates = [("traced", gm)] + ([("compiled", None)] if mode == "compiled" else [])
+    for kind, fn in candidates:
+        if kind == "compiled":
+            fn = compile_graph(gm, "compiled")
+            if fn is gm:  # no compiler: compile_graph has warned
                 break
-            self.fn, self.fast = fn, True
-
-    _want_compiled = False
+        try:
+            why = None
+            for p in points:
+                with torch.no_grad():
+                    why = _close(_as_list(fn(*p)), _as_list(eager(*p)), tol)
+                if why:
+                    break
+        except Exception as e:  # noqa: BLE001 - a compiler failure is a reason to fall back, not to stop
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+        if why:
+            if kind == "traced":
+                _warn(f"{name}: eager Pyro evaluation used, the traced step disagrees with it at a fresh "
+                      f"point ({why}); the model's computation depends on its values")
+                return eager
+            _warn(f"{name}: fast='compiled' falls back to the traced graph ({why})")
+            break
+        chosen = fn
+    return chosen
 
 
 def _as_list(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
-def _checked(name, mode, eager, build, points, tol):
-    cls = type("_C", (_Checked,), {"_want_compiled": mode == "compiled"})
-    return cls(name, eager, build, points, tol)
 
 
 # ----- AIS / HMC: the model's log joint as a pure function of the latents ----------------------------------
@@ -315,11 +310,11 @@ class AnnealingTarget:
                 full = _checked(name, self.mode, self._eager_all,
                                 lambda: trace_graph(self._eager_all, z, self.x), points, tol)
                 if self.gradient_dtype is None:
-                    grads = (lambda zz, xx: full.fn(zz, xx)[2:])
+                    grads = (lambda zz, xx: full(zz, xx)[2:])
                 else:
                     grads = _checked(name + " (reduced-precision gradient)", self.mode, self._eager_grads,
-                                     lambda: trace_graph(self._eager_grads, z, self.x), points, tol).fn
-                self._fns[key] = (full.fn, grads)
+                                     lambda: trace_graph(self._eager_grads, z, self.x), points, tol)
+                self._fns[key] = (full, grads)
         return self._fns[key]
 
     def __call__(self, flat):
@@ -464,9 +459,9 @@ class LocalStep:
                        (now, {k: -e for k, e in eps.items()}, x, rows)]
                 tol = tolerance(x.dtype, self.gradient_dtype)
                 self._fns[B] = _checked("local-optimization step", self.mode, self._eager,
-                                        lambda: trace_graph(self._eager, now, eps, x, rows), pts, tol).fn
+                                        lambda: trace_graph(self._eager, now, eps, x, rows), pts, tol)
         return self._fns[B]
 
 
 __all__ = ["AnnealingTarget", "LocalStep", "FastPathWarning", "FAST_MODES", "check_fast", "check_gradient_dtype",
-           "compiler_problem", "sample_plate"]
+           "compiler_problem", "trace_graph", "compile_graph"]
