@@ -5,6 +5,7 @@ import torch
 from pyro_vaegap.guides.ffg import LocalFFG
 from pyro_vaegap.local import optimize_local
 from pyro_vaegap.models import BernoulliVAE
+from pyro_vaegap.estimators.potential import LocalStep
 from pyro_vaegap.utils import ConfigError
 
 
@@ -59,15 +60,17 @@ def test_full_evaluation_batched_equals_per_datapoint_loop():
 TOL = dict(rtol=0, atol=1e-10)
 
 
-def test_row_subsets_batched_equals_per_datapoint_loop():
-    """Only the running rows are evaluated, and datapoint n's trajectory is that of n alone."""
+@pytest.mark.parametrize("fast", ["eager", "traced"])
+def test_row_subsets_batched_equals_per_datapoint_loop(fast):
+    """Only the running rows are evaluated, and datapoint n's trajectory is that of n alone (with Pyro's
+    handlers at every step, and with the traced step function of :mod:`pyro_vaegap.estimators.potential`)."""
     model, x = _setup(dtype=torch.float64)
-    batched, bres = _run(model, x, seed=7)
+    batched, bres = _run(model, x, seed=7, fast=fast)
     assert bres.steps.unique().numel() > 1  # the others stop at other times
     for n in (0, 2, 4):
         only = torch.zeros(x.shape[0], dtype=torch.bool)
         only[n] = True
-        single, sres = _run(model, x, active=only, seed=7)
+        single, sres = _run(model, x, active=only, seed=7, fast=fast)
         assert sres.steps[n] == bres.steps[n]
         assert torch.allclose(single.loc[n], batched.loc[n], **TOL)
         assert torch.allclose(single.scale[n], batched.scale[n], **TOL)
@@ -89,17 +92,27 @@ def test_a_datapoints_result_does_not_depend_on_how_many_run_beside_it():
         assert torch.allclose(out[n][0], out[1][0], **TOL) and torch.allclose(out[n][1], out[1][1], **TOL)
 
 
-def test_only_running_rows_are_evaluated(monkeypatch):
+@pytest.mark.parametrize("fast", ["eager", "traced"])
+def test_only_running_rows_are_evaluated(monkeypatch, fast):
     model, x = _setup()
     sizes = []
-    original = LocalFFG.elbo
+    if fast == "eager":  # Pyro's handlers at every step: the guide's elbo is called with the running rows
+        original = LocalFFG.elbo
 
-    def spy(self, model, x, num_samples, idx=None):
-        sizes.append(x.shape[0])
-        return original(self, model, x, num_samples, idx)
+        def spy(self, model, x, num_samples, idx=None):
+            sizes.append(x.shape[0])
+            return original(self, model, x, num_samples, idx)
 
-    monkeypatch.setattr(LocalFFG, "elbo", spy)
-    _, res = _run(model, x, steps=5000)
+        monkeypatch.setattr(LocalFFG, "elbo", spy)
+    else:  # the traced step is called with the running rows (the guide itself only when a graph is traced)
+        original = LocalStep.__call__
+
+        def spy(self, x, rows, seed, step):
+            sizes.append(rows.shape[0])
+            return original(self, x, rows, seed, step)
+
+        monkeypatch.setattr(LocalStep, "__call__", spy)
+    _, res = _run(model, x, steps=5000, fast=fast)
     assert sizes[0] == 5 and sizes[-1] == 1
     # the number of rows evaluated at step t is the number of datapoints that had not stopped before t
     expected = [int((res.steps >= t).sum()) for t in range(1, len(sizes) + 1)]
@@ -185,3 +198,27 @@ def test_flows_on_the_ffg_base_are_evaluated_by_rows_independently(family):
     for k in batched:
         assert torch.allclose(alone[k][1], batched[k][1], **TOL), k
     assert any(not torch.equal(alone[k][0], batched[k][0]) for k in batched)  # row 0 ran only in the batch
+
+
+def test_padded_rows_of_the_compiled_step_do_not_change_the_running_ones(monkeypatch):
+    """``fast="compiled"`` evaluates the running rows padded with stopped ones up to ``ceil(N / 2^k)`` rows
+    (few shapes to compile). Padding rows are computed and ignored: every datapoint's trajectory equals the
+    eager one (float64, to the 1e-10 of the row-subset checks above). The compiler itself is replaced by the
+    traced graph here (compiling takes tens of seconds; ``tests/test_fast_estimators.py`` compiles, marked slow)."""
+    import pyro_vaegap.estimators.potential as potential
+
+    monkeypatch.setattr(potential, "compile_graph", lambda gm, mode: gm)
+    sizes = []
+    original = LocalStep.__call__
+
+    def spy(self, x, rows, seed, step):
+        sizes.append((rows.shape[0], self.bucket(rows.shape[0])))
+        return original(self, x, rows, seed, step)
+
+    monkeypatch.setattr(LocalStep, "__call__", spy)
+    model, x = _setup(n=7, dtype=torch.float64)
+    eager, eres = _run(model, x, seed=7)
+    padded, pres = _run(model, x, seed=7, fast="compiled")
+    assert {b for _, b in sizes} <= {7, 4, 2, 1} and any(b > r for r, b in sizes)  # padding happened
+    assert torch.equal(eres.steps, pres.steps)
+    assert torch.allclose(padded.loc, eager.loc, **TOL) and torch.allclose(padded.scale, eager.scale, **TOL)

@@ -47,7 +47,8 @@ transitions plus one (``num_steps`` = 500 gives 501 distributions).
 
 Implementation notes
 --------------------
-* Densities come from the Pyro model itself via :func:`pyro_vaegap.estimators.traces.log_joint_parts`.
+* Densities come from the Pyro model itself via :func:`pyro_vaegap.estimators.traces.log_joint_parts`, traced once
+  per data chunk into a pure function of the latents and checked against it (:mod:`pyro_vaegap.estimators.potential`).
 * All ``K`` chains of all ``N`` datapoints move together as one ``(K, N, d)`` tensor.
 * The leapfrog integrator is written here rather than taken from
   :func:`pyro.ops.integrator.velocity_verlet`: AIS needs :math:`\nabla\log p(z)` and
@@ -67,7 +68,9 @@ from dataclasses import dataclass
 
 import torch
 from ..contract.model import parameters_of, quiet_frozen_modules
-from .traces import log_joint_parts, prior_latents, simulate
+from .potential import AnnealingTarget as _Target
+from .potential import check_fast, check_gradient_dtype
+from .traces import prior_latents, simulate
 from ..utils import ConfigError, check_choice, check_positive_int, progress_bar
 
 SCHEDULES = ("linear", "sigmoid")
@@ -132,40 +135,6 @@ class AISResult:
         return ((K / self.ess - 1).clamp(min=0) / max(K - 1, 1)).sqrt()
 
 
-class _Target:
-    """Evaluates ``log p(z)``, ``log p(x|z)`` and their gradients for flattened latents ``(K, N, d)``."""
-
-    def __init__(self, model, x, template: dict[str, torch.Tensor]):
-        self.model, self.x = model, x
-        self.names = list(template)
-        self.shapes = [template[n].shape[2:] for n in self.names]
-        self.sizes = [int(math.prod(s)) for s in self.shapes]
-
-    def pack(self, latents):
-        return torch.cat([latents[n].reshape(*latents[n].shape[:2], -1) for n in self.names], -1)
-
-    def unpack(self, flat):
-        parts = flat.split(self.sizes, -1)
-        return {n: p.reshape(*flat.shape[:2], *s) for n, p, s in zip(self.names, parts, self.shapes)}
-
-    def __call__(self, flat):
-        """``(log p(z), log p(x|z), grad log p(z), grad log p(x|z))``, all detached."""
-        with torch.enable_grad():
-            z = flat.detach().requires_grad_(True)
-            lp, ll = log_joint_parts(self.model, self.x, self.unpack(z))
-            gl = _grad(ll, z, retain_graph=True)
-            gp = _grad(lp, z)
-        return lp.detach(), ll.detach(), gp, gl
-
-
-def _grad(out, z, retain_graph=False):
-    """Gradient of ``out.sum()`` w.r.t. ``z``; zero where ``out`` does not depend on ``z`` at all."""
-    if not out.requires_grad:
-        return torch.zeros_like(z)
-    (g,) = torch.autograd.grad(out.sum(), z, retain_graph=retain_graph, allow_unused=True)
-    return torch.zeros_like(z) if g is None else g
-
-
 def _finite_rows(*tensors):
     ok = None
     for t in tensors:
@@ -187,7 +156,10 @@ def _hmc(target, state, beta, eps, leapfrog_steps):
     z1, r1 = z, r + 0.5 * eps * (gp + beta * gl)
     for step in range(leapfrog_steps):
         z1 = z1 + eps * r1
-        lp1, ll1, gp1, gl1 = target(z1)
+        if step == leapfrog_steps - 1:  # the MH test needs the values (in full precision) at the end only
+            lp1, ll1, gp1, gl1 = target(z1)
+        else:
+            gp1, gl1 = target.gradients(z1)
         g1 = gp1 + beta * gl1
         r1 = r1 + (0.5 if step == leapfrog_steps - 1 else 1.0) * eps * g1
     h1 = -(lp1 + beta * ll1) + 0.5 * (r1 * r1).sum(-1)
@@ -287,25 +259,26 @@ def _check_step_settings(init_step_size, target_accept):
 def tune_step_sizes(model, x: torch.Tensor, num_steps: int = 500, leapfrog_steps: int = 10,
                     schedule: str = "sigmoid", *, pilot_chains: int = 10, init_step_size: float = 0.1,
                     target_accept: float = 0.65, data_chunk: int | None = None,
-                    progress: bool = False) -> torch.Tensor:
+                    progress: bool = False, fast: str = "traced", gradient_dtype=None) -> torch.Tensor:
     r"""Pilot run: the frozen step-size schedule :math:`\epsilon_n(\beta_t)`, shape ``(T - 1, N)``.
 
     ``pilot_chains`` chains per datapoint anneal forward from the prior through the same
     :math:`\beta` schedule as the run that will use the result, adapting one step size per datapoint
     by the rule of the module docstring; the schedule records the step size each transition used.
     The pilot chains are discarded. Cost: ``pilot_chains / num_chains`` of the AIS run it serves.
+    ``fast`` and ``gradient_dtype``: as in :func:`ais` (pass the scored run's, so the tuned kernels are its).
     """
     K = check_positive_int("pilot_chains", pilot_chains)
     L = check_positive_int("leapfrog_steps", leapfrog_steps)
     _check_step_settings(init_step_size, target_accept)
     betas = beta_schedule(num_steps, schedule).to(x)
     parts = _chunks(x.shape[0], K, data_chunk)
-    out = []
+    out, cache = [], {}
     with progress_bar((len(betas) - 2) * len(parts), "AIS pilot", progress, unit="step") as bar, frozen(model):
         for s, e in parts:
             xc = x[s:e]
             latents = prior_latents(model, xc, K)
-            target = _Target(model, xc, latents)
+            target = _Target(model, xc, latents, fast, gradient_dtype, cache)
             adapter = _Adapter(init_step_size, K, e - s, target_accept, per_chain=False, like=xc)
             out.append(_anneal(target, target.pack(latents).to(x.dtype), betas, L, adapter=adapter, bar=bar)[2])
     return torch.cat(out, 1)
@@ -315,7 +288,7 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
         schedule: str = "sigmoid", *, step_size="pilot", pilot_chains: int = 10, init_step_size: float = 0.1,
         target_accept: float = 0.65, data_chunk: int | None = None,
         initial: dict[str, torch.Tensor] | None = None, reverse: bool = False,
-        progress: bool = False) -> AISResult:
+        progress: bool = False, fast: str = "traced", gradient_dtype=None) -> AISResult:
     r"""AIS estimate of :math:`\log p(x_n)` for every row of ``x`` (or the BDMC upper bound).
 
     :param num_chains: ``K`` independent chains per datapoint (paper: 100).
@@ -331,8 +304,16 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
         ``K * data_chunk`` rows per decoder call.
     :param reverse: run from :math:`\beta=1` to 0 starting at ``initial`` (exact posterior samples,
         ``{site: (N, *event)}``, shared by the ``K`` chains) and return the stochastic upper bound.
+    :param fast: ``"traced"`` (default), ``"compiled"`` or ``"eager"``: how the log density and its gradient
+        are evaluated at each leapfrog step (:mod:`pyro_vaegap.estimators.potential`; every fast function is checked
+        against Pyro's eager evaluation before use). The estimate does not depend on it.
+    :param gradient_dtype: ``None`` (the model's precision) or ``"bfloat16"``: the precision of the
+        leapfrog gradients only; the MH test and the weights stay in the model's precision, so the
+        estimate stays unbiased (:mod:`pyro_vaegap.estimators.potential`).
     """
     K = check_positive_int("num_chains", num_chains)
+    check_fast(fast)
+    check_gradient_dtype(gradient_dtype)
     L = check_positive_int("leapfrog_steps", leapfrog_steps)
     if reverse and initial is None:
         raise ConfigError("reverse AIS needs initial exact posterior samples")
@@ -345,14 +326,15 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
         if step_size == "pilot":
             fixed = tune_step_sizes(model, x, num_steps, L, schedule, pilot_chains=pilot_chains,
                                     init_step_size=init_step_size, target_accept=target_accept,
-                                    data_chunk=data_chunk, progress=progress)
+                                    data_chunk=data_chunk, progress=progress, fast=fast,
+                                    gradient_dtype=gradient_dtype)
     else:
         fixed = _fixed_schedule(step_size, num_steps, N, x)
     if reverse:
         betas = betas.flip(0)
         fixed = None if fixed is None else fixed.flip(0)  # kernel at β_{T-1} first
     parts = _chunks(N, K, data_chunk)
-    lws, accs, used = [], [], []
+    lws, accs, used, cache = [], [], [], {}
     with progress_bar((num_steps - 1) * len(parts), "reverse AIS" if reverse else "AIS", progress,
                       unit="step") as bar, frozen(model):
         for s, e in parts:
@@ -361,7 +343,7 @@ def ais(model, x: torch.Tensor, num_chains: int = 100, num_steps: int = 500, lea
                 latents = prior_latents(model, xc, K)
             else:
                 latents = {n: v[s:e].unsqueeze(0).expand(K, *v[s:e].shape) for n, v in initial.items()}
-            target = _Target(model, xc, latents)
+            target = _Target(model, xc, latents, fast, gradient_dtype, cache)
             adapter = (_Adapter(init_step_size, K, e - s, target_accept, per_chain=True, like=xc)
                        if fixed is None else None)
             lw, acc, eps = _anneal(target, target.pack(latents).to(x.dtype), betas, L,
@@ -425,7 +407,8 @@ def bdmc(model, num_data: int, like: torch.Tensor, *, step_size="pilot", **ais_k
     x, latents = simulate(model, check_positive_int("num_data", num_data), like)
     if isinstance(step_size, str) and step_size == "pilot":
         tune_kw = {k: ais_kwargs[k] for k in ("num_steps", "leapfrog_steps", "schedule", "pilot_chains",
-                                              "init_step_size", "target_accept", "data_chunk", "progress")
+                                              "init_step_size", "target_accept", "data_chunk", "progress",
+                                              "fast", "gradient_dtype")
                    if k in ais_kwargs}
         step_size = tune_step_sizes(model, x, **tune_kw)
     kw = {k: v for k, v in ais_kwargs.items() if k != "pilot_chains"}

@@ -53,6 +53,7 @@ import torch
 from .ais import frozen
 from ..contract.guide import LocalGuide
 from .keyed_noise import KeyedNoise
+from .potential import LocalStep, autocast_gradients, check_fast, check_gradient_dtype
 from ..utils import ConfigError, check_finite, check_positive_int, progress_bar
 
 
@@ -70,7 +71,7 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                    max_steps: int = 50_000, check_every: int = 100, patience: int = 10,
                    active: torch.Tensor | None = None, progress: bool = False, desc: str = "local optimization",
                    state: dict | None = None, save_state=None, save_every: float = 120.0,
-                   seed: int | None = None) -> LocalResult:
+                   seed: int | None = None, fast: str = "eager", gradient_dtype=None) -> LocalResult:
     """Fit ``guide`` (a per-datum guide for the ``N`` rows of ``x``) with the model frozen.
 
     :param num_samples: ``S`` reparameterized samples per datapoint and step.
@@ -82,6 +83,15 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     :param seed: the noise seed of a guide with ``row_subsets`` (default: drawn from torch's global
         generator, so ``torch.manual_seed`` fixes it); unused by the full evaluation, which draws
         from the global generator at every step.
+    :param fast: ``"eager"`` (default), ``"traced"`` or ``"compiled"``: how a row-subset guide's step is
+        evaluated (:class:`pyro_vaegap.estimators.potential.LocalStep`: one traced, checked graph per number of running
+        rows, bit-for-bit the eager step when ``"traced"``); the full evaluation is always eager. Eager by
+        default: ``"traced"`` traces and checks a new graph each time the number of running rows changes
+        (seconds each for the paper's decoder), and its net gain over a whole optimization is not measured;
+        ``"compiled"`` pads the running rows to a few sizes instead (``docs/benchmarks.md``).
+    :param gradient_dtype: ``None`` or ``"bfloat16"``: the search's gradients (and the ELBO values its
+        stopping rule reads) under autocast; the guide's parameters, Adam and any bound reported later stay
+        in full precision.
     """
     if not isinstance(guide, LocalGuide):
         raise ConfigError(f"{type(guide).__name__} is not a per-datum guide (LocalGuide)")
@@ -95,12 +105,16 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
     if not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
         raise ConfigError(f"lr={lr!r} is not allowed: expected a finite positive learning rate")
     params = list(guide.local_parameters().values())
+    check_fast(fast)
+    gradient_dtype = check_gradient_dtype(gradient_dtype)
     dev = x.device
     rule = _StoppingRule(N, check_every, patience, x.dtype, dev, active)
     subsets = bool(getattr(guide, "row_subsets", False))
     plate = guide.spec.plate  # the model's data plate, whose rows the keyed noise indexes
     if subsets:
         opt = _RowAdam(params, lr, N)
+        fast_step = (LocalStep(model, guide, S, params, plate, fast, gradient_dtype)
+                     if fast != "eager" or gradient_dtype is not None else None)
     else:
         # fused: one pass per step over (possibly millions of) per-datum parameters instead of several
         opt = torch.optim.Adam(params, lr=lr, fused=True)
@@ -132,13 +146,20 @@ def optimize_local(model, guide: LocalGuide, x: torch.Tensor, *, num_samples: in
                 break
             if subsets:
                 rows = rule.running.nonzero().squeeze(-1)
-                with KeyedNoise(seed, rows, step, plate=plate):
-                    elbo = guide.elbo(model, x[rows], S, idx=rows)  # (B,) for the running rows
+                if fast_step is not None:
+                    elbo, grads = fast_step(x, rows, seed, step)
+                else:
+                    with KeyedNoise(seed, rows, step, plate=plate):
+                        elbo = guide.elbo(model, x[rows], S, idx=rows)  # (B,) for the running rows
+                    grads = None
                 check_finite("per-datapoint ELBO during local optimization", elbo)
-                opt.step(torch.autograd.grad(-elbo.sum(), params, allow_unused=True), rows)
+                if grads is None:
+                    grads = torch.autograd.grad(-elbo.sum(), params, allow_unused=True)
+                opt.step(grads, rows)
             else:
                 rows = None
-                elbo = guide.elbo(model, x, S)  # (N,); the plain MC ELBO unless the family overrides it
+                with autocast_gradients(x.device, gradient_dtype):
+                    elbo = guide.elbo(model, x, S)  # (N,); the plain MC ELBO unless the family overrides it
                 check_finite("per-datapoint ELBO during local optimization", elbo[rule.running])
                 opt.zero_grad(set_to_none=True)
                 (-elbo.sum()).backward()
