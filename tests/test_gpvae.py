@@ -98,6 +98,37 @@ def test_moment_matching_equals_the_moments_of_eq9_draws():
     assert torch.equal(site.loc, mo.loc) and torch.allclose(site.scale.square(), mo.var, rtol=1e-12, atol=0)
 
 
+def test_cached_evaluation_pass_equals_the_uncached_one_and_follows_parameter_changes():
+    """Without gradients, encode() uses Σ_j + Γ_j computed once (ψᵀ(Σ_j + Γ_j)ψ in one product): it gives
+    the moments of eq. 13 to float64 rounding (relative 1e-12), and after an optimizer step and after
+    load_state_dict it gives the new parameters' moments, not stale ones."""
+    model = tiny_model()
+    x = binary(5, 6)
+    g = noisy_guide(model)
+
+    def both():
+        mo = g.moments(x)
+        with torch.no_grad():
+            loc, scale = g.encode(x)
+        return (mo.loc.detach(), mo.scale.detach()), (loc, scale)
+
+    def check():
+        (loc0, scale0), (loc1, scale1) = both()
+        assert torch.allclose(loc1, loc0, rtol=1e-12, atol=0) and torch.allclose(scale1, scale0, rtol=1e-12, atol=0)
+        return scale1
+
+    before = check()
+    opt = torch.optim.SGD(g.parameters(), lr=0.5)
+    (g.moments(x).var.sum() + g.weight_kl()).backward()
+    opt.step()
+    after_step = check()
+    assert not torch.allclose(after_step, before)
+    other = noisy_guide(model, seed=7)
+    g.load_state_dict(other.state_dict())
+    after_load = check()
+    assert not torch.allclose(after_load, after_step)
+
+
 # ----------------------------------------------------------------------------- eq. 16 and KL(q(W,U) || p)
 @pytest.mark.parametrize("expected_log", ["monte_carlo", "closed_form"])
 def test_expected_kl_of_eq16_matches_monte_carlo_over_the_weights(expected_log):
