@@ -38,12 +38,12 @@ def binary(n, d, seed=1):
     return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed)) < 0.5).double()
 
 
-def noisy_guide(model, hidden=8, seed=2):
+def noisy_guide(model, hidden=8, seed=2, **options):
     """A GPVAE guide whose q(W, U) is far from its near-VAE initialization: means of scale 0.3 and
     Cholesky factors with diagonals 0.47–0.97 and off-diagonal entries of scale 0.3, so (with the
     untrained features' ‖ψ‖ ≈ 0.5) Var f, Var h and (c + ηψ)² are of comparable size and every term of
     eqs. 13 and 16 matters."""
-    g = get_family("gpvae").make_amortized(model, hidden=hidden).double()
+    g = get_family("gpvae").make_amortized(model, hidden=hidden, **options).double()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         g.loc.copy_(0.3 * torch.randn(g.loc.shape, generator=gen, dtype=torch.float64))
@@ -59,23 +59,28 @@ def eq9_draws(guide, x, num):
     with torch.no_grad():
         WU = guide.weight_distribution().sample((num,))           # (num, 2, d, p)
         mo = guide.moments(x)
-        fh = torch.einsum("skjp,bp->skbj", WU, mo.psi)             # (num, 2, B, d)
+        fh = torch.einsum("skjp,bkp->skbj", WU, mo.psi)            # (num, 2, B, d): Wψ^m, Uψ^s
         f, h = fh[:, 0], fh[:, 1]
         z = mo.base_loc + f + (mo.base_scale + h) * torch.randn_like(f)
     return z, f, h
 
 
 # ----------------------------------------------------------------------------- eq. 13
-def test_moment_matching_equals_the_moments_of_eq9_draws():
+FEATURE_OPTIONS = {"shared": {}, "separate": {"features": "separate", "feature_width": 5}}
+
+
+@pytest.mark.parametrize("features", FEATURE_OPTIONS)
+def test_moment_matching_equals_the_moments_of_eq9_draws(features):
     """m(x), v(x) of eq. 13 are the mean and variance of z when (W, U) ~ q(W, U) and z ~ q(z|x,W,U),
     and uncertainty(x) is the summed variance of f = Wψ and h = Uψ: 200,000 draws, each within 4
     standard errors of its estimator (mean: sqrt(v/S); sample variance: sqrt((μ4 − v²)/S) with the
     sample fourth central moment; summed variance: the std of the per-draw sum of squared deviations
     over sqrt(S)). The 14 comparisons at 4 s.e. (a two-sided normal tail of 6e-5 each) fail by chance
-    with probability < 0.1 %."""
+    with probability < 0.1 %. With separate feature networks (the paper's ψ^m, ψ^s, here of width 5
+    against the base encoder's 8), f = Wψ^m and h = Uψ^s are drawn from their own features."""
     model = tiny_model()
     x = binary(2, 6)
-    g = noisy_guide(model)
+    g = noisy_guide(model, **FEATURE_OPTIONS[features])
     S = 200_000
     z, f, h = eq9_draws(g, x, S)
     with torch.no_grad():
@@ -98,13 +103,14 @@ def test_moment_matching_equals_the_moments_of_eq9_draws():
     assert torch.equal(site.loc, mo.loc) and torch.allclose(site.scale.square(), mo.var, rtol=1e-12, atol=0)
 
 
-def test_cached_evaluation_pass_equals_the_uncached_one_and_follows_parameter_changes():
+@pytest.mark.parametrize("features", FEATURE_OPTIONS)
+def test_cached_evaluation_pass_equals_the_uncached_one_and_follows_parameter_changes(features):
     """Without gradients, encode() uses Σ_j + Γ_j computed once (ψᵀ(Σ_j + Γ_j)ψ in one product): it gives
     the moments of eq. 13 to float64 rounding (relative 1e-12), and after an optimizer step and after
     load_state_dict it gives the new parameters' moments, not stale ones."""
     model = tiny_model()
     x = binary(5, 6)
-    g = noisy_guide(model)
+    g = noisy_guide(model, **FEATURE_OPTIONS[features])
 
     def both():
         mo = g.moments(x)
@@ -123,7 +129,7 @@ def test_cached_evaluation_pass_equals_the_uncached_one_and_follows_parameter_ch
     opt.step()
     after_step = check()
     assert not torch.allclose(after_step, before)
-    other = noisy_guide(model, seed=7)
+    other = noisy_guide(model, seed=7, **FEATURE_OPTIONS[features])
     g.load_state_dict(other.state_dict())
     after_load = check()
     assert not torch.allclose(after_load, after_step)
@@ -191,9 +197,26 @@ def test_expected_log_square_gradients_and_degenerate_variance():
     assert torch.isfinite(m.grad).all() and torch.allclose(m.grad, 2 / m.detach())
 
 
-def test_unknown_expected_log_option_is_refused():
+def test_unknown_expected_log_and_feature_options_are_refused():
+    make = get_family("gpvae").make_amortized
     with pytest.raises(ConfigError, match="expected_log='exact'.*monte_carlo, closed_form"):
-        get_family("gpvae").make_amortized(tiny_model(), hidden=8, expected_log="exact")
+        make(tiny_model(), hidden=8, expected_log="exact")
+    with pytest.raises(ConfigError, match="features='own'.*shared, separate"):
+        make(tiny_model(), hidden=8, features="own")
+    with pytest.raises(ConfigError, match="feature_width=5 needs features='separate'"):
+        make(tiny_model(), hidden=8, feature_width=5)
+
+
+def test_separate_feature_networks_have_the_encoders_architecture_and_their_own_width():
+    """features='separate' adds two networks of the base encoder's architecture without its last layer
+    (the paper's ψ^m, ψ^s), of width feature_width: W and U are d × p with that p, and ψ^m ≠ ψ^s."""
+    model = tiny_model()
+    g = get_family("gpvae").make_amortized(model, hidden=8, layers=2, features="separate", feature_width=5).double()
+    assert g.feature_dim == 5 and g.loc.shape == (2, 3, 5) and g.tril_raw.shape == (5, 2, 3, 5)
+    assert [m.out_features for m in g.feature_nets[0].modules() if isinstance(m, torch.nn.Linear)] == [5, 5]
+    with torch.no_grad():
+        psi = g.moments(binary(4, 6)).psi
+    assert psi.shape == (4, 2, 5) and not torch.allclose(psi[:, 0], psi[:, 1])
 
 
 def test_weight_kl_matches_torch_multivariate_normal_kl():
@@ -210,7 +233,7 @@ def test_weight_kl_matches_torch_multivariate_normal_kl():
         # the initialization is Σ = Γ = σ0² I, μ = η = 0: KL = 2d · p/2 · (σ0² − 1 − log σ0²); relative
         # tolerance 1e-6 because softplus⁻¹(σ0) was stored in float32 before the guide became float64
         g0 = get_family("gpvae").make_amortized(model, hidden=8, init_std=0.01).double()
-        d, p_ = g0.latent_dim, g0.base.feature_dim
+        d, p_ = g0.latent_dim, g0.feature_dim
         expected = 2 * d * 0.5 * p_ * (0.01 ** 2 - 1 - math.log(0.01 ** 2))
         assert torch.allclose(g0.weight_kl(), torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=0)
 
