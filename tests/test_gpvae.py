@@ -14,6 +14,7 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 from pyro_vaegap.cli import main
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.guide import check_guide
+from pyro_vaegap.guides.gpvae import expected_log_square
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.objectives import MeanFieldELBO
 from pyro_vaegap.registry import get_family
@@ -37,12 +38,12 @@ def binary(n, d, seed=1):
     return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed)) < 0.5).double()
 
 
-def noisy_guide(model, hidden=8, seed=2):
+def noisy_guide(model, hidden=8, seed=2, **options):
     """A GPVAE guide whose q(W, U) is far from its near-VAE initialization: means of scale 0.3 and
     Cholesky factors with diagonals 0.47–0.97 and off-diagonal entries of scale 0.3, so (with the
     untrained features' ‖ψ‖ ≈ 0.5) Var f, Var h and (c + ηψ)² are of comparable size and every term of
     eqs. 13 and 16 matters."""
-    g = get_family("gpvae").make_amortized(model, hidden=hidden).double()
+    g = get_family("gpvae").make_amortized(model, hidden=hidden, **options).double()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         g.loc.copy_(0.3 * torch.randn(g.loc.shape, generator=gen, dtype=torch.float64))
@@ -58,23 +59,28 @@ def eq9_draws(guide, x, num):
     with torch.no_grad():
         WU = guide.weight_distribution().sample((num,))           # (num, 2, d, p)
         mo = guide.moments(x)
-        fh = torch.einsum("skjp,bp->skbj", WU, mo.psi)             # (num, 2, B, d)
+        fh = torch.einsum("skjp,bkp->skbj", WU, mo.psi)            # (num, 2, B, d): Wψ^m, Uψ^s
         f, h = fh[:, 0], fh[:, 1]
         z = mo.base_loc + f + (mo.base_scale + h) * torch.randn_like(f)
     return z, f, h
 
 
 # ----------------------------------------------------------------------------- eq. 13
-def test_moment_matching_equals_the_moments_of_eq9_draws():
+FEATURE_OPTIONS = {"shared": {}, "separate": {"features": "separate", "feature_width": 5}}
+
+
+@pytest.mark.parametrize("features", FEATURE_OPTIONS)
+def test_moment_matching_equals_the_moments_of_eq9_draws(features):
     """m(x), v(x) of eq. 13 are the mean and variance of z when (W, U) ~ q(W, U) and z ~ q(z|x,W,U),
     and uncertainty(x) is the summed variance of f = Wψ and h = Uψ: 200,000 draws, each within 4
     standard errors of its estimator (mean: sqrt(v/S); sample variance: sqrt((μ4 − v²)/S) with the
     sample fourth central moment; summed variance: the std of the per-draw sum of squared deviations
     over sqrt(S)). The 14 comparisons at 4 s.e. (a two-sided normal tail of 6e-5 each) fail by chance
-    with probability < 0.1 %."""
+    with probability < 0.1 %. With separate feature networks (the paper's ψ^m, ψ^s, here of width 5
+    against the base encoder's 8), f = Wψ^m and h = Uψ^s are drawn from their own features."""
     model = tiny_model()
     x = binary(2, 6)
-    g = noisy_guide(model)
+    g = noisy_guide(model, **FEATURE_OPTIONS[features])
     S = 200_000
     z, f, h = eq9_draws(g, x, S)
     with torch.no_grad():
@@ -97,17 +103,52 @@ def test_moment_matching_equals_the_moments_of_eq9_draws():
     assert torch.equal(site.loc, mo.loc) and torch.allclose(site.scale.square(), mo.var, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("features", FEATURE_OPTIONS)
+def test_cached_evaluation_pass_equals_the_uncached_one_and_follows_parameter_changes(features):
+    """Without gradients, encode() uses Σ_j + Γ_j computed once (ψᵀ(Σ_j + Γ_j)ψ in one product): it gives
+    the moments of eq. 13 to float64 rounding (relative 1e-12), and after an optimizer step and after
+    load_state_dict it gives the new parameters' moments, not stale ones."""
+    model = tiny_model()
+    x = binary(5, 6)
+    g = noisy_guide(model, **FEATURE_OPTIONS[features])
+
+    def both():
+        mo = g.moments(x)
+        with torch.no_grad():
+            loc, scale = g.encode(x)
+        return (mo.loc.detach(), mo.scale.detach()), (loc, scale)
+
+    def check():
+        (loc0, scale0), (loc1, scale1) = both()
+        assert torch.allclose(loc1, loc0, rtol=1e-12, atol=0) and torch.allclose(scale1, scale0, rtol=1e-12, atol=0)
+        return scale1
+
+    before = check()
+    opt = torch.optim.SGD(g.parameters(), lr=0.5)
+    (g.moments(x).var.sum() + g.weight_kl()).backward()
+    opt.step()
+    after_step = check()
+    assert not torch.allclose(after_step, before)
+    other = noisy_guide(model, seed=7, **FEATURE_OPTIONS[features])
+    g.load_state_dict(other.state_dict())
+    after_load = check()
+    assert not torch.allclose(after_load, after_step)
+
+
 # ----------------------------------------------------------------------------- eq. 16 and KL(q(W,U) || p)
-def test_expected_kl_of_eq16_matches_monte_carlo_over_the_weights():
+@pytest.mark.parametrize("expected_log", ["monte_carlo", "closed_form"])
+def test_expected_kl_of_eq16_matches_monte_carlo_over_the_weights(expected_log):
     """E_q(W,U) KL(q(z|x,W,U) || N(0, I)) of the guide (closed form but for E log(c + uᵀψ)², by
-    reparameterized draws of the scalar uᵀψ) equals the mean over 200,000 full draws of (W, U) of
-    torch's Normal–Normal KL: within 4 combined standard errors (the guide's from 400 replicates of
-    its 50-draw estimate, the reference's from the spread of its draws). The scale of U is large
-    here (Var h comparable to (c + ηψ)²), so E KL exceeds the moment-matched marginal's own KL by
-    many standard errors: the expectation is not that KL in disguise."""
+    reparameterized draws of the scalar uᵀψ, or by its own closed form) equals the mean over 200,000
+    full draws of (W, U) of torch's Normal–Normal KL: within 4 combined standard errors (the guide's
+    from 400 replicates of its 50-draw estimate — zero for the closed form —, the reference's from the
+    spread of its draws). The scale of U is large here (Var h comparable to (c + ηψ)²), so E KL exceeds
+    the moment-matched marginal's own KL by many standard errors: the expectation is not that KL in
+    disguise."""
     model = tiny_model()
     x = binary(2, 6)
     g = noisy_guide(model)
+    g.expected_log = expected_log
     z, f, h = eq9_draws(g, x, 200_000)
     with torch.no_grad():
         mo = g.moments(x)
@@ -119,6 +160,63 @@ def test_expected_kl_of_eq16_matches_monte_carlo_over_the_weights():
     se = torch.hypot(ref_se, ours_se)
     assert ((ours - ref_mean).abs() < Z * se).all(), ((ours - ref_mean) / se)
     assert (ref_mean - marginal_kl > 20 * se).all(), (ref_mean - marginal_kl, se)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 1.0, 3.0])
+def test_expected_log_square_matches_quadrature(sigma):
+    """E log X², X ~ N(μ, σ²), by the Poisson–digamma series (|μ/σ| ≤ 10) and the asymptotic series
+    (beyond) equals scipy's adaptive quadrature of log x² against the normal density, split at the
+    singularity x = 0, for μ/σ from 0 to 300, on both sides of the crossover: to 1e-8 absolute
+    (quadrature's own error estimates are below 1e-11; the asymptotic series' first omitted term is
+    below 2e-9 at the crossover). At μ = 0 it is the textbook log σ² + ψ(1/2) + log 2."""
+    integrate = pytest.importorskip("scipy.integrate")
+    ratios = [0.0, 1e-3, 0.4, 1.0, 2.7, 6.0, 9.99, 10.0, 10.01, 14.0, 40.0, 300.0]
+    mean = sigma * torch.tensor(ratios, dtype=torch.float64)
+    ours = expected_log_square(mean, torch.tensor(sigma ** 2, dtype=torch.float64))
+    for m, value in zip(mean.tolist(), ours.tolist()):
+        def integrand(x):
+            return math.log(x * x) * math.exp(-0.5 * ((x - m) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        lo, hi = m - 40 * sigma, m + 40 * sigma
+        pieces = [(lo, 0.0), (0.0, hi)] if lo < 0 < hi else [(lo, hi)]
+        ref = sum(integrate.quad(integrand, a, b, limit=400, epsabs=1e-13, epsrel=1e-13)[0] for a, b in pieces)
+        assert abs(value - ref) < 1e-8, (m, sigma, value, ref)
+    assert abs(ours[0].item() - (2 * math.log(sigma) + torch.special.digamma(torch.tensor(0.5)).item()
+                                 + math.log(2))) < 1e-6
+
+
+def test_expected_log_square_gradients_and_degenerate_variance():
+    """Its gradients in μ and σ² match finite differences in both branches (``gradcheck``, float64), and
+    σ² = 0 gives log μ² exactly, with finite gradients (the unused branches' infinities stay out)."""
+    mean = torch.tensor([0.0, 0.3, -2.0, 25.0, 80.0], dtype=torch.float64, requires_grad=True)
+    var = torch.tensor([1.0, 0.2, 2.5, 1.5, 4.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(expected_log_square, (mean, var))
+    m = torch.tensor([0.7, -1.5], dtype=torch.float64, requires_grad=True)
+    out = expected_log_square(m, torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(out, m.detach().square().log())
+    out.sum().backward()
+    assert torch.isfinite(m.grad).all() and torch.allclose(m.grad, 2 / m.detach())
+
+
+def test_unknown_expected_log_and_feature_options_are_refused():
+    make = get_family("gpvae").make_amortized
+    with pytest.raises(ConfigError, match="expected_log='exact'.*monte_carlo, closed_form"):
+        make(tiny_model(), hidden=8, expected_log="exact")
+    with pytest.raises(ConfigError, match="features='own'.*shared, separate"):
+        make(tiny_model(), hidden=8, features="own")
+    with pytest.raises(ConfigError, match="feature_width=5 needs features='separate'"):
+        make(tiny_model(), hidden=8, feature_width=5)
+
+
+def test_separate_feature_networks_have_the_encoders_architecture_and_their_own_width():
+    """features='separate' adds two networks of the base encoder's architecture without its last layer
+    (the paper's ψ^m, ψ^s), of width feature_width: W and U are d × p with that p, and ψ^m ≠ ψ^s."""
+    model = tiny_model()
+    g = get_family("gpvae").make_amortized(model, hidden=8, layers=2, features="separate", feature_width=5).double()
+    assert g.feature_dim == 5 and g.loc.shape == (2, 3, 5) and g.tril_raw.shape == (5, 2, 3, 5)
+    assert [m.out_features for m in g.feature_nets[0].modules() if isinstance(m, torch.nn.Linear)] == [5, 5]
+    with torch.no_grad():
+        psi = g.moments(binary(4, 6)).psi
+    assert psi.shape == (4, 2, 5) and not torch.allclose(psi[:, 0], psi[:, 1])
 
 
 def test_weight_kl_matches_torch_multivariate_normal_kl():
@@ -135,7 +233,7 @@ def test_weight_kl_matches_torch_multivariate_normal_kl():
         # the initialization is Σ = Γ = σ0² I, μ = η = 0: KL = 2d · p/2 · (σ0² − 1 − log σ0²); relative
         # tolerance 1e-6 because softplus⁻¹(σ0) was stored in float32 before the guide became float64
         g0 = get_family("gpvae").make_amortized(model, hidden=8, init_std=0.01).double()
-        d, p_ = g0.latent_dim, g0.base.feature_dim
+        d, p_ = g0.latent_dim, g0.feature_dim
         expected = 2 * d * 0.5 * p_ * (0.01 ** 2 - 1 - math.log(0.01 ** 2))
         assert torch.allclose(g0.weight_kl(), torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=0)
 
