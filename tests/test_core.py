@@ -125,7 +125,7 @@ def test_gap_report_on_linear_gaussian(lg_model, lg_data, tmp_path):
     assert GapReport.load(json_path).to_markdown() == md_path.read_text()
 
 
-def _synthetic_report(estimator, approx_family="ffg", families=("ffg", "flow")):
+def _synthetic_report(estimator, approx_family="ffg", families=("ffg", "flow"), split="train"):
     from pyro_vaegap.gaps import GapReport
 
     per = {"log_px": [-90.0, -88.0], "iwae": [-91.0, -89.0], "amortized": [-93.0, -91.0], "amortized_se": [0.1, 0.1],
@@ -136,7 +136,8 @@ def _synthetic_report(estimator, approx_family="ffg", families=("ffg", "flow")):
     cfg = GapConfig(families=families, ais=estimator != "iwae").to_dict()
     return GapReport(family=approx_family, approx_family=approx_family,
                      per_point={k: torch.tensor(v, dtype=torch.float64).numpy() for k, v in per.items()},
-                     config=cfg, meta={"log_px_estimator": estimator, "paper": "cremer2018_table2_mnist_ffg"})
+                     config=cfg, meta={"log_px_estimator": estimator, "paper": "cremer2018_table2_mnist_ffg",
+                                       "evaluation_split": split})
 
 
 def test_paper_numbers_pair_only_with_the_same_quantity():
@@ -157,6 +158,26 @@ def test_paper_numbers_pair_only_with_the_same_quantity():
     assert "– | – |" in row(md, "Approximation gap (log p̂ − L[q*_FLOW])")
     md = _synthetic_report("max").to_markdown()
     assert "biased upward" in md
+
+
+def test_paper_numbers_are_subtracted_only_on_the_papers_points():
+    """Cremer et al.'s gaps are on training images: a report on test points shows the paper's column
+    beside ours but subtracts nothing and says why; a report that recorded only the words of its points
+    (written before the split was recorded) is read the same way; training points get the difference."""
+    def row(md, label):
+        return next(line for line in md.splitlines() if line.startswith(f"| {label}"))
+
+    label = "Amortization gap (L[q*_FFG] − L[q])"
+    md = _synthetic_report("ais", split="test").to_markdown()
+    assert md.splitlines()[0] == "| | ours | paper (other points) |"
+    assert row(md, label).endswith("| 1.00 ± 0.00 | 1.34 |") and "not subtracted" in md
+    rep = _synthetic_report("ais", split="test")
+    del rep.meta["evaluation_split"]
+    rep.meta["evaluation_points"] = "100 test points (a random subset, seed 0)"
+    md = rep.to_markdown()
+    assert "ours − paper" not in md and "N = 2: 100 test points (a random subset, seed 0)" in md
+    rep.meta["evaluation_points"] = "the first 1000 training points"
+    assert row(rep.to_markdown(), label).endswith("| 1.34 | -0.34 |")
 
 
 def test_cross_family_rows_are_not_called_amortization_gaps():

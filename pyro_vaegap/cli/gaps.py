@@ -31,7 +31,7 @@ def cmd_gaps(args):
     x, points = evaluation_data(tcfg.dataset, args.split, args.num_points, args.subset_seed, args.eval_points,
                                 data_dir=args.data_dir or tcfg.data_dir, download=args.download)
     run_gaps(model, guide, tcfg, gcfg, x.to(device), out, progress=not args.quiet, overwrite=args.overwrite,
-             points=points)
+             points=points, split=args.split)
 
 
 def run_user_gaps(args, gcfg, device):

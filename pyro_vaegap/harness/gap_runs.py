@@ -63,14 +63,16 @@ def paper_settings(tcfg: TrainConfig, gcfg: GapConfig, points: str) -> str:
 
 
 def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True, overwrite=False,
-             points: str | None = None):
+             points: str | None = None, split: str = "test"):
     """The gap report of ``x`` into ``out.json`` / ``out.md``, checkpointed in ``out.partial/`` (kept
     if interrupted, so the same command resumes; removed once the report is saved).
 
-    :param points: which points ``x`` holds, in words (recorded in the report; default "N test points")."""
+    :param points: which points ``x`` holds, in words (recorded in the report; default "N test points").
+    :param split: the split they come from (recorded; a paper's numbers are subtracted from ours only for
+        points of the split the paper evaluated)."""
     stem = check_output_stem(out, overwrite)
     partial = stem.with_name(stem.name + ".partial")
-    points = points or f"{x.shape[0]} test points"
+    points = points or f"{x.shape[0]} {dict(train='training', valid='validation').get(split, split)} points"
     t = time.time()
     rank, world = world_from_env()  # launched by torchrun: this process computes its share of the pieces
     with process_group(world, x.device), (FolderLock(partial, "evaluation checkpoint folder") if rank == 0 else nullcontext()):
@@ -86,7 +88,7 @@ def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=
         paper = paper_for(tcfg.to_dict())
         rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
                          "paper_settings": paper_settings(tcfg, gcfg, points) if paper else None,
-                         "evaluation_points": points, "ranks": world})
+                         "evaluation_points": points, "evaluation_split": split, "ranks": world})
         paths = rep.save(stem)
     shutil.rmtree(partial, ignore_errors=True)
     print(rep.to_markdown())

@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 from . import papers
 
+
 @dataclass(frozen=True)
 class PaperColumn:
-    """Published numbers for one model, keyed like :attr:`GapReport.per_point` (nats)."""
+    """Published numbers for one model, keyed like :attr:`GapReport.per_point` (nats); ``split``: the split
+    whose points the paper evaluated ("train": Cremer et al.'s code takes the first training images)."""
 
     title: str
     values: dict
     settings: str
+    split: str = "train"
 
 
 #: Published columns a report can set beside ours, from :mod:`pyro_vaegap.report.papers` (the one home of published
@@ -25,8 +28,7 @@ PAPERS = {
         settings=("3280 epochs (Burda schedule) on 60k training images, λ = min(1, epoch/400), Adam eps 1e-4; gaps on the "
                   "first 1000 training images (the authors' code), log p̂ = max(IWAE, AIS) per point, AIS 100 chains × "
                   "500 intermediate distributions × 10 leapfrog steps, IWAE and L[q] with 5000 samples, local "
-                  "optimization with 100 samples per step. On test points, ours − paper also holds the encoder's "
-                  "generalization error (the amortization gap on unseen images), which the paper's number does not")),
+                  "optimization with 100 samples per step")),
 }
 for _layers in (0, 2, 4):
     PAPERS[f"cremer2018_table5_mnist_{_layers}_layers"] = PaperColumn(
@@ -37,6 +39,17 @@ for _layers in (0, 2, 4):
                  "approximation gap is paired here")
 #: quantities whose paper value depends on the paper's log p̂, which uses AIS
 _USES_LOG_PX = ("log_px", "inference", "approximation:")
+
+
+def evaluation_split(meta: dict) -> str | None:
+    """The split a report's points came from: ``meta["evaluation_split"]``, else read from the words of
+    ``meta["evaluation_points"]`` (reports written before the split was recorded), else ``None``."""
+    if meta.get("evaluation_split"):
+        return meta["evaluation_split"]
+    words = meta.get("evaluation_points") or ""
+    found = [split for split, word in (("train", "training"), ("valid", "validation"), ("test", "test"))
+             if f" {word} point" in f" {words}"]
+    return found[0] if len(found) == 1 else None
 
 
 def paper_for(train_config: dict) -> str | None:

@@ -187,7 +187,7 @@ def run(args):
     check_output_stem(args.out, args.overwrite)  # before hours of training and evaluation
     model, guide, _ = train_run(tcfg, run_dir(args), Progress(args.quiet), device, download=args.download)
     return run_gaps(model, guide, tcfg, gcfg, x.to(device), args.out, progress=not args.quiet,
-                    overwrite=args.overwrite, points=points)
+                    overwrite=args.overwrite, points=points, split=args.eval_split)
 
 
 def build_parser(prog: str = "python -m experiments.cremer_gaps", name: str = "cremer_gaps",
