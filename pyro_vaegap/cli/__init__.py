@@ -64,6 +64,10 @@ def build_parser():
                         "to extend the run")
     t.add_argument("--download", **download)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                   help="trace the Pyro loss once per batch shape and replay the graph, checked against the eager loss "
+                        "at its first call (same random numbers and gradients; not part of the run: a run resumes with "
+                        "or without it; eager with a warning where it cannot apply) (default: --jit)")
     _add_dataclass_args(t, TrainConfig)
 
     g = command("gaps", "approximation / amortization gap report of a trained run", cmd_gaps)

@@ -38,6 +38,7 @@ per-dimension form of R. Yu's tutorial): :class:`FreeBitsELBO`. Guides with thei
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from pyro.distributions.util import is_identically_zero, scale_and_mask
@@ -97,6 +98,18 @@ class Annealing:
     @factor.setter
     def factor(self, value: float) -> None:
         self._guide_scale.factor = self._model_scale.factor = float(value)
+
+    @contextmanager
+    def tensor_factor(self, value: torch.Tensor):
+        """Within the context the factor is the 0-dim tensor ``value`` (site scales become tensors): a traced
+        loss (:class:`~pyro_vaegap.training.traced.TracedLoss`) takes the factor as an input of its graph, where
+        a Python float would be recorded as a constant. The float factor is restored on exit."""
+        old = self.factor
+        self._guide_scale.factor = self._model_scale.factor = value
+        try:
+            yield
+        finally:
+            self.factor = old
 
 
 class _LossFromDifferentiable:
