@@ -200,21 +200,21 @@ def time_rounds(steps: dict, batches, rounds: int, per_round: int, warmup: int):
     losses = {k: [] for k in steps}
     keys = list(steps)
     for k, (step, context) in steps.items():
-        with context():
-            for i in range(warmup):
+        for i in range(warmup):
+            with context():  # entered per step: autocast's cast weights are cached until its context exits
                 step(batches[i % len(batches)])
     n = 0
     for r in range(rounds):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
         for k in order:
             step, context = steps[k]
-            with context():
-                for i in range(per_round):
-                    xb = batches[(n + i) % len(batches)]
-                    t = time.perf_counter()
+            for i in range(per_round):
+                xb = batches[(n + i) % len(batches)]
+                t = time.perf_counter()
+                with context():
                     loss = step(xb)
-                    times[k].append(time.perf_counter() - t)
-                    losses[k].append(loss)
+                times[k].append(time.perf_counter() - t)
+                losses[k].append(loss)
         n += per_round
     return times, losses
 

@@ -22,7 +22,7 @@ from ..training.distributed import rank_name
 from ..gaps import GapConfig
 from ..harness.errors import USER_ERRORS, run_command, user_error
 from ..harness.gap_runs import check_output_stem, run_gaps
-from ..harness.options import Parser, common_options, device_option
+from ..harness.options import WORKERS_HELP, Parser, common_options, device_option
 from ..runs import TrainConfig
 from ..utils import set_threads
 from .families import cmd_families
@@ -94,6 +94,7 @@ def build_parser():
                                  "until then (default: RUN/gaps)")
     g.add_argument("--overwrite", action="store_true", help="replace a finished report at --out")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--workers", type=int, help=WORKERS_HELP)
     _add_dataclass_args(g, GapConfig)
 
     q = command("quickstart", "train a small FFG VAE on the embedded digits data and print its gaps", cmd_quickstart)

@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 from ..data import load_dataset
-from ..training.distributed import rank_device
+import torch
+
+from ..training.distributed import default_workers, rank_device
 from ..gaps import GapConfig, GapReport
 from ..harness.gap_runs import check_output_stem, evaluation_data, run_gaps
 from ..runs import load_run
@@ -26,8 +28,10 @@ def cmd_gaps(args):
     out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
     x, points = evaluation_data(tcfg.dataset, args.split, args.num_points, args.subset_seed, args.eval_points,
                                 data_dir=args.data_dir or tcfg.data_dir, download=args.download)
+    workers = default_workers(torch.get_num_threads(), device) if args.workers is None else \
+        check_positive_int("--workers", args.workers)
     run_gaps(model, guide, tcfg, gcfg, x.to(device), out, progress=not args.quiet, overwrite=args.overwrite,
-             points=points)
+             points=points, workers=workers)
 
 
 def cmd_render(args):
