@@ -7,9 +7,9 @@ the float). :func:`pyro_vaegap.training.train` uses them in Pyro's module-local 
 guide)`` is a :class:`pyro.infer.elbo.ELBOModule`, and one ``torch.optim.Adam`` steps on
 ``loss_fn(x) / B``. :class:`pyro.infer.SVI` is not used because it collects the parameters to optimize
 from Pyro's global parameter store, and this package keeps :class:`~pyro.nn.PyroModule` parameters
-module-local (see :mod:`pyro_vaegap`). Measured on the paper's MNIST model (batch 100, one thread,
-``docs/benchmarks.md``), an ``ELBOModule`` step takes 0.97x the time of an SVI step with the global
-store and 1.28x that of a hand-written PyTorch step.
+module-local (see :mod:`pyro_vaegap`). Training traces ``loss_fn`` once per batch shape
+(:class:`~pyro_vaegap.training.traced.TracedLoss`; an annealing factor enters that graph as a tensor,
+:meth:`Annealing.tensor_factor`); ``docs/benchmarks.md`` times both against a hand-written PyTorch step.
 
 Objectives (``TrainConfig.objective``):
 
