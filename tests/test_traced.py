@@ -2,7 +2,6 @@
 import random
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
