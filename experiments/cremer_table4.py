@@ -179,7 +179,7 @@ def _json_normal(d: dict) -> dict:
     return json.loads(json.dumps(d))  # tuples become lists, as a report's JSON holds them
 
 
-def report(model, guide, tcfg: TrainConfig, gcfg, x, stem: Path, overwrite: bool) -> GapReport:
+def report(model, guide, tcfg: TrainConfig, gcfg, x, stem: Path, overwrite: bool, workers: int = 1) -> GapReport:
     """The gap report of ``guide`` at ``stem`` (``.json``, ``.md``): reused when it is there and was made with
     these settings, else computed (and checkpointed) by :func:`~pyro_vaegap.harness.run_gaps`."""
     saved = stem.with_suffix(".json")
@@ -194,7 +194,7 @@ def report(model, guide, tcfg: TrainConfig, gcfg, x, stem: Path, overwrite: bool
         print(f"reusing the finished report {saved}")
         return rep
     check_folder(stem.parent, "output folder")
-    run_gaps(model, guide, tcfg, gcfg, x, stem, overwrite=overwrite)
+    run_gaps(model, guide, tcfg, gcfg, x, stem, overwrite=overwrite, workers=workers)
     return GapReport.load(saved)  # exactly what was saved
 
 
@@ -337,6 +337,7 @@ def run(args):
     _check_options(args)
     tcfg, gcfg = cremer.configs(args)
     gcfg.check_families()
+    workers = cremer.evaluation_workers(args, device)
     out = check_folder(Path(args.out), "results folder")
     x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir, download=args.download)
     if args.num_points > x.shape[0]:
@@ -351,9 +352,10 @@ def run(args):
         run_dir = out / name / "run"
         enc_model, enc_guide, _ = train_run(cfg, run_dir, Progress(args.quiet), device)
         guides[name], runs[name] = enc_guide, run_dir
-        reports[name] = report(enc_model, enc_guide, cfg, gcfg, x, out / name / "gaps", args.overwrite)
+        reports[name] = report(enc_model, enc_guide, cfg, gcfg, x, out / name / "gaps", args.overwrite, workers)
     # the original encoder's report last: the new encoders' need only their own runs (and may run beside it)
-    reports = {"original": report(model, guide, base_cfg, gcfg, x, out / "base" / "gaps", args.overwrite), **reports}
+    reports = {"original": report(model, guide, base_cfg, gcfg, x, out / "base" / "gaps", args.overwrite, workers),
+               **reports}
     results = summarize(reports, guides, runs, gcfg.families)
     for name, cfg in {"original": base_cfg, **configs}.items():  # the hidden layers' widths, e.g. "100" or "200-200"
         opts = cfg.guide_options

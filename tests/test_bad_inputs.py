@@ -469,7 +469,7 @@ CASES = [
          r"the checkpoint folder 'rep.partial' is damaged \(.*\); delete it to start the evaluation afresh",
          setup=write("rep.partial/manifest.json", "{")),
     Case("gaps-ctrl-c", "Ctrl-C during an evaluation (simulated: KeyboardInterrupt in the second piece)",
-         ["gaps", "--run", "run", "--out", "rep", *GAPS, "--data-chunk", "1"],
+         ["gaps", "--run", "run", "--out", "rep", *GAPS, "--data-chunk", "1", "--workers", "1"],
          r"interrupted during \[1/4\] L\[q\] and IWAE; the finished parts are kept in 'rep.partial': rerun the same "
          r"command to resume", setup=fail_on_call(pyro_vaegap.gaps, "importance_sample", KeyboardInterrupt, call=2),
          creates=("rep.partial", "rep.partial/*")),

@@ -8,7 +8,11 @@ import sys
 
 import pytest
 
+from pyro_vaegap.cli import gaps as cli_gaps
 from pyro_vaegap.cli import main
+from pyro_vaegap.gaps import GapConfig
+from pyro_vaegap.harness.gap_runs import max_pieces
+from pyro_vaegap.training import distributed
 from pyro_vaegap.distributed import world_from_env
 from pyro_vaegap.train import TrainConfig, read_checkpoint
 from pyro_vaegap.utils import ConfigError
@@ -30,8 +34,32 @@ def run_and_single(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dist")
     assert main(["train", "--run-dir", str(folder / "run"), "--dataset", "digits", "--epochs", "2", "--latent-dim",
                  "3", "--hidden", "16", "--guide-options", '{"hidden": 16}', "--quiet"]) == 0
-    assert main(["gaps", "--run", str(folder / "run"), *GAPS, "--out", str(folder / "single")]) == 0
+    assert main(["gaps", "--run", str(folder / "run"), *GAPS, "--workers", "1", "--out", str(folder / "single")]) == 0
     return folder, json.loads((folder / "single.json").read_text())
+
+
+def test_spawned_workers_give_the_single_process_report(run_and_single):
+    folder, single = run_and_single
+    assert main(["gaps", "--run", str(folder / "run"), *GAPS, "--workers", "2", "--out", str(folder / "workers")]) == 0
+    rep = json.loads((folder / "workers.json").read_text())
+    assert rep["per_point"] == single["per_point"] and rep["meta"]["workers"] == 2
+    assert not (folder / "workers.partial").exists()
+
+
+def test_the_default_evaluation_uses_every_core_it_may_run_on(run_and_single, monkeypatch):
+    """As many one-thread processes as the affinity mask has cores; fewer with more threads; one on a GPU; never
+    more than the evaluation has pieces; --workers 1 stays in the process."""
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    assert distributed.default_workers() == 3 and distributed.default_workers(threads=2) == 1
+    assert distributed.default_workers(device="meta") == 1
+    seen = []
+    monkeypatch.setattr(cli_gaps, "run_gaps", lambda *a, workers, **k: seen.append(workers))
+    folder, _ = run_and_single
+    for extra in ([], ["--threads", "2"], ["--workers", "1"]):
+        assert main(["gaps", "--run", str(folder / "run"), *GAPS, *extra, "--out", str(folder / "unused")]) == 0
+    assert seen == [3, 1, 1]
+    assert max_pieces(GapConfig(data_chunk=2, ais_data_chunk=3, local_data_chunk=None), 6) == 3
+    assert max_pieces(GapConfig(ais=False, data_chunk=100), 6) == 1
 
 
 def test_two_ranks_give_the_single_process_report(run_and_single):

@@ -109,7 +109,8 @@ def test_gaps_command_interrupted_then_rerun(tmp_path, monkeypatch, capsys):
                  "--hidden", "8", "--quiet"]) == 0
     args = ["gaps", "--run", str(run), "--num-points", "6", "--iwae-samples", "50", "--elbo-samples", "50",
             "--ais-chains", "4", "--ais-steps", "10", "--ais-leapfrog", "2", "--ais-data-chunk", "2",
-            "--local-samples", "3", "--local-max-steps", "200", "--local-check-every", "20", "--quiet"]
+            "--local-samples", "3", "--local-max-steps", "200", "--local-check-every", "20", "--quiet",
+            "--workers", "1"]  # one process: the interruption is patched into this one
     assert main(args + ["--out", str(tmp_path / "ref")]) == 0
     with monkeypatch.context() as m:
         interrupt_after(m, "ais", 2)

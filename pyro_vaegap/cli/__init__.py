@@ -22,7 +22,7 @@ from ..training.distributed import rank_name
 from ..report.config import GapConfig
 from ..harness.errors import USER_ERRORS, run_command, user_error
 from ..harness.gap_runs import check_output_stem, run_gaps
-from ..harness.options import Parser, common_options, device_option
+from ..harness.options import WORKERS_HELP, Parser, common_options, device_option
 from ..runs import TrainConfig
 from ..utils import set_threads
 from .families import cmd_families
@@ -64,6 +64,10 @@ def build_parser():
                         "to extend the run")
     t.add_argument("--download", **download)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                   help="trace the Pyro loss once per batch shape and replay the graph, checked against the eager loss "
+                        "at its first call (same random numbers and gradients; not part of the run: a run resumes with "
+                        "or without it; eager with a warning where it cannot apply) (default: --jit)")
     _add_dataclass_args(t, TrainConfig)
 
     g = command("gaps", "approximation / amortization gap report of a trained run", cmd_gaps)
@@ -90,6 +94,7 @@ def build_parser():
                                  "until then (default: RUN/gaps)")
     g.add_argument("--overwrite", action="store_true", help="replace a finished report at --out")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--workers", type=int, help=WORKERS_HELP)
     _add_dataclass_args(g, GapConfig)
 
     q = command("quickstart", "train a small FFG VAE on the embedded digits data and print its gaps", cmd_quickstart)

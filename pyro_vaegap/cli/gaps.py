@@ -6,9 +6,11 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from ..contract import user_model
 from ..data import load_dataset, seeded_subset
-from ..training.distributed import rank_device
+from ..training.distributed import default_workers, rank_device
 from ..report.compute import gap_report
 from ..report.config import GapConfig
 from ..report.render import GapReport
@@ -30,8 +32,10 @@ def cmd_gaps(args):
     out = check_output_stem(args.out or Path(args.run) / "gaps", args.overwrite)
     x, points = evaluation_data(tcfg.dataset, args.split, args.num_points, args.subset_seed, args.eval_points,
                                 data_dir=args.data_dir or tcfg.data_dir, download=args.download)
+    workers = default_workers(torch.get_num_threads(), device) if args.workers is None else \
+        check_positive_int("--workers", args.workers)
     run_gaps(model, guide, tcfg, gcfg, x.to(device), out, progress=not args.quiet, overwrite=args.overwrite,
-             points=points, split=args.split)
+             points=points, split=args.split, workers=workers)
 
 
 def run_user_gaps(args, gcfg, device):

@@ -17,7 +17,7 @@ def cmd_train(args):
     device = rank_device(args.device)
     with process_group(world, device):
         res = train(cfg, args.run_dir, resume=args.resume, progress=not args.quiet, download=args.download,
-                    resume_hint=resume, device=device)
+                    resume_hint=resume, device=device, jit=args.jit)
     if rank != 0:
         return
     last = res.log[-1] if res.log else {}

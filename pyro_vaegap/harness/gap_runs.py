@@ -7,10 +7,16 @@ by torchrun.
 """
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import shutil
 import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
+
+import torch
 
 from ..data import evaluation_rows, load_dataset
 from ..training.distributed import barrier, process_group, world_from_env
@@ -18,7 +24,7 @@ from ..report.compute import gap_report
 from ..report.config import GapConfig
 from ..report.paper_columns import paper_for
 from ..runs.config import TrainConfig
-from ..utils import ConfigError, FolderLock, check_folder
+from ..utils import ConfigError, ConfigWarning, FolderLock, check_folder, check_positive_int
 
 #: the splits a gap report may evaluate
 EVAL_SPLITS = ("train", "valid", "test")
@@ -63,13 +69,22 @@ def paper_settings(tcfg: TrainConfig, gcfg: GapConfig, points: str) -> str:
 
 
 def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=True, overwrite=False,
-             points: str | None = None, split: str = "test"):
+             points: str | None = None, split: str = "test", workers: int = 1):
     """The gap report of ``x`` into ``out.json`` / ``out.md``, checkpointed in ``out.partial/`` (kept
     if interrupted, so the same command resumes; removed once the report is saved).
 
     :param points: which points ``x`` holds, in words (recorded in the report; default "N test points").
     :param split: the split they come from (recorded; a paper's numbers are subtracted from ours only for
-        points of the split the paper evaluated)."""
+        points of the split the paper evaluated).
+    :param workers: processes computing the evaluation's pieces (on the CPU; 1: all in this process). With
+        ``W > 1``, ``W - 1`` spawned processes of this process's torch threads compute the chunks ``c`` with
+        ``c % W = r`` for ``r = 1 … W-1`` into ``out.partial/`` while this one computes ``r = 0``; this process
+        then assembles the report from the folder. A piece is seeded by its stage and chunk, so the report is
+        the one-process report number for number; a stage of a single chunk (``data_chunk`` ≥ the points, or no
+        ``local_data_chunk``) runs in one process, and no more processes are started than the stage with the
+        most chunks has (:func:`max_pieces`). Not with torchrun, whose ranks are the workers.
+    """
+    workers = min(check_positive_int("workers", workers), max_pieces(gcfg, x.shape[0]))
     stem = check_output_stem(out, overwrite)
     partial = stem.with_name(stem.name + ".partial")
     points = points or f"{x.shape[0]} {dict(train='training', valid='validation').get(split, split)} points"
@@ -83,14 +98,55 @@ def run_gaps(model, guide, tcfg: TrainConfig, gcfg: GapConfig, x, out, progress=
             barrier()  # every piece is on disk
             if rank != 0:
                 return None
+        elif workers > 1:
+            _compute_shards(model, guide, x, gcfg, tcfg.guide, partial, workers, progress)
         rep = gap_report(model, guide, x, gcfg, family=tcfg.guide, progress=progress, checkpoint=partial,
-                         log=print if world == 1 else None)
+                         log=print if world == 1 and workers == 1 else None)
         paper = paper_for(tcfg.to_dict())
         rep.meta.update({"train_config": tcfg.to_dict(), "wall_seconds": time.time() - t, "paper": paper,
                          "paper_settings": paper_settings(tcfg, gcfg, points) if paper else None,
-                         "evaluation_points": points, "evaluation_split": split, "ranks": world})
+                         "evaluation_points": points, "evaluation_split": split, "ranks": world,
+                         "workers": workers if world == 1 else 1})
         paths = rep.save(stem)
     shutil.rmtree(partial, ignore_errors=True)
     print(rep.to_markdown())
     print("saved " + " and ".join(map(str, paths)))
     return rep
+
+
+def max_pieces(gcfg: GapConfig, n: int) -> int:
+    """The most pieces (chunks of datapoints) any stage of the evaluation of ``n`` points has: more processes
+    than this would have nothing to compute."""
+    counts = [-(-n // gcfg.data_chunk), -(-n // (gcfg.local_data_chunk or n))]
+    if gcfg.ais:
+        counts.append(-(-n // gcfg.ais_data_chunk))
+    return max(counts)
+
+
+def _shard(model, guide, x, gcfg: GapConfig, family: str, partial: Path, rank: int, world: int, threads: int) -> None:
+    """A spawned worker of :func:`run_gaps`: the pieces of shard ``(rank, world)`` into ``partial``."""
+    torch.set_num_threads(threads)
+    gap_report(model, guide, x, gcfg, family=family, progress=False, log=None, checkpoint=partial,
+               shard=(rank, world))
+
+
+def _compute_shards(model, guide, x, gcfg: GapConfig, family: str, partial: Path, workers: int, progress) -> None:
+    """Every piece of the evaluation into ``partial``: shard 0 here, the others in ``workers - 1`` spawned
+    processes (spawned, not forked: a forked child would inherit the parent's OpenMP state)."""
+    if x.device.type != "cpu":
+        raise ConfigError(f"--workers {workers} runs CPU processes; on {x.device} evaluate in one process "
+                          "(--workers 1), or launch one rank per GPU with torchrun")
+    try:
+        pickle.dumps((model, guide))
+    except Exception as e:  # noqa: BLE001 - whatever stops the model reaching a worker: evaluate here
+        warnings.warn(f"evaluating in one process, not {workers}: the model and guide cannot be sent to worker "
+                      f"processes ({type(e).__name__}: {e})", ConfigWarning, stacklevel=3)
+        return
+    threads = torch.get_num_threads()
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_shard, model, guide, x, gcfg, family, partial, r, workers, threads)
+                   for r in range(1, workers)]
+        gap_report(model, guide, x, gcfg, family=family, progress=progress, log=print if progress else None,
+                   checkpoint=partial, shard=(0, workers))
+        for f in futures:
+            f.result()  # a worker's error is raised here, as it was raised there

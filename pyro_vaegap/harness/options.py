@@ -60,6 +60,12 @@ def device_option() -> argparse.ArgumentParser:
     return d
 
 
+#: ``--workers`` of the commands that evaluate gap reports (:func:`~pyro_vaegap.harness.gap_runs.run_gaps`)
+WORKERS_HELP = ("processes computing the evaluation's pieces, each with --threads threads; the report is the same "
+                "for any number (default: as many as fit the cores this process may use, os.sched_getaffinity, "
+                "divided by --threads; 1 on a GPU); --workers 1 evaluates in this process")
+
+
 def make_parser(name: str, description: str, profiles: "Profiles | None" = None) -> Parser:
     """A parser with the options every experiment has: ``--out``, ``--seed``, ``--quiet``, ``--threads``,
     ``--device``, ``--debug`` (and, with ``profiles``, ``--profile``, ``--quick`` and every profile setting); a bad

@@ -7,9 +7,9 @@ the float). :func:`pyro_vaegap.training.train` uses them in Pyro's module-local 
 guide)`` is a :class:`pyro.infer.elbo.ELBOModule`, and one ``torch.optim.Adam`` steps on
 ``loss_fn(x) / B``. :class:`pyro.infer.SVI` is not used because it collects the parameters to optimize
 from Pyro's global parameter store, and this package keeps :class:`~pyro.nn.PyroModule` parameters
-module-local (see :mod:`pyro_vaegap`). Measured on the paper's MNIST model (batch 100, one thread,
-``docs/benchmarks.md``), an ``ELBOModule`` step takes 0.97x the time of an SVI step with the global
-store and 1.28x that of a hand-written PyTorch step.
+module-local (see :mod:`pyro_vaegap`). Training traces ``loss_fn`` once per batch shape
+(:class:`~pyro_vaegap.training.traced.TracedLoss`; an annealing factor enters that graph as a tensor,
+:meth:`Annealing.tensor_factor`); ``docs/benchmarks.md`` times both against a hand-written PyTorch step.
 
 Objectives (``TrainConfig.objective``):
 
@@ -38,6 +38,7 @@ per-dimension form of R. Yu's tutorial): :class:`FreeBitsELBO`. Guides with thei
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from pyro.distributions.util import is_identically_zero, scale_and_mask
@@ -97,6 +98,18 @@ class Annealing:
     @factor.setter
     def factor(self, value: float) -> None:
         self._guide_scale.factor = self._model_scale.factor = float(value)
+
+    @contextmanager
+    def tensor_factor(self, value: torch.Tensor):
+        """Within the context the factor is the 0-dim tensor ``value`` (site scales become tensors): a traced
+        loss (:class:`~pyro_vaegap.training.traced.TracedLoss`) takes the factor as an input of its graph, where
+        a Python float would be recorded as a constant. The float factor is restored on exit."""
+        old = self.factor
+        self._guide_scale.factor = self._model_scale.factor = value
+        try:
+            yield
+        finally:
+            self.factor = old
 
 
 class _LossFromDifferentiable:

@@ -27,14 +27,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES
 from ..data import EVAL_POINTS
 from ..report.config import LOCAL_INITS, LOG_PX_ESTIMATORS, GapConfig
 from ..harness.gap_runs import EVAL_SPLITS, check_output_stem, evaluation_data, run_gaps
-from ..harness.options import Profiles, Setting
+from ..harness.options import WORKERS_HELP, Profiles, Setting
 from ..harness.runs import Progress, train_run
 from ..runs.config import LR_SCHEDULES, TRAIN_SPLITS, VALID_SPLITS, TrainConfig
-from ..utils import ConfigError, resolve_device, set_threads
+from ..training.distributed import default_workers
+from ..utils import ConfigError, check_positive_int, resolve_device, set_threads
 
 #: data set -> (model, architecture) of the VAE trained on it
 DATASETS = {"binarized_mnist": ("bernoulli", "mlp"), "fashion_mnist": ("bernoulli", "mlp"),
@@ -122,6 +125,7 @@ def add_options(p, default_profile: str = "standard") -> None:
     p.add_argument("--local-init", default="prior", choices=LOCAL_INITS, help="q* initialization (paper: prior)")
     p.add_argument("--seed", type=int, default=0, help="seed of training, the evaluation subset and the evaluation")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $PYRO_VAEGAP_THREADS, else 1)")
+    p.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace a finished report at --out")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
                                                         "one-line message (for bug reports)")
@@ -187,7 +191,15 @@ def run(args):
     check_output_stem(args.out, args.overwrite)  # before hours of training and evaluation
     model, guide, _ = train_run(tcfg, run_dir(args), Progress(args.quiet), device, download=args.download)
     return run_gaps(model, guide, tcfg, gcfg, x.to(device), args.out, progress=not args.quiet,
-                    overwrite=args.overwrite, points=points, split=args.eval_split)
+                    overwrite=args.overwrite, points=points, split=args.eval_split, workers=evaluation_workers(args, device))
+
+
+def evaluation_workers(args, device) -> int:
+    """``--workers``, by default as many processes of ``--threads`` threads as fit the usable cores
+    (:func:`~pyro_vaegap.training.distributed.default_workers`)."""
+    if args.workers is not None:
+        return check_positive_int("--workers", args.workers)
+    return default_workers(torch.get_num_threads(), device)
 
 
 def build_parser(prog: str = "python -m experiments.cremer_gaps", name: str = "cremer_gaps",

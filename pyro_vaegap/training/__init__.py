@@ -2,7 +2,8 @@ r"""Training a VAE (model + amortized guide) with Pyro's ELBOs, in Pyro's module
 
 :mod:`~pyro_vaegap.training.build` (model and
 guide of a config), :mod:`~pyro_vaegap.training.schedules` (learning rate, annealing factor),
-:mod:`~pyro_vaegap.training.steps` (the loss, one optimizer step, the data-parallel step) and
+:mod:`~pyro_vaegap.training.steps` (the loss, one optimizer step, the data-parallel step),
+:mod:`~pyro_vaegap.training.traced` (the loss traced once per batch shape) and
 :mod:`~pyro_vaegap.training.loop` (:func:`train`). The config of a run (:class:`~pyro_vaegap.runs.config.TrainConfig`) and the run folder it writes are
 :mod:`pyro_vaegap.runs`'.
 """

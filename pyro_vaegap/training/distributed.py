@@ -89,3 +89,20 @@ def rank_name() -> str:
         return ""  # the command reports the bad environment itself, as a user error
     return f" [rank {rank}/{world}]" if world > 1 else ""
 
+
+
+def usable_cores() -> int:
+    """The number of CPU cores this process may run on (its affinity mask, as ``taskset`` or a scheduler sets
+    it; all of the machine's where the platform has no affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(threads: int = 1, device=None) -> int:
+    """Processes of an evaluation when none are asked for: as many ``threads``-thread processes as fit the
+    usable cores (:func:`usable_cores`), at least one; one on a GPU."""
+    if device is not None and torch.device(device).type != "cpu":
+        return 1
+    return max(1, usable_cores() // max(1, threads))

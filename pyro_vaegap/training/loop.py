@@ -23,6 +23,7 @@ from ..utils import (ConfigError, FolderLock, atomic_torch_save, atomic_write_te
 from .build import build_guide, build_model, frozen_decoder, guide_options
 from ..runs.config import TrainConfig
 from .schedules import anneal_factor, learning_rate
+from .traced import traced_loss
 from .steps import _world, data_parallel, make_loss, mean_elbo, micro_batch_step, training_step
 
 def load_split(cfg: TrainConfig, split: str, download: bool = False) -> torch.Tensor:
@@ -44,7 +45,7 @@ class TrainingInterrupted(ConfigError):
 
 def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | None = None,
           progress: bool = True, download: bool = False, resume_hint: str = "train(..., resume=True)",
-          device=None) -> TrainResult:
+          device=None, jit: bool = True) -> TrainResult:
     """Train ``cfg``'s model and guide, writing the run folder ``run_dir`` (locked meanwhile).
 
     Data parallel: called in every process of a ``torch.distributed`` process group (``torchrun
@@ -64,6 +65,11 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         :class:`TrainingInterrupted`, saying which epochs are saved).
     :param device: ``cpu``, ``cuda`` or ``cuda:N`` (:func:`~pyro_vaegap.utils.resolve_device`; default cpu):
         data, model and guide live there. It is not part of the run: a run resumes on any device.
+    :param jit: compute each step's loss with :class:`~pyro_vaegap.training.traced.TracedLoss` (the Pyro loss
+        traced once per batch shape, checked against the eager loss at its first call, with an eager fallback
+        and a warning where it cannot apply); one-process training only (not with ``micro_batches``). The same
+        random numbers and gradients as the eager loss, so it is not part of the run either: a run resumes with
+        or without it.
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
@@ -119,6 +125,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0), eps=cfg.adam_eps)
         loss_fn, annealing = make_loss(cfg, model, guide)
         net = data_parallel(loss_fn, device)
+        step_loss = traced_loss(loss_fn, annealing, (model, guide)) if jit and cfg.micro_batches is None else loss_fn
         shuffle = torch.Generator().manual_seed(cfg.seed)
         if rank == 0:
             check_folder(run_dir, "run folder")
@@ -179,7 +186,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                         if dynamic:  # its own seed: the same bits on any number of ranks, and after a resume
                             xb = dynamic_binarize(xb, stable_seed(cfg.seed, "binarize", epoch, b))
                         if cfg.micro_batches is None:
-                            loss = training_step(loss_fn, opt, xb, where=where)
+                            loss = training_step(step_loss, opt, xb, where=where)
                         else:
                             seeds = [stable_seed(cfg.seed, "train", epoch, b, m) for m in range(cfg.micro_batches)]
                             loss = micro_batch_step(net, opt, xb, seeds, rank, world, where=where)

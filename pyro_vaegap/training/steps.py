@@ -6,9 +6,10 @@ A step is Pyro's :class:`~pyro.infer.elbo.ELBOModule` idiom (:func:`~pyro_vaegap
 step over the parameters of model and guide. Not :class:`pyro.infer.SVI`: SVI finds the parameters
 to optimize by capturing ``pyro.param`` sites, which are in Pyro's global parameter store, and this
 package keeps :class:`~pyro.nn.PyroModule` parameters module-local (two guides of a gap report both
-own a ``loc``). It costs nothing: on the paper's MNIST architecture, batch 100, one thread, an
-``ELBOModule`` step takes 0.97x the time of an SVI step with the global store (8.4 vs 8.7 ms) and
-1.28x that of a hand-written PyTorch step of the same networks, the difference being Pyro's tracing
+own a ``loc``); an ``ELBOModule`` step took 0.97x the time of an SVI step with the global store.
+What a step spends in Pyro's Python beyond a hand-written PyTorch step of the same networks (tracing the guide,
+replaying the model) :func:`~pyro_vaegap.training.train` removes by default with
+:class:`~pyro_vaegap.training.traced.TracedLoss`, the loss traced once per batch shape
 (``benchmarks/bench_train_step.py``, ``docs/benchmarks.md``).
 """
 from __future__ import annotations
