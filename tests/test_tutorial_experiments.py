@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from pyro_vaegap.experiments import tutorial_bitsdim, tutorial_compression, tutorial_mse, tutorial_toy2d
+from pyro_vaegap.experiments import (tutorial_bitsdim, tutorial_compression, tutorial_flow_limit, tutorial_mse,
+                                     tutorial_toy2d)
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.estimators import importance_sample
 from pyro_vaegap.train import TrainConfig, train
@@ -117,3 +118,34 @@ def test_toy2d_main_tiny_budget(tmp_path):
         assert all(r[k] == r1[k] for k in ("nll_bits", "neg_elbo_bits", "train_bound_bits"))
     for name in ("results.json", "results.md", "density_maps.png", "latent_elbo.png", "latent_iwae.png"):
         assert (tmp_path / "two" / name).is_file()
+
+def test_flow_limit_figure_redrawn_from_results_with_matching_colours(tmp_path):
+    """--figure-only redraws the §3.3 figure from a results file (the committed one), and each flow's fitted line
+    has the colour of that flow's points (it used to take the next colour of the cycle: the other flow's)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import matplotlib.colors as mcolors
+
+    src = Path(__file__).parents[1] / "docs" / "results" / "tutorial_flow_limit" / "results.json"
+    shutil.copy(src, tmp_path / "results.json")
+    assert tutorial_flow_limit.main(["--figure-only", "--out", str(tmp_path), "--quiet"]) is None
+    assert (tmp_path / "flow_limit.png").stat().st_size > 0
+    res = json.loads(src.read_text())["results"]
+    fits = {n: (f["fitted_order"], f["fitted_order_se"], f["fitted_constant"]) for n, f in res["flows"].items()}
+    fig = tutorial_flow_limit.figure(res["flows"], fits, res["affine_exact_gap"],
+                                     {n: f["fit_eps_max"] for n, f in res["flows"].items()})
+    ax = fig.axes[0]
+    points = [c.lines[0] for c in ax.containers]  # one errorbar per flow, in the order of res["flows"]
+    fitted = [ln for ln in ax.lines if ln.get_linestyle() == "-" and ln not in points]
+    assert len(points) == len(fitted) == 2
+    for p, f in zip(points, fitted):
+        assert mcolors.to_hex(p.get_color()) == mcolors.to_hex(f.get_color())
+    assert mcolors.to_hex(points[0].get_color()) != mcolors.to_hex(points[1].get_color())
+
+
+def test_flow_limit_figure_only_needs_a_results_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        tutorial_flow_limit.main(["--figure-only", "--out", str(tmp_path / "none")])
+    assert e.value.code == 2 and "results.json" in capsys.readouterr().err
