@@ -68,14 +68,15 @@ def paper_entropy(ds: str) -> str:
 
 
 _BUDGET = dict(num_train=50_000, hidden=128, layers=4, iwae_k=10, eval_samples=250, num_test=5000, grid=80,
-               grid_samples=100, quad_cells=144)
+               grid_samples=100, quad_cells=144, check_points=500, check_samples=2500)
 #: ``cpu`` (the default): 30,000 VAE / 15,000 IWAE steps, ≤ 20 minutes on the 2-core CPU; ``long``: 3x the steps;
 #: ``quick``: a smoke run of the whole pipeline whose numbers mean nothing
 PROFILES = Profiles(
     profiles={"cpu": {"epochs": 120, "iwae_epochs": 30, **_BUDGET},
               "long": {"epochs": 360, "iwae_epochs": 90, **_BUDGET},
               "quick": {"epochs": 1, "iwae_epochs": 1, "num_train": 300, "hidden": 8, "layers": 2, "iwae_k": 2,
-                        "eval_samples": 4, "num_test": 20, "grid": 6, "grid_samples": 2, "quad_cells": 48}},
+                        "eval_samples": 4, "num_test": 20, "grid": 6, "grid_samples": 2, "quad_cells": 48,
+                        "check_points": 5, "check_samples": 16}},
     settings={
         "epochs": Setting(int, "training epochs of each VAE (over --num-train points)"),
         "iwae_epochs": Setting(int, "training epochs of each IWAE"),
@@ -89,6 +90,9 @@ PROFILES = Profiles(
         "grid_samples": Setting(int, "importance samples per grid point of the map"),
         "quad_cells": Setting(int, "cells per axis of the quadrature NLL (a multiple of 48; it is also computed "
                                    "on half as many, to show the rule's error)"),
+        "check_points": Setting(int, "test points (the first ones) of the check of the NLL estimator's bias: the NLL "
+                                     "with --eval-samples and with --check-samples draws, paired (0: no check)"),
+        "check_samples": Setting(int, "importance samples per point of that check"),
     },
     default="cpu",
     help={"cpu": "30,000 VAE / 15,000 IWAE steps, <= 20 minutes on 2 cores",
@@ -165,6 +169,20 @@ def quadrature_nll(model, guide, nodes: np.ndarray, weights: np.ndarray, num_sam
             "nll_quad_mc_se_bits": float((w.square() * se.square()).sum().sqrt()) / LN2,
             "neg_elbo_quad_bits": float(-(w * elbo).sum()) / LN2,
             "quad_nodes": len(nodes), "quad_mass": float(weights.sum())}
+
+
+@torch.no_grad()
+def sample_size_check(model, guide, x: torch.Tensor, k: int, big: int) -> dict:
+    r"""How much the NLL estimate moves with more importance samples: :math:`-\log\hat p(x)` with ``k`` and with
+    ``big`` independent draws on the same points, in bits, and their paired difference ± its standard error
+    across points (the IWAE estimate is biased upward by :math:`O(1/k)`; a difference near 0 says ``k`` is
+    enough)."""
+    small = importance_sample(model, guide, x, k, psis=False, data_chunk=100).iwae.double()
+    large = importance_sample(model, guide, x, big, psis=False, data_chunk=100).iwae.double()
+    d = (small - large) / LN2  # NLL(k) - NLL(big)
+    return {"points": int(x.shape[0]), "k": k, "big_k": big, "nll_bits_k": float(-small.mean()) / LN2,
+            "nll_bits_big_k": float(-large.mean()) / LN2, "nll_k_minus_big_bits": float(d.mean()),
+            "nll_k_minus_big_bits_se": float(d.std() / math.sqrt(len(d))) if len(d) > 1 else float("nan")}
 
 
 def density_figure(maps: dict, datasets, grid: int):
@@ -258,13 +276,17 @@ def fit_and_evaluate(args, ds: str, objective: str, quadrature: dict):
         set_seed(args.seed)
         q = quadrature_nll(model, guide, nodes, weights, args.eval_samples)
         quad.update(q if cells == args.quad_cells else {f"{key}_{cells}": v for key, v in q.items()})
+    check = None
+    if args.check_points:
+        set_seed(args.seed)
+        check = sample_size_check(model, guide, x_test[: args.check_points], args.eval_samples, args.check_samples)
     _, logp_map = density_grid(model, guide, args.grid, args.grid_samples)
     progress(f"{ds} {objective}: -ELBO {ev['neg_elbo_bits']:.3f} bits, -L_{k} {bound:.3f}, "
              f"NLL {ev['nll_bits']:.3f} bits (test points), {quad['nll_quad_bits']:.3f} (quadrature) "
              f"(H = {TOY_ENTROPY_BITS[ds]:.3f}); this call took {secs:.0f}s")
     paper_loss, paper_nll = paper_numbers(ds, objective)
     return ({"train_seconds": secs, "reused_training": reused, "training": training_cost(run_dir(args, ds, objective)), **ev, **quad,
-             "quad_cells": args.quad_cells, "train_bound_k": k, "train_bound_bits": bound,
+             "quad_cells": args.quad_cells, "sample_size_check": check, "train_bound_k": k, "train_bound_bits": bound,
              "train_bound_bits_se": bound_se, "paper_loss_bits": paper_loss, "paper_nll_bits": paper_nll},
             logp_map)
 
@@ -288,10 +310,12 @@ def run_jobs(args, jobs, quadrature: dict):
 
 def main(argv=None):
     parser = build_parser()
-    args = parse_args(parser, argv, nonneg=("anneal_epochs", "free_bits"),
+    args = parse_args(parser, argv, nonneg=("anneal_epochs", "free_bits", "check_points"),
                       positive=("epochs", "iwae_epochs", "num_train", "batch_size", "iwae_batch_size", "lr", "hidden",
                                 "layers", "iwae_k", "eval_samples", "num_test", "grid", "grid_samples", "quad_cells",
-                                "workers"), profiles=PROFILES)
+                                "check_samples", "workers"), profiles=PROFILES)
+    if args.check_points > args.num_test:
+        parser.error(f"--check-points={args.check_points} is not allowed: at most --num-test={args.num_test}")
     if args.num_train > 50_000 or args.num_test > 5_000:
         parser.error(f"--num-train={args.num_train} / --num-test={args.num_test} exceed the split sizes 50000 / 5000")
     if args.quad_cells % 48:
@@ -352,6 +376,13 @@ def main(argv=None):
            "of this order or smaller): " + ", ".join(
                f"{ds} {o} {results[ds][o][f'nll_quad_bits_{half}'] - results[ds][o]['nll_quad_bits']:+.4f}"
                for ds in args.datasets for o in args.objectives) + " bits.\n")
+    checks = [(ds, o, results[ds][o]["sample_size_check"]) for ds in args.datasets for o in args.objectives
+              if results[ds][o]["sample_size_check"]]
+    if checks:
+        md += (f"\nSample-size check (first {args.check_points} test points): NLL with k = {args.eval_samples} minus "
+               f"NLL with k = {args.check_samples} independent draws, paired, ± s.e.: " + ", ".join(
+                   f"{ds} {o} {c['nll_k_minus_big_bits']:+.4f} ± {c['nll_k_minus_big_bits_se']:.4f}"
+                   for ds, o, c in checks) + " bits.\n")
     md += "\nFigures: density_maps.png, " + ", ".join(f"latent_{o}.png" for o in args.objectives) + "\n"
     reused = [f"{ds}_{o}" for (ds, o) in jobs if outs[(ds, o)][0]["reused_training"]]
     write_results(out, NAME, args, results, md, progress.elapsed,
