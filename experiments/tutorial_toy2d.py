@@ -119,6 +119,9 @@ def build_parser():
     p.add_argument("--activation", default="relu", choices=ACTIVATIONS, help="hidden-layer activation")
     p.add_argument("--plain", action="store_true",
                    help="plain MLPs instead of the densely connected ones (models.DenseMLP)")
+    p.add_argument("--test-set-check", nargs="+", metavar="RESULTS_JSON", default=None,
+                   help="train nothing: for results files of this experiment, the test NLLs with the test sample's own "
+                        "deviation from H removed (NLL - (H_test - H)), beside the paper's (written to --out)")
     p.add_argument("--workers", type=int, default=2,
                    help="models trained and evaluated at once, one process and one thread each")
     return p
@@ -183,6 +186,25 @@ def sample_size_check(model, guide, x: torch.Tensor, k: int, big: int) -> dict:
     return {"points": int(x.shape[0]), "k": k, "big_k": big, "nll_bits_k": float(-small.mean()) / LN2,
             "nll_bits_big_k": float(-large.mean()) / LN2, "nll_k_minus_big_bits": float(d.mean()),
             "nll_k_minus_big_bits_se": float(d.std() / math.sqrt(len(d))) if len(d) > 1 else float("nan")}
+
+
+def reference(ds: str, num_test: int, quadrature: dict, cells: int) -> dict:
+    r"""The true density's side of the comparison, in bits: H by the quadrature rule of ``cells`` (and of the
+    other rules in ``quadrature``), and the test points' own mean :math:`-\log_2 p(x)` ± its standard error —
+    how far this test sample's average is from H. A model close to the truth shares that deviation, so
+    :math:`\mathrm{NLL}_\text{test} - (H_\text{test} - H)` estimates the cross-entropy with far less sampling
+    error than the plain test-set mean (a control variate with coefficient 1). Returns also ``log_p_test``
+    (nats per test point; popped before results are written)."""
+    out = {}
+    for c, (nodes, weights, mass) in quadrature.items():
+        log_p = np.log(weights) - 2 * math.log(2 * EXTENT / c)  # w = p h²
+        h = float(-(weights * log_p).sum() / weights.sum()) / LN2
+        out["entropy_quad_bits" if c == cells else f"entropy_quad_bits_{c}"] = h
+    log_p_test = toy_log_density(ds, load_dataset(ds, "test")[:num_test].double().numpy())
+    v = -log_p_test / LN2
+    out.update(test_entropy_bits=float(v.mean()), test_entropy_bits_se=float(v.std(ddof=1) / math.sqrt(len(v))),
+               num_test=int(len(v)), log_p_test=log_p_test)
+    return out
 
 
 def density_figure(maps: dict, datasets, grid: int):
@@ -255,10 +277,11 @@ def run_dir(args, ds: str, objective: str) -> Path:
     return Path(args.out) / "runs" / f"{ds}_{objective}"
 
 
-def fit_and_evaluate(args, ds: str, objective: str, quadrature: dict):
+def fit_and_evaluate(args, ds: str, objective: str, quadrature: dict, ref: dict):
     r"""Train (or reuse / resume) one model and evaluate it; runs in a worker process.
 
     :param quadrature: ``{cells: (nodes, weights, mass)}`` of the set's density (:func:`toy_quadrature`).
+    :param ref: the set's :func:`reference` (H by quadrature, the test points' log-densities).
     :returns: ``(results, log_density_map)`` — the numbers of one table row and the model's
         :math:`\log\hat p(x)` on the density-map grid.
     """
@@ -268,7 +291,11 @@ def fit_and_evaluate(args, ds: str, objective: str, quadrature: dict):
     model, guide, secs = train_run(cfg, run_dir(args, ds, objective), progress, args.device)
     x_test = load_dataset(ds, "test")[: args.num_test].to(args.device)
     set_seed(args.seed)
-    ev = evaluate(model, guide, x_test, args.eval_samples)
+    ev = evaluate(model, guide, x_test, args.eval_samples, keep_per_point=True)
+    # the test NLL with the test sample's own deviation from H removed, paired per point (see ``reference``)
+    excess = (np.asarray(ev.pop("nll_nats_per_point")) + ref["log_p_test"]) / LN2  # -log2 p̂(x) + log2 p(x)
+    ev["nll_cv_bits"] = ref["entropy_quad_bits"] + float(excess.mean())
+    ev["nll_cv_bits_se"] = float(excess.std(ddof=1) / math.sqrt(len(excess))) if len(excess) > 1 else float("nan")
     k = cfg.num_particles
     bound, bound_se = training_bound(model, guide, x_test, k, args.eval_samples)
     quad = {}
@@ -291,21 +318,82 @@ def fit_and_evaluate(args, ds: str, objective: str, quadrature: dict):
             logp_map)
 
 
-def run_jobs(args, jobs, quadrature: dict):
-    """``fit_and_evaluate`` of every ``(dataset, objective)`` job, ``args.workers`` at a time (``quadrature``: each
-    set's quadrature rules, computed once here rather than in every worker).
+def run_jobs(args, jobs, quadrature: dict, refs: dict):
+    """``fit_and_evaluate`` of every ``(dataset, objective)`` job, ``args.workers`` at a time (``quadrature``, ``refs``:
+    each set's quadrature rules and :func:`reference`, computed once here rather than in every worker).
 
     Each job seeds its own training and evaluation, so the numbers do not depend on the number of
     workers or on which worker ran a job. Workers are spawned (not forked: a forked child would
     inherit the parent's OpenMP state) and use one thread each.
     """
     if args.workers == 1 or len(jobs) == 1:
-        return {job: fit_and_evaluate(args, *job, quadrature[job[0]]) for job in jobs}
+        return {job: fit_and_evaluate(args, *job, quadrature[job[0]], refs[job[0]]) for job in jobs}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs)), mp_context=ctx,
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        futures = {job: pool.submit(fit_and_evaluate, args, *job, quadrature[job[0]]) for job in jobs}
+        futures = {job: pool.submit(fit_and_evaluate, args, *job, quadrature[job[0]], refs[job[0]]) for job in jobs}
         return {job: f.result() for job, f in futures.items()}
+
+
+def check_results_file(path, num_test: int) -> str | None:
+    """What is wrong with ``path`` as a results file of this experiment over ``num_test`` test points (None: fine)."""
+    import json
+
+    try:
+        res = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        return f"cannot be read as JSON ({type(e).__name__})"
+    if res.get("experiment") != NAME:
+        return f"not a results file of {NAME} (experiment: {res.get('experiment')!r})"
+    if res.get("config", {}).get("num_test") != num_test:
+        return f"its NLLs are over {res.get('config', {}).get('num_test')} test points, this check's over {num_test}"
+    return None
+
+
+def test_set_check(args, refs: dict, progress) -> dict:
+    r"""``--test-set-check``: for each given results file of this experiment, every model's test NLL corrected by
+    the test sample's deviation from H, :math:`\mathrm{NLL}_\text{test} - (H_\text{test} - H)`, and its distance
+    to the tutorial's NLL. The files' models are not needed (only their mean NLLs: the correction is additive),
+    so this is exact for files written before the experiment recorded the paired estimate ``nll_cv_bits``; it
+    has no standard error of its own (the files keep no per-point values)."""
+    import json
+
+    results, rows = {"reference": {ds: {k: v for k, v in r.items() if k != "log_p_test"} for ds, r in refs.items()},
+                     "files": {}}, []
+    for path in args.test_set_check:
+        res = json.loads(Path(path).read_text())
+        per_file = results["files"][str(path)] = {}
+        for ds in args.datasets:
+            ref = refs[ds]
+            shift = ref["test_entropy_bits"] - ref["entropy_quad_bits"]
+            for objective in OBJECTIVES:
+                m = res["results"].get(ds, {}).get(objective)
+                if m is None:
+                    continue
+                paper_nll = paper_numbers(ds, objective)[1]
+                corrected = m["nll_bits"] - shift
+                per_file[f"{ds}/{objective}"] = {"nll_bits": m["nll_bits"], "nll_bits_se": m["nll_bits_se"],
+                                                 "shift_bits": shift, "nll_corrected_bits": corrected,
+                                                 "paper_nll_bits": paper_nll, "delta_bits": m["nll_bits"] - paper_nll,
+                                                 "delta_corrected_bits": corrected - paper_nll}
+                rows.append([path, ds, "VAE" if objective == "elbo" else "IWAE",
+                             f"{m['nll_bits']:.3f} ± {m['nll_bits_se']:.3f}", f"{shift:+.4f}", f"{corrected:.3f}",
+                             paper_nll, m["nll_bits"] - paper_nll, corrected - paper_nll])
+    md = ("Bits. H: the true density's entropy by quadrature (data.toy_quadrature, "
+          f"{args.quad_cells}² cells); H_test: the mean −log2 p(x) of the first {args.num_test} test points under "
+          "the true density ± s.e. A model close to the truth shares the test sample's deviation H_test − H, so "
+          "NLL − (H_test − H) estimates its cross-entropy with the test sample's luck removed.\n\n")
+    md += markdown_table(["data", "H (quadrature)", f"H ({args.quad_cells // 2}² cells)", "H_test", "H_test − H",
+                          "H in data.toy"],
+                         [[ds, f"{r['entropy_quad_bits']:.5f}", f"{r[f'entropy_quad_bits_{args.quad_cells // 2}']:.5f}",
+                           f"{r['test_entropy_bits']:.4f} ± {r['test_entropy_bits_se']:.4f}",
+                           f"{r['test_entropy_bits'] - r['entropy_quad_bits']:+.4f}",
+                           f"{TOY_ENTROPY_BITS[ds]} ± {TOY_ENTROPY_ERROR_BITS[ds]}"] for ds, r in refs.items()])
+    md += "\n" + markdown_table(["results file", "data", "model", "NLL test", "H_test − H", "NLL corrected",
+                                  "NLL paper", "Δ NLL", "Δ NLL corrected"], rows)
+    write_results(Path(args.out), NAME, args, results, md, progress.elapsed)
+    progress(f"done in {progress.elapsed / 60:.1f} min -> {args.out}")
+    return results
 
 
 def main(argv=None):
@@ -322,6 +410,10 @@ def main(argv=None):
         parser.error(f"--quad-cells={args.quad_cells} is not allowed: it must be a multiple of 48 (it and half of it "
                      "put cell edges on the checkerboard's edges)")
     args.datasets = list(dict.fromkeys(args.datasets))  # in the order given, each once
+    for path in args.test_set_check or ():
+        problem = check_results_file(path, args.num_test)
+        if problem:
+            parser.error(f"--test-set-check {path}: {problem}")
     args.objectives = [o for o in OBJECTIVES if o in args.objectives]
     out = Path(args.out)
     progress = Progress(args.quiet)
@@ -329,8 +421,11 @@ def main(argv=None):
     progress(f"quadrature rules of the true densities ({args.quad_cells} and {args.quad_cells // 2} cells per axis)")
     quadrature = {ds: {c: toy_quadrature(ds, c) for c in (args.quad_cells, args.quad_cells // 2)}
                   for ds in args.datasets}
+    refs = {ds: reference(ds, args.num_test, quadrature[ds], args.quad_cells) for ds in args.datasets}
+    if args.test_set_check:
+        return test_set_check(args, refs, progress)
     progress(f"{len(jobs)} models, {min(args.workers, len(jobs))} at a time")
-    outs = run_jobs(args, jobs, quadrature)
+    outs = run_jobs(args, jobs, quadrature, refs)
     results, runs, maps, x_tests, rows = {}, {}, {}, {}, []
     for ds in args.datasets:
         results[ds], runs[ds], maps[ds] = {}, {}, {}
@@ -352,6 +447,7 @@ def main(argv=None):
                          f"{res['training']['total_seconds']:.0f}"])
         results[ds]["entropy_bits"] = TOY_ENTROPY_BITS[ds]
         results[ds]["entropy_error_bits"] = TOY_ENTROPY_ERROR_BITS[ds]
+        results[ds]["reference"] = {k: v for k, v in refs[ds].items() if k != "log_p_test"}
     progress("figures")
     save_figure(density_figure(maps, args.datasets, args.grid), out / "density_maps.png")
     for objective in args.objectives:
