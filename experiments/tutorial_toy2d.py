@@ -1,4 +1,4 @@
-r"""VAE vs IWAE on the tutorial's 2-D toy densities (R. Yu 2020, §3, Tables 1–2, Figs. 3–6).
+r"""VAE vs IWAE on the tutorial's 2-D toy densities (R. Yu 2020, §6, Tables 1–2, Figs. 1–2).
 
 For each toy set (8 Gaussians, checkerboard, 2 spirals) a typical VAE — 2-d latent, Gaussian decoder
 whose mean and log-variance are outputs of a densely connected network (the tutorial's dense blocks,

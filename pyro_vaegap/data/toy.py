@@ -1,4 +1,4 @@
-"""2-D toy densities of R. Yu's VAE tutorial (2020, §3): samplers, exact densities, entropies.
+"""2-D toy densities of R. Yu's VAE tutorial (2020, §6): samplers, exact densities, entropies.
 
 ``8gaussians``, ``checkerboard``, ``2spirals``
     Generated, never downloaded: fixed-seed samples of 50,000 train / 5,000 valid / 5,000 test
