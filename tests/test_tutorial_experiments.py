@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 from pyro_vaegap.experiments import (tutorial_bitsdim, tutorial_compression, tutorial_flow_limit, tutorial_mse,
                                      tutorial_toy2d)
@@ -19,6 +20,7 @@ from pyro_vaegap.utils import set_seed
 # whose rounding differences grow through the Adam steps into a different but equally trained model.
 # 0.2 bits is 6-10x the standard error of the mean NLL of these 500 test points (0.02-0.033 bits) and
 # well below the distance to the collapsed solution (one Gaussian that ignores z, NLL ~ +0.15 bits).
+ROOT = Path(__file__).parents[1]
 TOLERANCE_BITS = 0.2
 SHORT_RUNS = {
     # plain ELU MLP, KL annealing, 1,000 steps: -0.5977 bits (0.75 bits from collapse)
@@ -52,6 +54,8 @@ def test_short_8gaussians_training_reaches_reference_nll(tmp_path, recipe):
     (tutorial_toy2d, ["--workers", "0"], "--workers=0"),
     (tutorial_toy2d, ["--free-bits", "-0.1"], "--free-bits=-0.1"),
     (tutorial_toy2d, ["--quad-cells", "100"], "multiple of 48"),
+    (tutorial_toy2d, ["--test-set-check", str(ROOT / "docs/results/tutorial_flow_limit/results.json")], "not a results file"),
+    (tutorial_toy2d, ["--test-set-check", "nowhere.json"], "cannot be read"),
     (tutorial_toy2d, ["--profile", "huge"], "invalid choice"),
     (tutorial_mse, ["--toy-epochs", "-1"], "--toy-epochs=-1"),
     (tutorial_mse, ["--num-test", "301"], "300 test images"),
@@ -126,6 +130,16 @@ def test_toy2d_main_tiny_budget(tmp_path):
     assert "iwae" not in again["8gaussians"]
     assert all(again["8gaussians"]["elbo"][k] == one["8gaussians"]["elbo"][k] for k in keys)
     assert "reused the finished training runs 8gaussians_elbo" in (tmp_path / "one" / "results.md").read_text()
+    # --test-set-check corrects the file's mean NLLs by the test sample's deviation from H: the same number as
+    # the run's own paired estimate (computed per point, another code path; the file's mean is a float32 mean,
+    # hence agreement to float32 rounding, ~1e-7 relative, not float64)
+    chk = tutorial_toy2d.main(argv + ["--test-set-check", str(tmp_path / "two" / "results.json"),
+                                      "--out", str(tmp_path / "check")])
+    ref = chk["reference"]["8gaussians"]
+    assert abs(ref["entropy_quad_bits"] - res["8gaussians"]["reference"]["entropy_quad_bits"]) < 1e-12
+    for objective in ("elbo", "iwae"):
+        c = chk["files"][str(tmp_path / "two" / "results.json")][f"8gaussians/{objective}"]
+        assert abs(c["nll_corrected_bits"] - res["8gaussians"][objective]["nll_cv_bits"]) < 1e-5
 
 
 def test_toy2d_profiles_and_paper_numbers():
