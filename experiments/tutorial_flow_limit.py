@@ -50,21 +50,39 @@ def build_parser():
     p.add_argument("--hidden", type=int, default=32, help="width of the two hidden layers of each coupling network")
     p.add_argument("--flow-steps", type=int, default=1000, help="Adam steps of the Real NVP's maximum likelihood")
     p.add_argument("--flow-lr", type=float, default=3e-3, help="Adam learning rate of the Real NVP (cosine decay)")
+    p.add_argument("--figure-only", action="store_true",
+                   help="redraw OUT/flow_limit.png from OUT/results.json (no computation; the other options are "
+                        "ignored: the figure shows what the results file holds)")
     return p
+
+
+def render(out: Path) -> Path:
+    """Redraw ``out/flow_limit.png`` from ``out/results.json`` (what :func:`main` wrote there)."""
+    import json
+
+    res = json.loads((out / "results.json").read_text())["results"]
+    nan = lambda v: math.nan if v is None else v  # noqa: E731 (JSON's null is an unfitted slope)
+    flows = res["flows"]
+    fits = {n: (nan(f["fitted_order"]), nan(f["fitted_order_se"]), nan(f["fitted_constant"])) for n, f in flows.items()}
+    fit_max = {n: f["fit_eps_max"] for n, f in flows.items()}
+    return save_figure(figure(flows, fits, res["affine_exact_gap"], fit_max), out / "flow_limit.png")
 
 
 def figure(curves: dict, fits: dict, affine_exact: list, fit_max: dict):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for (name, c), marker in zip(curves.items(), ("o", "s")):
+    for i, ((name, c), marker) in enumerate(zip(curves.items(), ("o", "s"))):
         eps, gap, se = (np.asarray(c[k]) for k in ("eps", "gap", "gap_se"))
         p, p_se, const = fits[name]
-        ax.errorbar(eps, np.where(gap > 0, gap, np.nan), yerr=2 * se, fmt=marker, ms=5, capsize=3,
+        # one colour per flow, given explicitly: the fitted line would otherwise take the next colour of the
+        # cycle and look like it belonged to the other flow's points
+        colour = f"C{i}"
+        ax.errorbar(eps, np.where(gap > 0, gap, np.nan), yerr=2 * se, fmt=marker, ms=5, capsize=3, color=colour,
                     label=f"{name}: fitted slope {p:.3f} ± {p_se:.3f}")
         if math.isfinite(p):
             grid = np.geomspace(eps.min(), min(eps.max(), fit_max[name]), 20)
-            ax.plot(grid, const * grid ** p, "-", lw=1.5, alpha=0.6)
+            ax.plot(grid, const * grid ** p, "-", lw=1.5, alpha=0.6, color=colour)
     eps = np.asarray(curves["affine"]["eps"])
     ax.plot(eps, affine_exact, "k:", lw=1, label=r"affine, exact $\frac{1}{2}\epsilon^2\,\mathrm{tr}(J^{-1}J^{-T})$")
     ax.set_xscale("log")
@@ -88,6 +106,12 @@ def main(argv=None):
         if sum(e <= fit_max for e in values) < 2:
             parser.error(f"--fit-max-eps-{which}={fit_max} leaves fewer than two epsilons to fit the slope on")
     out, progress = Path(args.out), Progress(args.quiet)
+    if args.figure_only:
+        if not (out / "results.json").is_file():
+            parser.error(f"--figure-only: {out / 'results.json'} does not exist (run the experiment with this --out "
+                         "first)")
+        progress(f"figure redrawn from {out / 'results.json'}: {render(out)}")
+        return None
     set_seed(args.seed)
 
     progress("affine flow: data drawn from the flow itself")

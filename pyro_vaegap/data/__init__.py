@@ -31,7 +31,7 @@ from .search import DATA_ENV, candidate_dirs
 from .torchvision_images import (load_celeba, load_cifar10, load_cifar10_continuous, load_fashion_mnist_continuous,
                                  load_mnist_continuous, load_omniglot, load_svhn)
 from .toy import (TOY_DATASETS, TOY_ENTROPY_BITS, TOY_ENTROPY_ERROR_BITS, load_toy, sample_toy,
-                  toy_entropy_numerical, toy_log_density)
+                  toy_entropy_numerical, toy_log_density, toy_quadrature)
 from .validate import EVAL_POINTS, evaluation_rows, seeded_subset, validate_binary, validate_continuous
 
 # Constants and helpers outside __all__ that users and tests reach as ``pyro_vaegap.data.<name>``
@@ -63,6 +63,7 @@ __all__ = [
     "TOY_ENTROPY_ERROR_BITS",
     "sample_toy",
     "toy_log_density",
+    "toy_quadrature",
     "toy_entropy_numerical",
     "load_toy",
     "load_cifar10",

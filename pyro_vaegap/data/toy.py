@@ -1,4 +1,4 @@
-"""2-D toy densities of R. Yu's VAE tutorial (2020, §3): samplers, exact densities, entropies.
+"""2-D toy densities of R. Yu's VAE tutorial (2020, §6): samplers, exact densities, entropies.
 
 ``8gaussians``, ``checkerboard``, ``2spirals``
     Generated, never downloaded: fixed-seed samples of 50,000 train / 5,000 valid / 5,000 test
@@ -155,6 +155,45 @@ def toy_log_density(name: str, x, quadrature_points: int = 4000, chunk: int = 10
         log_comp += np.concatenate([log_w, log_w])[None]
         out[s:s + chunk] = logsumexp(log_comp, axis=1) - _LOG_2PI - 2.0 * math.log(SPIRAL_STD)
     return out
+
+
+#: half-width of the square [-TOY_EXTENT, TOY_EXTENT]² that holds every toy set (radius <= 0.5 + noise)
+TOY_EXTENT = 0.6
+
+
+def toy_quadrature(name: str, cells: int = 144, tail: float = 1e-7) -> tuple[np.ndarray, np.ndarray, float]:
+    r"""Midpoint rule of the true density over the square :math:`[-0.6, 0.6]^2`: nodes :math:`x_i` and weights
+    :math:`w_i = p(x_i)\,h^2` (:math:`h = 1.2/` ``cells``), so that
+    :math:`\mathbb E_{p}[g(x)] \approx \sum_i w_i\, g(x_i) / \sum_i w_i` for a smooth ``g`` — the tutorial's
+    way of measuring a model's NLL ("a grid weighted by the true density"), without the sampling error of a
+    finite test set.
+
+    The midpoint rule is :math:`O(h^2)` for a smooth integrand. The checkerboard's density jumps at its cell
+    edges (multiples of 1/4), which are cell edges of this grid when ``cells`` is a multiple of 24
+    (:math:`h` divides 0.05): then :math:`p` is constant on every grid cell and only :math:`g` is integrated
+    approximately. ``cells`` must be a multiple of 24 for that reason (144: h = 1/120, 2/3 of the spirals'
+    noise s.d.; on the true density itself the rule gives the entropy to 1e-8 bits at 72 cells already).
+
+    :param tail: the lightest nodes, of total weight at most ``tail``, are dropped (they would cost most of the
+        evaluation and change an expectation of a bounded ``g`` by at most ``tail`` times its range); the
+        captured mass is returned.
+    :returns: ``(nodes (M, 2) float64, weights (M,) float64, mass)`` with ``mass`` :math:`= \sum_i w_i`
+        (1 up to the rule's error and the mass outside the square).
+    """
+    _check_toy_name(name)
+    if not isinstance(cells, int) or cells < 24 or cells % 24:
+        raise DataError(f"cells={cells!r} is not allowed: it must be a positive multiple of 24 (cell edges on the "
+                        "checkerboard's edges)")
+    h = 2 * TOY_EXTENT / cells
+    axis = -TOY_EXTENT + (np.arange(cells) + 0.5) * h
+    xx, yy = np.meshgrid(axis, axis, indexing="ij")
+    nodes = np.stack([xx.ravel(), yy.ravel()], 1)
+    weights = np.exp(toy_log_density(name, nodes)) * h * h
+    order = np.argsort(weights)
+    dropped = order[np.cumsum(weights[order]) <= tail]
+    keep = np.ones(len(weights), dtype=bool)
+    keep[dropped] = False
+    return nodes[keep], weights[keep], float(weights[keep].sum())
 
 
 def toy_entropy_numerical(name: str, grid: int = 2001, num_samples: int = 200_000, seed: int = 1):
