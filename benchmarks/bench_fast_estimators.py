@@ -30,11 +30,11 @@ import time
 import torch
 
 from benchmarks.bench_gaps import MACS_PER_ROW, dense_rate
-from pyro_vaegap.ais import frozen
-from pyro_vaegap.registry import get_family
+from pyro_vaegap.estimators.ais import frozen
+from pyro_vaegap.contract.registry import get_family
 from pyro_vaegap.models import BernoulliVAE
 from pyro_vaegap.estimators.potential import AnnealingTarget, LocalStep, compiler_problem
-from pyro_vaegap.traces import prior_latents
+from pyro_vaegap.estimators.traces import prior_latents
 from pyro_vaegap.utils import provenance_line
 
 

@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vaegap import papers
+from pyro_vaegap.report import papers
 from pyro_vaegap.data import (TOY_DATASETS, TOY_ENTROPY_BITS, TOY_ENTROPY_ERROR_BITS, load_dataset, toy_log_density,
                               toy_quadrature)
 from pyro_vaegap.data.toy import TOY_EXTENT as EXTENT
 from pyro_vaegap.estimators import importance_sample, iwae_bounds
-from pyro_vaegap.traces import log_weights
+from pyro_vaegap.estimators.traces import log_weights
 from pyro_vaegap.models import ACTIVATIONS
 from pyro_vaegap.runs import LR_SCHEDULES, TrainConfig, load_run
 from pyro_vaegap.utils import set_seed
