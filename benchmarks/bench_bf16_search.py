@@ -54,7 +54,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()
+    load_start, header = os.getloadavg(), provenance_line()  # the code state the numbers come from
     model, encoder, cfg = load_run(args.run)
     epoch = read_checkpoint(args.run)["epoch"]
     x = load_dataset(cfg.dataset, "test", data_dir=args.data_dir)
@@ -67,7 +67,7 @@ def main(argv=None):
         out[name] = dict(elbo=score.elbo, se=score.elbo_se, steps=res.steps, seconds=seconds)
     n = x.shape[0]
     diff = out["bf16"]["elbo"] - out["fp32"]["elbo"]
-    print(provenance_line())
+    print(header)
     print(f"torch threads={args.threads}; load average (1, 5, 15 min) at start {tuple(round(v, 2) for v in load_start)}, "
           f"at end {tuple(round(v, 2) for v in os.getloadavg())}")
     print(f"run {args.run} (epoch {epoch}: {cfg.dataset}, {cfg.guide}, decoder {cfg.latent_dim}-{cfg.hidden}x"
