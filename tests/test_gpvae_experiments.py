@@ -59,13 +59,16 @@ def test_pairwise_bernoulli_likelihood_and_grid_equal_the_traced_model():
 
 
 def test_inference_time_quick(tmp_path, mnist_dir):
-    """Every row of Table 5 is timed; the paper's ms and ratio stand only beside VAE and GPVAE."""
+    """Every row of Table 5 is timed; the paper's ms (Table 5's MNIST column, typed here from the paper's text:
+    SA(8) 60.8, IAF(1) 4.8) and ratio stand beside every row the paper has, and not beside ours alone (eq. 13
+    recomputed per call)."""
     res = gpvae_inference_time.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
     v = res["variants"]
     assert {"VAE", "SA(1)", "SA(8)", "IAF(1)", "IAF(8)", "GPVAE"} <= set(v) and len(v) == 11
     assert v["VAE"]["ratio_to_vae"] == 1.0 and all(r["median_ms"] > 0 for r in v.values())
     assert v["GPVAE"]["paper_ms"] == 9.9 and v["GPVAE"]["paper_ratio"] == pytest.approx(2.75)
-    assert all(r["paper_ms"] is None for k, r in v.items() if k not in ("VAE", "GPVAE"))
+    assert v["SA(8)"]["paper_ms"] == 60.8 and v["IAF(1)"]["paper_ms"] == 4.8
+    assert [k for k, r in v.items() if r["paper_ms"] is None] == ["GPVAE, eq. 13 per call"]
     md = (tmp_path / "results.md").read_text()
     assert "| 9.9 | 2.75x |" in md and "| – | – |" in md and (tmp_path / "inference_time.png").is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
