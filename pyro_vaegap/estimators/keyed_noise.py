@@ -133,6 +133,27 @@ def _unwrap(fn):
             return None, transforms
 
 
+def noise_layout(msg, normal, plate: str):
+    """``(site key, shape, keyed dim, dtype)`` of a Normal sample site's noise, as :class:`KeyedNoise` keys it:
+    the crc of the site's name (stable across processes), the distribution's full shape, the dimension of the
+    data plate ``plate`` in it, and the Normal's dtype; ``None`` when the site is outside that plate."""
+    fn = msg["fn"]
+    frames = [f for f in msg["cond_indep_stack"] if f.name == plate]
+    if not frames:
+        return None
+    return (zlib.crc32(msg["name"].encode()), tuple(fn.batch_shape + fn.event_shape),
+            len(fn.batch_shape) + frames[0].dim, normal.loc.dtype)
+
+
+def reparameterize(normal, transforms, eps: torch.Tensor) -> torch.Tensor:
+    """``loc + scale · eps`` pushed through ``transforms``; calling the distribution's own transforms caches
+    value → inverse, so its ``log_prob`` of the result is exact."""
+    value = normal.loc + normal.scale * eps
+    for t in transforms:
+        value = t(value)
+    return value
+
+
 class KeyedNoise(Messenger):
     """Draw every latent, reparameterized site with noise keyed by ``(seed, keys[b], step, site)``.
 
@@ -163,15 +184,10 @@ class KeyedNoise(Messenger):
             raise ConfigError(f"site {msg['name']!r} draws from {type(base).__name__}: keyed noise (row-subset local "
                               "optimization) supports reparameterized Normal sites only; a guide with other sites "
                               "must keep row_subsets = False")
-        frames = [f for f in msg["cond_indep_stack"] if f.name == self.plate]
-        if not frames:
+        layout = noise_layout(msg, normal, self.plate)
+        if layout is None:
             raise ConfigError(f"site {msg['name']!r} is outside the {self.plate!r} plate; keyed noise needs every "
                               "draw inside it")
-        shape = fn.batch_shape + fn.event_shape
-        dim = len(fn.batch_shape) + frames[0].dim
-        site = zlib.crc32(msg["name"].encode())  # a stable key per site name
-        eps = keyed_normal(self.seed, self.keys, self.step, site, shape, dim, normal.loc.dtype)
-        value = normal.loc + normal.scale * eps
-        for t in transforms:  # calling the distribution's own transforms caches value -> inverse for log_prob
-            value = t(value)
-        msg["value"] = value
+        site, shape, dim, dtype = layout
+        msg["value"] = reparameterize(normal, transforms, keyed_normal(self.seed, self.keys, self.step, site, shape,
+                                                                       dim, dtype))

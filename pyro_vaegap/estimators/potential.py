@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import shutil
 import warnings
-import zlib
 from contextlib import contextmanager
 
 import pyro
@@ -64,7 +63,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from ..contract.model import quiet_frozen_modules
-from .keyed_noise import KeyedNoise, _unwrap, keyed_normal
+from .keyed_noise import KeyedNoise, _unwrap, keyed_normal, noise_layout, reparameterize
 from .traces import log_joint_parts
 from ..utils import ConfigError, check_choice
 
@@ -331,10 +330,10 @@ class AnnealingTarget:
 # ----- local optimization: the per-datum ELBO and its gradient as a pure function of parameters and noise ----
 
 class _Noise(Messenger):
-    """Draw every latent reparameterized Normal site as :class:`~pyro_vaegap.keyed_noise.KeyedNoise` does,
-    ``value = loc + scale * eps`` pushed through the distribution's transforms. ``eps`` is ``given[name]``
-    (e.g. a graph input); with ``given=None`` nothing is drawn and each site's noise layout
-    ``(crc of its name, shape, keyed dim, dtype)`` is recorded in ``specs`` (keyed as KeyedNoise keys it).
+    """Draw every latent reparameterized Normal site as :class:`~pyro_vaegap.estimators.keyed_noise.KeyedNoise`
+    does (:func:`~pyro_vaegap.estimators.keyed_noise.reparameterize`), with ``eps = given[name]`` (e.g. a graph
+    input); with ``given=None`` nothing is drawn and each site's noise layout
+    (:func:`~pyro_vaegap.estimators.keyed_noise.noise_layout`, as KeyedNoise keys it) is recorded in ``specs``.
     Use it outside every plate, like KeyedNoise."""
 
     def __init__(self, plate, given=None):
@@ -344,21 +343,15 @@ class _Noise(Messenger):
     def _pyro_sample(self, msg):
         if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
-        fn = msg["fn"]
-        normal, transforms = _unwrap(fn)
+        normal, transforms = _unwrap(msg["fn"])
         if normal is None:
             return  # a Delta (deterministic); anything else is refused by KeyedNoise on the eager path
-        name = msg["name"]
         if self.given is None:
-            frames = [f for f in msg["cond_indep_stack"] if f.name == self.plate]
-            if frames:
-                self.specs[name] = (zlib.crc32(name.encode()), tuple(fn.batch_shape + fn.event_shape),
-                                    len(fn.batch_shape) + frames[0].dim, normal.loc.dtype)
+            layout = noise_layout(msg, normal, self.plate)
+            if layout is not None:
+                self.specs[msg["name"]] = layout
             return
-        value = normal.loc + normal.scale * self.given[name]
-        for t in transforms:  # the distribution's own transforms cache value -> inverse for log_prob
-            value = t(value)
-        msg["value"] = value
+        msg["value"] = reparameterize(normal, transforms, self.given[msg["name"]])
 
 
 class _Elbo(torch.nn.Module):
