@@ -63,6 +63,14 @@ def _psis_khat(lw: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(khat), dtype=lw.dtype)
 
 
+def _ess_and_se(S: int, lse: torch.Tensor, lse2: torch.Tensor):
+    r"""From :math:`\log\sum_s w_s` and :math:`\log\sum_s w_s^2` over ``S`` weights: the effective sample
+    size :math:`(\sum w)^2/\sum w^2` and the delta-method standard error of :math:`\log\frac1S\sum w`,
+    :math:`\sqrt{(S/\mathrm{ESS} - 1)/(S - 1)}`."""
+    ess = torch.exp(2 * lse - lse2)
+    return ess, ((S / ess - 1).clamp(min=0) / max(S - 1, 1)).sqrt()
+
+
 @torch.no_grad()
 def importance_sample(model, guide, x: torch.Tensor, num_samples: int = 5000, *, sample_chunk: int = 500,
                       data_chunk: int = 100, psis: bool = True, progress: bool = False,
@@ -94,12 +102,11 @@ def importance_sample(model, guide, x: torch.Tensor, num_samples: int = 5000, *,
                 bar.update()
             lw = torch.cat(parts)  # (S, n)
             lse = torch.logsumexp(lw, 0)
-            lse2 = torch.logsumexp(2 * lw, 0)
-            ess = torch.exp(2 * lse - lse2)
+            ess, se = _ess_and_se(S, lse, torch.logsumexp(2 * lw, 0))
             out["elbo"].append(lw.mean(0))
             out["elbo_se"].append(lw.std(0) / math.sqrt(S) if S > 1 else torch.full_like(lse, float("nan")))
             out["iwae"].append(lse - math.log(S))
-            out["iwae_se"].append(((S / ess - 1).clamp(min=0) / max(S - 1, 1)).sqrt())
+            out["iwae_se"].append(se)
             out["ess"].append(ess)
             if psis:
                 out["khat"].append(_psis_khat(lw))
@@ -153,9 +160,9 @@ def prior_importance(model, x: torch.Tensor, num_samples: int = 50_000, *, sampl
                 lse = part if lse is None else torch.logaddexp(lse, part)
                 lse2 = part2 if lse2 is None else torch.logaddexp(lse2, part2)
                 bar.update()
-            ess = torch.exp(2 * lse - lse2)
+            ess, se = _ess_and_se(S, lse, lse2)
             out["log_px"].append(lse - math.log(S))
-            out["log_px_se"].append(((S / ess - 1).clamp(min=0) / max(S - 1, 1)).sqrt())
+            out["log_px_se"].append(se)
             out["ess"].append(ess)
     return PriorImportanceResult(num_samples=S, **{k: torch.cat(v) for k, v in out.items()})
 
