@@ -123,9 +123,11 @@ def max_pieces(gcfg: GapConfig, n: int) -> int:
     return max(counts)
 
 
-def _shard(model, guide, x, gcfg: GapConfig, family: str, partial: Path, rank: int, world: int, threads: int) -> None:
-    """A spawned worker of :func:`run_gaps`: the pieces of shard ``(rank, world)`` into ``partial``."""
+def _shard(payload: bytes, gcfg: GapConfig, family: str, partial: Path, rank: int, world: int, threads: int) -> None:
+    """A spawned worker of :func:`run_gaps`: the pieces of shard ``(rank, world)`` into ``partial``;
+    ``payload``: the pickled ``(model, guide, x)``."""
     torch.set_num_threads(threads)
+    model, guide, x = pickle.loads(payload)
     gap_report(model, guide, x, gcfg, family=family, progress=False, log=None, checkpoint=partial,
                shard=(rank, world))
 
@@ -136,15 +138,17 @@ def _compute_shards(model, guide, x, gcfg: GapConfig, family: str, partial: Path
     if x.device.type != "cpu":
         raise ConfigError(f"--workers {workers} runs CPU processes; on {x.device} evaluate in one process "
                           "(--workers 1), or launch one rank per GPU with torchrun")
+    # pickled here, once and before this process evaluates: the pool pickles submitted arguments in a background
+    # thread, which would race with the evaluation below changing the modules' transient state
     try:
-        pickle.dumps((model, guide))
+        payload = pickle.dumps((model, guide, x))
     except Exception as e:  # noqa: BLE001 - whatever stops the model reaching a worker: evaluate here
         warnings.warn(f"evaluating in one process, not {workers}: the model and guide cannot be sent to worker "
                       f"processes ({type(e).__name__}: {e})", ConfigWarning, stacklevel=3)
         return
     threads = torch.get_num_threads()
     with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_shard, model, guide, x, gcfg, family, partial, r, workers, threads)
+        futures = [pool.submit(_shard, payload, gcfg, family, partial, r, workers, threads)
                    for r in range(1, workers)]
         gap_report(model, guide, x, gcfg, family=family, progress=progress, log=print if progress else None,
                    checkpoint=partial, shard=(0, workers))
