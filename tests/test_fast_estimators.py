@@ -12,6 +12,7 @@
 Tolerances are those of the fp32/fp64 checks in ``tests/test_linear_gaussian.py`` (z = 4 standard errors
 plus the stated optimization tolerance), at their settings.
 """
+import json
 import math
 
 import pyro
@@ -178,3 +179,40 @@ def test_compiled_ais_and_local_optimization_match_the_exact_answers():
     optimize_local(m, g, x, num_samples=100, lr=1e-2, max_steps=4000, check_every=100, patience=5, fast="compiled")
     assert torch.allclose(g.loc.detach(), m.exact_posterior(x).mean, atol=0.03)
     assert torch.allclose(g.scale.detach(), m.posterior_precision().diagonal().rsqrt().expand_as(g.scale), atol=0.03)
+
+
+def test_gap_report_runs_its_estimators_traced_as_configured_and_saved_reports_compare_equal(recwarn):
+    """``GapConfig(ais_fast=, local_fast=)`` reach the report's AIS and local optimization: traced, every
+    per-point value is the eager report's bit for bit (the traced graphs run the eager kernels in order), and
+    a report saved before the fields existed reads back with the values it was computed with."""
+    from pyro_vaegap.gaps import GapConfig, gap_report
+    from pyro_vaegap.guides.ffg import FFGEncoder
+    from pyro_vaegap.report.render import GapReport
+
+    m = make_linear_gaussian()
+    x = _lg_data(m, n=6)
+    enc = FFGEncoder(m, hidden=8).double()
+    reports = {}
+    for fast in ("eager", "traced"):
+        cfg = GapConfig(iwae_samples=200, elbo_samples=200, ais_chains=10, ais_steps=30, ais_leapfrog=3,
+                        local_samples=10, local_lr=1e-2, local_max_steps=300, local_check_every=50,
+                        local_patience=2, ais_fast=fast, local_fast=fast)
+        reports[fast] = gap_report(m, enc, x, cfg, progress=False, log=None)
+    assert reports["traced"].config["ais_fast"] == "traced" and reports["traced"].config["local_fast"] == "traced"
+    for k, v in reports["eager"].per_point.items():
+        assert torch.equal(torch.as_tensor(v), torch.as_tensor(reports["traced"].per_point[k])), k
+    assert not [w for w in recwarn if issubclass(w.category, FastPathWarning)]
+    old = json.loads(json.dumps(reports["eager"].to_dict()))  # as saved
+    for k in ("ais_fast", "local_fast", "gradient_dtype"):
+        del old["config"][k]
+    # what an experiment's reuse check compares: the saved config against today's GapConfig of the same settings
+    today = GapConfig(**old["config"])
+    assert GapReport.from_dict(old).config == json.loads(json.dumps(today.to_dict()))
+
+
+@pytest.mark.parametrize("field, value", [("ais_fast", "jit"), ("local_fast", "fast"), ("gradient_dtype", "fp8")])
+def test_gap_config_refuses_unknown_fast_modes(field, value):
+    from pyro_vaegap.gaps import GapConfig
+
+    with pytest.raises(ConfigError, match=f"{field}={value!r}"):
+        GapConfig(**{field: value})

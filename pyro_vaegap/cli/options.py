@@ -88,6 +88,14 @@ _HELP = {
     "local_lr": "Adam lr of the local optimization (paper 1e-3)", "local_max_steps": "cap on local steps",
     "local_check_every": "stopping rule: window length (100)", "local_patience": "stopping rule: checks without improvement (10)",
     "local_init": "prior (paper) or encoder",
+    "ais_fast": "how AIS evaluates log p(x,z) and its gradient: traced (the eager values bit for bit, without "
+                "Pyro's per-step overhead), compiled (torch.compile; equal to rounding, faster on the paper's model) "
+                "or eager",
+    "local_fast": "the same for the local optimization's step of families with row subsets (ffg, flow, ...): "
+                  "eager, traced or compiled",
+    "gradient_dtype": "bfloat16: AIS's leapfrog and the local search follow bf16 gradients while every reported "
+                      "value stays in the model's precision (for GPUs and AMX CPUs; slower on AVX2-only CPUs) "
+                      "(default: the model's precision)",
     "local_data_chunk": "datapoints per local-optimization piece (default: all in one problem); set it to spread "
                         "that stage over torchrun ranks", }
 

@@ -123,7 +123,8 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
                 a = ais(model, x[s:e], num_chains=cfg.ais_chains, num_steps=cfg.ais_steps,
                         leapfrog_steps=cfg.ais_leapfrog, schedule=cfg.ais_schedule, step_size=cfg.ais_step_size,
                         pilot_chains=cfg.ais_pilot_chains, init_step_size=cfg.ais_init_step_size,
-                        data_chunk=e - s, progress=progress)
+                        data_chunk=e - s, progress=progress, fast=cfg.ais_fast,
+                        gradient_dtype=cfg.gradient_dtype)
                 return {"ais": a.log_px, "ais_se": a.se, "ais_ess": a.ess, "ais_accept": a.accept_rate,
                         "ais_step_size": a.step_sizes.mean(0) if a.step_sizes.numel() else torch.zeros_like(a.log_px)}
 
@@ -150,7 +151,8 @@ def gap_report(model, guide, x: torch.Tensor, config: GapConfig | None = None, *
                     res = optimize_local(model, local, x[s:e], num_samples=cfg.local_samples, lr=cfg.local_lr,
                                          max_steps=cfg.local_max_steps, check_every=cfg.local_check_every,
                                          patience=cfg.local_patience, progress=progress, desc=f"local {fam_name}",
-                                         state=state, save_state=save_state)
+                                         state=state, save_state=save_state, fast=cfg.local_fast,
+                                         gradient_dtype=cfg.gradient_dtype)
                     state = {"guide": local.state_dict(), "steps": res.steps, "converged": res.converged,
                              "done": True, "seconds": before + time.perf_counter() - t0}
                     pieces.put(key, state)  # scoring may be interrupted: the optimum is kept

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..contract.registry import get_family
 from ..estimators.ais import SCHEDULES, STEP_SIZE_MODES
+from ..estimators.potential import FAST_MODES, check_gradient_dtype
 from ..utils import ConfigError, check_choice, check_positive_int
 
 LOCAL_INITS = ("prior", "encoder")
@@ -40,6 +41,11 @@ class GapConfig:
     local_patience: int = 10
     local_init: str = "prior"
     local_data_chunk: int | None = None  #: datapoints per local-optimization piece (None: all, one problem)
+    #: how AIS evaluates log p(x, z) and its gradient (:mod:`~pyro_vaegap.estimators.potential`): "traced"
+    #: gives the eager values bit for bit; "compiled" agrees to rounding and is faster on the paper's MNIST model
+    ais_fast: str = "traced"
+    local_fast: str = "eager"          #: the same for the local optimization's step ("traced", "compiled")
+    gradient_dtype: str | None = None  #: "bfloat16": both searches' gradients in bf16 (GPUs, AMX CPUs)
     seed: int = 0
 
     def __post_init__(self):
@@ -61,6 +67,12 @@ class GapConfig:
         check_choice("ais_step_size", self.ais_step_size, STEP_SIZE_MODES)
         check_choice("local_init", self.local_init, LOCAL_INITS)
         check_choice("log_px", self.log_px, LOG_PX_ESTIMATORS)
+        check_choice("ais_fast", self.ais_fast, FAST_MODES)
+        check_choice("local_fast", self.local_fast, FAST_MODES)
+        if self.gradient_dtype not in (None, "bfloat16"):
+            raise ConfigError(f"gradient_dtype={self.gradient_dtype!r} is not allowed: expected bfloat16 "
+                              "(or leave it unset for the model's precision)")
+        check_gradient_dtype(self.gradient_dtype)
         if self.log_px in ("ais", "max") and not self.ais:
             raise ConfigError(f"log_px={self.log_px!r} needs AIS: drop --no-ais or use log_px='iwae'")
         for name in ("local_lr", "ais_init_step_size"):
@@ -91,3 +103,14 @@ class GapConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+#: fields added to :class:`GapConfig` after reports were saved, with the value those reports ran with
+#: (AIS ran eagerly or traced: bit for bit the same values; the local step eagerly; gradients in fp32)
+ADDED_FIELDS = {"ais_fast": "traced", "local_fast": "eager", "gradient_dtype": None}
+
+
+def saved_config(config: dict) -> dict:
+    """A saved report's config with the fields it predates filled in (:data:`ADDED_FIELDS`), so that it
+    compares equal to the :class:`GapConfig` that would compute it today."""
+    return {**{k: v for k, v in ADDED_FIELDS.items() if k not in config}, **config}

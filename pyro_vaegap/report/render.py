@@ -14,6 +14,7 @@ import numpy as np
 
 from ..estimators.importance import PSIS_MIN_SAMPLES
 from ..utils import atomic_write_json, atomic_write_text
+from .config import saved_config
 from .paper_columns import _USES_LOG_PX, PAPERS, evaluation_split
 
 
@@ -73,7 +74,7 @@ class GapReport:
     def from_dict(cls, d: dict) -> "GapReport":
         """The report saved by :meth:`to_dict` (``null`` entries become NaN)."""
         per = {k: np.array([np.nan if u is None else u for u in v], dtype=float) for k, v in d["per_point"].items()}
-        return cls(family=d["family"], approx_family=d["approx_family"], per_point=per, config=d["config"],
+        return cls(family=d["family"], approx_family=d["approx_family"], per_point=per, config=saved_config(d["config"]),
                    meta=d["meta"])
 
     @classmethod
