@@ -45,19 +45,23 @@ def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress, device=None, 
     """Train ``cfg`` in ``run_dir`` on ``device``, or reuse/resume the run already there (same config).
 
     :returns: ``(model, guide, seconds)``, in eval mode; ``seconds`` is the time this call took (near 0 when the
-        run was reused: the training's own time is in the run's ``log.csv``).
+        run was reused: the training's own time is in the run's ``log.csv``). A run with ``cfg.keep_best`` gives
+        the weights of its best validation epoch, any other its last epoch's.
     """
     t = time.time()
     run_dir = Path(run_dir)
     if finished_run(cfg, run_dir):
         progress(f"reusing the finished run {run_dir} ({cfg.model} / {cfg.objective}, {cfg.epochs} epochs)")
-        model, guide, _ = load_run(run_dir, device)
+        model, guide, _ = load_run(run_dir, device, best=cfg.keep_best)
         return model, guide, time.time() - t
     resume = (run_dir / CHECKPOINT).exists()
     progress(f"{'resuming' if resume else 'training'} {cfg.model} / {cfg.objective} (k={cfg.num_particles}) "
              f"on {cfg.dataset} for {cfg.epochs} epochs -> {run_dir}")
     res = train(cfg, run_dir, resume=resume, progress=False, download=download, resume_hint="the same command",
                 device=device)
+    if cfg.keep_best:
+        model, guide, _ = load_run(run_dir, device, best=True)
+        return model, guide, time.time() - t
     return res.model.eval(), res.guide.eval(), time.time() - t
 
 
