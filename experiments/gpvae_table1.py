@@ -49,8 +49,11 @@ from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.models import GAUSSIAN_VARIANCES
+from pyro_vaegap.models.networks import ARCHITECTURES
 from pyro_vaegap.report import papers
 from pyro_vaegap.runs import MODELS, TrainConfig
+from pyro_vaegap.runs.config import TRAIN_SPLITS
+from pyro_vaegap.guides.gpvae import EXPECTED_LOG, FEATURES
 from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed
 
 from pyro_vaegap.harness import (Profiles, Setting, training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
@@ -83,26 +86,69 @@ FAMILIES = {key: (label, family, option, paper_values(label)) for key, (label, f
 #: groups of the paper's finding: GPVAE against the best model of each
 GROUPS = {"VAE": ("vae",), "SA": ("sa",), "flows (IAF, HF)": ("iaf", "hf"), "mixtures (ME, RME)": ("me", "rme")}
 
-#: ``paper``: the paper's protocol (``pyro_vaegap.report.papers.table_info("kim2021", "1").protocol``): conv
-#: networks, all of MNIST, dim z 10/20/50, Adam at lr 5e-4 in batches of 128 for 2000 epochs, IWAE with 100
-#: samples, mean ± SD over 10 runs with a t-test against the best. Ours differ: the runs differ by training seed
-#: (the paper's by train/validation split, each the best of three trainings), hidden width 200 (the paper's
-#: h = 256 is of its own convolutional networks), a Bernoulli decoder on binarized MNIST by default.
+#: Kim & Pavlovic's σ_x² is "a fixed constant" whose value the paper does not state (eq. 1, footnote 2). Its positive
+#: log-likelihoods bound it: a Gaussian of variance σ² on 784 pixels has a density of at most
+#: exp(-392 log 2πσ²), so the paper's VAE at dim z = 50 (1185.7 nats) needs σ_x² < 0.0070 for pixels in [0, 1].
+#: Ours, a choice inside that bound: σ_x = 0.05.
+PAPER_SIGMA2 = 0.0025
+
+#: the paper's settings common to the ``paper`` and ``cpu_converged`` profiles: grey-level MNIST, the Gaussian decoder
+#: of fixed σ_x² (:data:`PAPER_SIGMA2`), supplement Table 6's networks (``conv_kim``: h = 256, one fully connected
+#: layer before each head), 10% of the 60,000 training images held out for validation (a new split per seed; the
+#: paper's runs differ by split), the best validation epoch evaluated, Adam lr 5e-4 in batches of 128, GPVAE's
+#: separate feature networks of width p = 256 and the exact expected-log term.
+_PAPER_MODEL = dict(dataset="mnist_continuous", model="gaussian", variance="fixed", sigma2=PAPER_SIGMA2, arch="conv_kim",
+                    hidden=256, layers=1, activation="relu", train_split="train+valid", valid_split="holdout",
+                    keep_best=1, lr=5e-4, batch_size=128, num_train=None, num_valid=None, gp_features="separate",
+                    feature_width=256, expected_log="closed_form")
+#: ``cpu``: the quick CPU sweep of binarized MNIST whose results are committed (its settings unchanged since);
+#: ``paper``: the paper's protocol (``pyro_vaegap.report.papers.table_info("kim2021", "1").protocol``) but for the
+#: best-of-three initializations per split and σ_x's value (not stated); ``cpu_converged``: the largest subset this
+#: CPU allows (docs/gpvae.rst, the plan measured in docs/results/gpvae_epoch_cost): dim z = 10, 3 seeds, the
+#: families' smallest K (M), all 54,000 training images, MLP networks (the convolutional ones cost more per epoch on
+#: this CPU), trained until the epoch cap with the best validation epoch kept.
 PROFILES = {
-    "cpu": dict(arch="mlp", hidden=200, num_train=3000, epochs=8, lr=1e-3, batch_size=100, num_valid=1000,
-                dims="10,20,50", seeds="0,1", test_points=500, iwae_samples=100, big_points=10,
+    "cpu": dict(dataset="binarized_mnist", model="bernoulli", variance="network", sigma2=1.0, arch="mlp", hidden=200,
+                layers=2, activation="elu", train_split="train", valid_split="valid", keep_best=0,
+                gp_features="shared", feature_width=None, expected_log="monte_carlo",
+                families="vae,sa,iaf,hf,me,rme,gpvae", num_train=3000, epochs=8, lr=1e-3, batch_size=100,
+                num_valid=1000, dims="10,20,50", seeds="0,1", test_points=500, iwae_samples=100, big_points=10,
                 big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
-    "paper": dict(arch="conv", hidden=200, num_train=None, epochs=2000, lr=5e-4, batch_size=128, num_valid=None,
-                  dims="10,20,50", seeds="0,1,2,3,4,5,6,7,8,9", test_points=10_000, iwae_samples=100, big_points=1000,
+    "cpu_converged": dict(_PAPER_MODEL, arch="mlp", layers=2, families="vae,sa1,iaf1,hf1,me2,rme2,gpvae", epochs=200,
+                          dims="10", seeds="0,1,2", test_points=10_000, iwae_samples=100, big_points=100,
+                          big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
+    "paper": dict(_PAPER_MODEL, families="vae,sa,iaf,hf,me,rme,gpvae", epochs=2000, dims="10,20,50",
+                  seeds="0,1,2,3,4,5,6,7,8,9", test_points=10_000, iwae_samples=100, big_points=1000,
                   big_samples=5000, ais_points=100, ais_chains=100, ais_steps=500, ais_leapfrog=10),
-    "quick": dict(arch="mlp", hidden=16, num_train=200, epochs=1, lr=1e-3, batch_size=50, num_valid=100,
-                  dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
+    "quick": dict(dataset="binarized_mnist", model="bernoulli", variance="network", sigma2=1.0, arch="mlp", hidden=16,
+                  layers=2, activation="elu", train_split="train", valid_split="valid", keep_best=0,
+                  gp_features="shared", feature_width=None, expected_log="monte_carlo",
+                  families="vae,sa,iaf,hf,me,rme,gpvae", num_train=200, epochs=1, lr=1e-3, batch_size=50,
+                  num_valid=100, dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
                   ais_points=2, ais_chains=3, ais_steps=5, ais_leapfrog=2),
 }
 #: the profiles as the harness declares them: every setting an option of the same name overrides
 SETTINGS = Profiles(PROFILES, {
-    "arch": Setting(str, "encoder and decoder architecture: mlp or conv"),
-    "hidden": Setting(int, "width of the hidden layers (2 layers, ELU)"),
+    "dataset": Setting(str, "data set (a grey-level one, e.g. mnist_continuous, with --model gaussian --variance fixed)"),
+    "model": Setting(str, "the decoder's likelihood", choices=MODELS),
+    "variance": Setting(str, "variance of a gaussian model (TrainConfig.variance)", choices=GAUSSIAN_VARIANCES),
+    "sigma2": Setting(float, "a gaussian model's fixed variance σ_x² (or its learned one's start)"),
+    "arch": Setting(str, "encoder and decoder architecture: mlp, conv or conv_kim (supplement Table 6)",
+                    choices=ARCHITECTURES),
+    "hidden": Setting(int, "width of the hidden layers (the paper's h)"),
+    "layers": Setting(int, "fully connected hidden layers of encoder and decoder (mlp: 2; conv_kim: 1, Table 6)"),
+    "activation": Setting(str, "activation (conv_kim: relu, its encoder LeakyReLU(0.01))"),
+    "train_split": Setting(str, "train (50,000 images) or train+valid (all 60,000)", choices=TRAIN_SPLITS),
+    "valid_split": Setting(str, "validation rows: valid, or holdout (10%% of the training rows, per seed)",
+                           choices=("valid", "holdout")),
+    "keep_best": Setting(int, "1: evaluate the epoch of the best validation ELBO; 0: the last", choices=(0, 1)),
+    "gp_features": Setting(str, "GPVAE's ψ^m, ψ^s: shared (the base encoder's) or separate networks",
+                           choices=FEATURES),
+    "feature_width": Setting(int, "GPVAE's p with separate feature networks (the paper: 256)"),
+    "expected_log": Setting(str, "GPVAE's E log(c + uᵀψ)²: closed_form or monte_carlo (the paper's)",
+                            choices=EXPECTED_LOG),
+    "families": Setting(str, "models, comma-separated: a family (all its K/M of the table) or one K, e.g. "
+                             "vae,sa2,iaf,me3"),
     "num_train": Setting(int, "training images (seeded subset; 0: all)"),
     "epochs": Setting(int, "training epochs"), "lr": Setting(float, "Adam learning rate"),
     "batch_size": Setting(int, "minibatch size"),
@@ -116,8 +162,11 @@ SETTINGS = Profiles(PROFILES, {
     "ais_points": Setting(int, "test points of AIS (0: no AIS)"), "ais_chains": Setting(int, "AIS chains"),
     "ais_steps": Setting(int, "AIS intermediate distributions"),
     "ais_leapfrog": Setting(int, "leapfrog steps per AIS transition")},
-    default="cpu", help={"cpu": "MLP, 3000 images, 8 epochs, 2 seeds",
-                         "paper": "conv, all images, 2000 epochs at lr 5e-4, 10 seeds"})
+    default="cpu", help={"cpu": "binarized MNIST, MLP, 3000 images, 8 epochs, 2 seeds",
+                         "cpu_converged": "grey MNIST, Gaussian decoder, MLP, 54,000 images, 200 epochs, best "
+                                          "validation epoch, dim z 10, 3 seeds, 7 models",
+                         "paper": "grey MNIST, Gaussian decoder, conv_kim, 54,000 images, 2000 epochs at lr 5e-4, "
+                                  "10 seeds"})
 
 
 @dataclass(frozen=True)
@@ -188,13 +237,6 @@ def parse_ints(option: str, text: str, minimum: int) -> list[int]:
 def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0], SETTINGS)
     p.add_argument("--data-dir", help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
-    p.add_argument("--families", default=",".join(FAMILIES),
-                   help="models, comma-separated: a family (all its K/M of the table) or one K, e.g. vae,sa2,iaf,me3")
-    p.add_argument("--dataset", default="binarized_mnist",
-                   help="data set (a grey-level one, e.g. mnist_continuous or svhn, with --model gaussian --variance fixed)")
-    p.add_argument("--model", default="bernoulli", choices=MODELS, help="the decoder's likelihood")
-    p.add_argument("--variance", default="network", choices=GAUSSIAN_VARIANCES,
-                   help="variance of a gaussian model (TrainConfig.variance)")
     p.add_argument("--ttest", default="welch", choices=("welch", "student"),
                    help="two-sided t-test against the best model: Welch's (unequal variances) or Student's")
     return p
@@ -203,11 +245,9 @@ def build_parser():
 def settings(args) -> dict:
     """The profile's settings with the single options given on the command line, checked."""
     s = SETTINGS.apply(args)
-    if s["arch"] not in ("mlp", "conv"):
-        raise ConfigError(f"--arch {s['arch']!r} is not allowed: use mlp or conv")
     for k, v in s.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and (v < 0 or (v == 0 and k not in (
-                "num_train", "num_valid", "ais_points"))):
+                "num_train", "num_valid", "ais_points", "keep_best"))):
             raise ConfigError(f"--{k.replace('_', '-')}={v} is not allowed: it must be > 0"
                               + (" (or 0: all)" if k in ("num_train", "num_valid") else ""))
     s["num_train"], s["num_valid"] = s["num_train"] or None, s["num_valid"] or None
@@ -218,13 +258,30 @@ def settings(args) -> dict:
     return s
 
 
+#: GPVAE's guide options of the settings ``gp_features``, ``feature_width``, ``expected_log``, and the guide's own
+#: defaults: an option at its default is left out of the run's config (runs trained before these settings existed
+#: keep their config, so their folders are reused)
+GPVAE_OPTIONS = {"gp_features": ("features", "shared"), "feature_width": ("feature_width", None),
+                 "expected_log": ("expected_log", "monte_carlo")}
+
+
+def guide_options(spec: Spec, s: dict) -> dict:
+    """The amortized guide's options of ``spec`` under the settings ``s``."""
+    opts = {"hidden": s["hidden"], "layers": s["layers"], "activation": s["activation"], **spec.options}
+    if spec.family == "gpvae":
+        opts.update({name: s[key] for key, (name, default) in GPVAE_OPTIONS.items() if s[key] != default})
+        if opts.get("features", "shared") == "shared":
+            opts.pop("feature_width", None)  # shared features have the base encoder's width
+    return opts
+
+
 def train_config(spec: Spec, dim: int, seed: int, s: dict, args) -> TrainConfig:
-    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, num_train=s["num_train"], model=args.model,
-                       variance=args.variance, latent_dim=dim, hidden=s["hidden"], decoder_layers=2, activation="elu",
-                       arch=s["arch"], guide=spec.family, guide_options={"hidden": s["hidden"], "layers": 2,
-                                                                         "activation": "elu", **spec.options},
-                       objective="elbo", epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
-                       num_valid=s["num_valid"], seed=seed)
+    return TrainConfig(dataset=s["dataset"], data_dir=args.data_dir, num_train=s["num_train"], model=s["model"],
+                       variance=s["variance"], sigma2=s["sigma2"], latent_dim=dim, hidden=s["hidden"],
+                       decoder_layers=s["layers"], activation=s["activation"], arch=s["arch"],
+                       train_split=s["train_split"], valid_split=s["valid_split"], keep_best=bool(s["keep_best"]),
+                       guide=spec.family, guide_options=guide_options(spec, s), objective="elbo",
+                       epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], num_valid=s["num_valid"], seed=seed)
 
 
 def eval_settings(s: dict, seed: int) -> dict:
@@ -264,7 +321,8 @@ def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, pro
     path = run_dir / "eval.json"
     if path.is_file():
         rec = json.loads(path.read_text())
-        if rec["eval_settings"] != es or rec["train_config"] != json.loads(json.dumps(cfg.to_dict())):
+        saved = json.loads(json.dumps(TrainConfig.from_dict(rec["train_config"]).to_dict()))  # later fields: defaults
+        if rec["eval_settings"] != es or saved != json.loads(json.dumps(cfg.to_dict())):
             raise ConfigError(f"{path} holds a run of other settings: choose another --out, or delete "
                               f"{str(run_dir)!r} to train and evaluate it afresh")
         progress(f"{spec.label} d={dim} seed {seed}: finished before, IWAE-{es['iwae_samples']} "
@@ -356,23 +414,54 @@ def _cell_text(c: dict | None) -> str:
     return f"**{text}**" if c["best"] else text + (" †" if c["not_worse"] else "")
 
 
+def paper_cell(label: str, dim: int):
+    """The paper's Table 1 entry (:class:`~pyro_vaegap.report.papers.Published`) of a model and dim z, or None."""
+    rows, cols = dict(papers.table_info("kim2021", "1").rows), dict(papers.table_info("kim2021", "1").columns)
+    col = f"dim_z={dim}"
+    return papers.get("kim2021", "1", label, col) if label in rows and col in cols else None
+
+
+def _paper_text(label: str, dim: int) -> str:
+    e = paper_cell(label, dim)
+    return "–" if e is None else f"{e.value:.1f} ± {e.sd:.1f}"
+
+
+def _paper_note(s: dict) -> str:
+    """How the paper's numbers relate to ours under the settings ``s``."""
+    if s["dataset"] != "mnist_continuous" or s["model"] != "gaussian" or s["variance"] != "fixed":
+        return (f"a different quantity from ours ({s['dataset']}, {s['model']} decoder): only the ranking is "
+                f"comparable")
+    if s["sigma2"] != PAPER_SIGMA2:
+        return f"our σ_x² = {s['sigma2']:g} (ours differs from the one we chose for the paper profile)"
+    return (f"ours with σ_x² = {s['sigma2']:g}, our choice: the absolute values depend on σ_x² (by "
+            f"-392 log σ_x² plus the reconstruction term), so only the ranking is comparable with certainty")
+
+
 def _p_text(p) -> str:
     return "–" if p is None else f"{p:.3g}"
 
 
 def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, welch: bool) -> str:
     table, n_seeds = results["table"], len(s["seeds"])
-    data = f"{args.dataset} ({args.model} decoder)"
+    data = f"{s['dataset']} ({s['model']} decoder" + (f", σ_x² = {s['sigma2']:g} fixed" if s["model"] == "gaussian" and s["variance"] == "fixed" else "") + ")"
     md = (f"Test log-likelihood (nats; higher is better) on {data}: per seed the mean of IWAE-{s['iwae_samples']} "
           f"over {s['test_points']} seeded test points, then mean ± SD over the training seeds "
-          f"{', '.join(map(str, s['seeds']))}. Networks {s['arch']} (hidden width {s['hidden']}, ELU), "
+          f"{', '.join(map(str, s['seeds']))}. Networks {s['arch']} (hidden width {s['hidden']}, "
+          f"{s['layers']} fully connected layers, {s['activation']}), "
           f"{s['num_train'] or 'all'} training images, {s['epochs']} epochs, Adam lr {s['lr']:g}, batch "
-          f"{s['batch_size']}, the ELBO (GPVAE: its eq. 15; RME: its recursive criteria). **Bold**: the best model "
+          f"{s['batch_size']}, the ELBO (GPVAE: its eq. 15 with {s['gp_features']} feature networks"
+          + (f" of width {s['feature_width']}" if s["gp_features"] == "separate" and s["feature_width"] else "")
+          + f", expected-log term {s['expected_log'].replace('_', ' ')}; RME: its recursive criteria); validation on "
+          + ("a seeded 10% of the training images per seed" if s["valid_split"] == "holdout" else "the valid split")
+          + (", the epoch of the best validation ELBO evaluated" if s["keep_best"] else ", the last epoch evaluated")
+          + f". **Bold**: the best model "
           f"of the column; †: not significantly worse than it (two-sided {'Welch' if welch else 'Student'} t-test "
-          f"over the per-seed values, p ≥ 0.05). Paper: Kim & Pavlovic (2021) Table 1 (kim2021:1), measured on "
-          f"grey-level data with a Gaussian decoder of unstated variance, another quantity: \"–\".\n\n")
+          f"over the per-seed values, p ≥ 0.05). Paper: Kim & Pavlovic (2021) Table 1 (`kim2021:1:MODEL:dim_z=D`, "
+          f"mean ± SD over 10 runs), grey-level MNIST with a Gaussian decoder of fixed but unstated σ_x², "
+          f"{_paper_note(s)}; \"–\": no such cell in the paper.\n\n")
     head = ["model"] + [h for d in dims for h in (f"d={d}", f"d={d} paper")]
-    rows = [[sp.label] + [v for d in dims for v in (_cell_text(table[sp.label].get(str(d))), "–")] for sp in specs]
+    rows = [[sp.label] + [v for d in dims for v in (_cell_text(table[sp.label].get(str(d))), _paper_text(sp.label, d))]
+            for sp in specs]
     md += markdown_table(head, rows)
     md += "\nTwo-sided t-test p-values of each model against the best of its column:\n\n"
     md += markdown_table(["model"] + [f"d={d}" for d in dims], [
@@ -442,12 +531,13 @@ def main(argv=None):
     parser = build_parser()
     args = parse_args(parser, argv)
     try:
-        specs, s = parse_specs(args.families), settings(args)
+        s = settings(args)
+        specs = parse_specs(s["families"])
         device = args.device  # resolved by parse_args
     except ConfigError as e:
         parser.error(str(e))
     out, progress = Path(args.out), Progress(args.quiet)
-    x_all = load_dataset(args.dataset, "test", data_dir=args.data_dir)
+    x_all = load_dataset(s["dataset"], "test", data_dir=args.data_dir)
     if s["test_points"] > x_all.shape[0]:
         parser.error(f"--test-points={s['test_points']} is not allowed: the test split has {x_all.shape[0]} rows")
     x_test = x_all[seeded_subset(x_all.shape[0], s["test_points"], args.seed)]
@@ -461,7 +551,10 @@ def main(argv=None):
     # the runs' own time, whichever invocations made them (a rerun that only assembles takes seconds)
     run_seconds = sum(r["training"]["total_seconds"] + r["eval_seconds"] for r in records)
     results = {"settings": s, "device": str(device), "ttest": "welch" if welch else "student",
-               "models": [sp.label for sp in specs], "paper": None, "runs": len(records),
+               "models": [sp.label for sp in specs],
+               "paper": {sp.label: {str(d): (None if (e := paper_cell(sp.label, d)) is None else
+                                             {"id": e.id, "value": e.value, "sd": e.sd}) for d in s["dims"]}
+                         for sp in specs}, "runs": len(records),
                "run_seconds": run_seconds, **assemble(records, specs, s["dims"], welch)}
     md = markdown(results, specs, s["dims"], s, args, welch)
     write_results(out, NAME, args, results, md, progress.elapsed)
