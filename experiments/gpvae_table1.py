@@ -48,12 +48,10 @@ import torch
 from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
-from pyro_vaegap.models import GAUSSIAN_VARIANCES
-from pyro_vaegap.models.networks import ARCHITECTURES
 from pyro_vaegap.report import papers
-from pyro_vaegap.runs import MODELS, TrainConfig
-from pyro_vaegap.runs.config import TRAIN_SPLITS
-from pyro_vaegap.guides.gpvae import EXPECTED_LOG, FEATURES
+from pyro_vaegap.runs import TrainConfig
+from pyro_vaegap.studies.kim_pavlovic import (BINARIZED_MLP, MODEL_SETTINGS, PAPER_MODEL, PAPER_SIGMA2, describe,
+                                              guide_options, model_fields)
 from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed
 
 from pyro_vaegap.harness import (Profiles, Setting, training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
@@ -86,21 +84,6 @@ FAMILIES = {key: (label, family, option, paper_values(label)) for key, (label, f
 #: groups of the paper's finding: GPVAE against the best model of each
 GROUPS = {"VAE": ("vae",), "SA": ("sa",), "flows (IAF, HF)": ("iaf", "hf"), "mixtures (ME, RME)": ("me", "rme")}
 
-#: Kim & Pavlovic's σ_x² is "a fixed constant" whose value the paper does not state (eq. 1, footnote 2). Its positive
-#: log-likelihoods bound it: a Gaussian of variance σ² on 784 pixels has a density of at most
-#: exp(-392 log 2πσ²), so the paper's VAE at dim z = 50 (1185.7 nats) needs σ_x² < 0.0070 for pixels in [0, 1].
-#: Ours, a choice inside that bound: σ_x = 0.05.
-PAPER_SIGMA2 = 0.0025
-
-#: the paper's settings common to the ``paper`` and ``cpu_converged`` profiles: grey-level MNIST, the Gaussian decoder
-#: of fixed σ_x² (:data:`PAPER_SIGMA2`), supplement Table 6's networks (``conv_kim``: h = 256, one fully connected
-#: layer before each head), 10% of the 60,000 training images held out for validation (a new split per seed; the
-#: paper's runs differ by split), the best validation epoch evaluated, Adam lr 5e-4 in batches of 128, GPVAE's
-#: separate feature networks of width p = 256 and the exact expected-log term.
-_PAPER_MODEL = dict(dataset="mnist_continuous", model="gaussian", variance="fixed", sigma2=PAPER_SIGMA2, arch="conv_kim",
-                    hidden=256, layers=1, activation="relu", train_split="train+valid", valid_split="holdout",
-                    keep_best=1, lr=5e-4, batch_size=128, num_train=None, num_valid=None, gp_features="separate",
-                    feature_width=256, expected_log="closed_form")
 #: ``cpu``: the quick CPU sweep of binarized MNIST whose results are committed (its settings unchanged since);
 #: ``paper``: the paper's protocol (``pyro_vaegap.report.papers.table_info("kim2021", "1").protocol``) but for the
 #: best-of-three initializations per split and σ_x's value (not stated); ``cpu_converged``: the largest subset this
@@ -108,45 +91,22 @@ _PAPER_MODEL = dict(dataset="mnist_continuous", model="gaussian", variance="fixe
 #: families' smallest K (M), all 54,000 training images, MLP networks (the convolutional ones cost more per epoch on
 #: this CPU), trained until the epoch cap with the best validation epoch kept.
 PROFILES = {
-    "cpu": dict(dataset="binarized_mnist", model="bernoulli", variance="network", sigma2=1.0, arch="mlp", hidden=200,
-                layers=2, activation="elu", train_split="train", valid_split="valid", keep_best=0,
-                gp_features="shared", feature_width=None, expected_log="monte_carlo",
-                families="vae,sa,iaf,hf,me,rme,gpvae", num_train=3000, epochs=8, lr=1e-3, batch_size=100,
+    "cpu": dict(BINARIZED_MLP, families="vae,sa,iaf,hf,me,rme,gpvae", num_train=3000, epochs=8, lr=1e-3, batch_size=100,
                 num_valid=1000, dims="10,20,50", seeds="0,1", test_points=500, iwae_samples=100, big_points=10,
                 big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
-    "cpu_converged": dict(_PAPER_MODEL, arch="mlp", layers=2, families="vae,sa1,iaf1,hf1,me2,rme2,gpvae", epochs=200,
-                          dims="10", seeds="0,1,2", test_points=10_000, iwae_samples=100, big_points=100,
+    "cpu_converged": dict(PAPER_MODEL, arch="mlp", layers=2, num_train=None, num_valid=None,
+                          families="vae,sa1,iaf1,hf1,me2,rme2,gpvae", epochs=200, dims="10", seeds="0,1,2", test_points=10_000, iwae_samples=100, big_points=100,
                           big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
-    "paper": dict(_PAPER_MODEL, families="vae,sa,iaf,hf,me,rme,gpvae", epochs=2000, dims="10,20,50",
-                  seeds="0,1,2,3,4,5,6,7,8,9", test_points=10_000, iwae_samples=100, big_points=1000,
+    "paper": dict(PAPER_MODEL, num_train=None, num_valid=None, families="vae,sa,iaf,hf,me,rme,gpvae", epochs=2000,
+                  dims="10,20,50", seeds="0,1,2,3,4,5,6,7,8,9", test_points=10_000, iwae_samples=100, big_points=1000,
                   big_samples=5000, ais_points=100, ais_chains=100, ais_steps=500, ais_leapfrog=10),
-    "quick": dict(dataset="binarized_mnist", model="bernoulli", variance="network", sigma2=1.0, arch="mlp", hidden=16,
-                  layers=2, activation="elu", train_split="train", valid_split="valid", keep_best=0,
-                  gp_features="shared", feature_width=None, expected_log="monte_carlo",
-                  families="vae,sa,iaf,hf,me,rme,gpvae", num_train=200, epochs=1, lr=1e-3, batch_size=50,
-                  num_valid=100, dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
+    "quick": dict(BINARIZED_MLP, hidden=16, families="vae,sa,iaf,hf,me,rme,gpvae", num_train=200, epochs=1, lr=1e-3,
+                  batch_size=50, num_valid=100, dims="2", seeds="0,1", test_points=20, iwae_samples=10, big_points=3, big_samples=50,
                   ais_points=2, ais_chains=3, ais_steps=5, ais_leapfrog=2),
 }
 #: the profiles as the harness declares them: every setting an option of the same name overrides
 SETTINGS = Profiles(PROFILES, {
-    "dataset": Setting(str, "data set (a grey-level one, e.g. mnist_continuous, with --model gaussian --variance fixed)"),
-    "model": Setting(str, "the decoder's likelihood", choices=MODELS),
-    "variance": Setting(str, "variance of a gaussian model (TrainConfig.variance)", choices=GAUSSIAN_VARIANCES),
-    "sigma2": Setting(float, "a gaussian model's fixed variance σ_x² (or its learned one's start)"),
-    "arch": Setting(str, "encoder and decoder architecture: mlp, conv or conv_kim (supplement Table 6)",
-                    choices=ARCHITECTURES),
-    "hidden": Setting(int, "width of the hidden layers (the paper's h)"),
-    "layers": Setting(int, "fully connected hidden layers of encoder and decoder (mlp: 2; conv_kim: 1, Table 6)"),
-    "activation": Setting(str, "activation (conv_kim: relu, its encoder LeakyReLU(0.01))"),
-    "train_split": Setting(str, "train (50,000 images) or train+valid (all 60,000)", choices=TRAIN_SPLITS),
-    "valid_split": Setting(str, "validation rows: valid, or holdout (10%% of the training rows, per seed)",
-                           choices=("valid", "holdout")),
-    "keep_best": Setting(int, "1: evaluate the epoch of the best validation ELBO; 0: the last", choices=(0, 1)),
-    "gp_features": Setting(str, "GPVAE's ψ^m, ψ^s: shared (the base encoder's) or separate networks",
-                           choices=FEATURES),
-    "feature_width": Setting(int, "GPVAE's p with separate feature networks (the paper: 256)"),
-    "expected_log": Setting(str, "GPVAE's E log(c + uᵀψ)²: closed_form or monte_carlo (the paper's)",
-                            choices=EXPECTED_LOG),
+    **MODEL_SETTINGS,
     "families": Setting(str, "models, comma-separated: a family (all its K/M of the table) or one K, e.g. "
                              "vae,sa2,iaf,me3"),
     "num_train": Setting(int, "training images (seeded subset; 0: all)"),
@@ -258,29 +218,9 @@ def settings(args) -> dict:
     return s
 
 
-#: GPVAE's guide options of the settings ``gp_features``, ``feature_width``, ``expected_log``, and the guide's own
-#: defaults: an option at its default is left out of the run's config (runs trained before these settings existed
-#: keep their config, so their folders are reused)
-GPVAE_OPTIONS = {"gp_features": ("features", "shared"), "feature_width": ("feature_width", None),
-                 "expected_log": ("expected_log", "monte_carlo")}
-
-
-def guide_options(spec: Spec, s: dict) -> dict:
-    """The amortized guide's options of ``spec`` under the settings ``s``."""
-    opts = {"hidden": s["hidden"], "layers": s["layers"], "activation": s["activation"], **spec.options}
-    if spec.family == "gpvae":
-        opts.update({name: s[key] for key, (name, default) in GPVAE_OPTIONS.items() if s[key] != default})
-        if opts.get("features", "shared") == "shared":
-            opts.pop("feature_width", None)  # shared features have the base encoder's width
-    return opts
-
-
 def train_config(spec: Spec, dim: int, seed: int, s: dict, args) -> TrainConfig:
-    return TrainConfig(dataset=s["dataset"], data_dir=args.data_dir, num_train=s["num_train"], model=s["model"],
-                       variance=s["variance"], sigma2=s["sigma2"], latent_dim=dim, hidden=s["hidden"],
-                       decoder_layers=s["layers"], activation=s["activation"], arch=s["arch"],
-                       train_split=s["train_split"], valid_split=s["valid_split"], keep_best=bool(s["keep_best"]),
-                       guide=spec.family, guide_options=guide_options(spec, s), objective="elbo",
+    return TrainConfig(**model_fields(s), data_dir=args.data_dir, num_train=s["num_train"], latent_dim=dim,
+                       guide=spec.family, guide_options=guide_options(spec.family, s, **spec.options), objective="elbo",
                        epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], num_valid=s["num_valid"], seed=seed)
 
 
@@ -443,17 +383,11 @@ def _p_text(p) -> str:
 
 def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, welch: bool) -> str:
     table, n_seeds = results["table"], len(s["seeds"])
-    data = f"{s['dataset']} ({s['model']} decoder" + (f", σ_x² = {s['sigma2']:g} fixed" if s["model"] == "gaussian" and s["variance"] == "fixed" else "") + ")"
-    md = (f"Test log-likelihood (nats; higher is better) on {data}: per seed the mean of IWAE-{s['iwae_samples']} "
+    md = (f"Test log-likelihood (nats; higher is better): per seed the mean of IWAE-{s['iwae_samples']} "
           f"over {s['test_points']} seeded test points, then mean ± SD over the training seeds "
-          f"{', '.join(map(str, s['seeds']))}. Networks {s['arch']} (hidden width {s['hidden']}, "
-          f"{s['layers']} fully connected layers, {s['activation']}), "
-          f"{s['num_train'] or 'all'} training images, {s['epochs']} epochs, Adam lr {s['lr']:g}, batch "
-          f"{s['batch_size']}, the ELBO (GPVAE: its eq. 15 with {s['gp_features']} feature networks"
-          + (f" of width {s['feature_width']}" if s["gp_features"] == "separate" and s["feature_width"] else "")
-          + f", expected-log term {s['expected_log'].replace('_', ' ')}; RME: its recursive criteria); validation on "
-          + ("a seeded 10% of the training images per seed" if s["valid_split"] == "holdout" else "the valid split")
-          + (", the epoch of the best validation ELBO evaluated" if s["keep_best"] else ", the last epoch evaluated")
+          f"{', '.join(map(str, s['seeds']))}. Data and model: {describe(s)}. "
+          f"{s['num_train'] or 'All'} training images, {s['epochs']} epochs, Adam lr {s['lr']:g}, batch "
+          f"{s['batch_size']}, the ELBO (GPVAE: its eq. 15; RME: its recursive criteria)"
           + f". **Bold**: the best model "
           f"of the column; †: not significantly worse than it (two-sided {'Welch' if welch else 'Student'} t-test "
           f"over the per-seed values, p ≥ 0.05). Paper: Kim & Pavlovic (2021) Table 1 (`kim2021:1:MODEL:dim_z=D`, "

@@ -194,6 +194,34 @@ def test_table1_gaussian_model_options_pass_through(tmp_path):
     assert all(math.isfinite(v) for v in res["table"]["VAE"]["2"]["iwae"])
 
 
+def test_table1_paper_profile_reaches_the_run_configs():
+    """--profile paper: grey-level MNIST, the fixed-σ_x Gaussian decoder, Table 6's networks, a 10% hold-out of all
+    60,000 training images, the best validation epoch, and GPVAE's separate p = 256 feature networks with the
+    closed-form expected-log term (the shared-feature, Monte Carlo variant one option away)."""
+    from pyro_vaegap.experiments import gpvae_table1 as t1
+    from pyro_vaegap.studies.kim_pavlovic import PAPER_SIGMA2
+
+    def config(spec, *extra):
+        args = t1.build_parser().parse_args(["--profile", "paper", *extra])
+        return t1.train_config(spec, 10, 3, t1.settings(args), args)
+
+    cfg = config(t1.Spec("gpvae"))
+    assert (cfg.dataset, cfg.model, cfg.variance, cfg.sigma2) == ("mnist_continuous", "gaussian", "fixed", PAPER_SIGMA2)
+    assert (cfg.arch, cfg.hidden, cfg.decoder_layers, cfg.activation) == ("conv_kim", 256, 1, "relu")
+    assert (cfg.train_split, cfg.valid_split, cfg.holdout_fraction, cfg.keep_best) == ("train+valid", "holdout", 0.1,
+                                                                                       True)
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.num_train) == (5e-4, 128, 2000, None)
+    assert cfg.guide_options == {"hidden": 256, "layers": 1, "activation": "relu", "features": "separate",
+                                 "feature_width": 256, "expected_log": "closed_form"}
+    shared = config(t1.Spec("gpvae"), "--gp-features", "shared", "--expected-log", "monte_carlo")
+    assert shared.guide_options == {"hidden": 256, "layers": 1, "activation": "relu"}
+    assert config(t1.Spec("sa", 4)).guide_options == {"hidden": 256, "layers": 1, "activation": "relu", "num_steps": 4}
+    # the cpu profile's configs are those of the committed runs (docs/results/gpvae_table1), so they are reused
+    args = t1.build_parser().parse_args([])
+    cpu = t1.train_config(t1.Spec("gpvae"), 10, 0, t1.settings(args), args)
+    assert cpu.guide_options == {"hidden": 200, "layers": 2, "activation": "elu"} and not cpu.keep_best
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--families", "vae,foo"], "'foo' is not a model of the table"),
     (["--families", "sa3"], "K=3 is not allowed for SA"),
@@ -203,7 +231,9 @@ def test_table1_gaussian_model_options_pass_through(tmp_path):
     (["--seeds", "a"], "--seeds 'a' is not allowed"),
     (["--test-points", "0"], "--test-points=0 is not allowed"),
     (["--big-points", "30"], "--big-points=30"),
-    (["--arch", "rnn"], "--arch 'rnn' is not allowed"),
+    (["--arch", "rnn"], "argument --arch: invalid choice: 'rnn'"),
+    (["--expected-log", "exact"], "argument --expected-log: invalid choice: 'exact'"),
+    (["--keep-best", "2"], "argument --keep-best: invalid choice: 2"),
     (["--device", "tpu"], "--device 'tpu'"),
 ])
 def test_table1_bad_options_stop_with_one_line(argv, message, capsys, tmp_path):
