@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +48,9 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.report import papers
 from pyro_vaegap.runs import TrainConfig
-from pyro_vaegap.studies.kim_pavlovic import (BINARIZED_MLP, MODEL_SETTINGS, PAPER_MODEL, PAPER_SIGMA2, describe,
-                                              guide_options, model_fields)
+from pyro_vaegap.studies.kim_pavlovic import (ALL_SPECS, BINARIZED_MLP, FAMILIES, MODEL_SETTINGS,  # noqa: F401
+                                              PAPER_MODEL, PAPER_SIGMA2, Spec, describe, guide_options, model_fields,
+                                              paper_values, parse_specs)
 from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed
 
 from pyro_vaegap.harness import (Profiles, Setting, training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
@@ -61,26 +60,6 @@ NAME = "gpvae_table1"
 
 
 
-def paper_values(label: str) -> tuple:
-    """The K (or M) of the paper's rows ``label(K)`` in its Table 1 (:mod:`pyro_vaegap.report.papers`,
-    ``kim2021:1``); ``(None,)`` for a row without one (``VAE``, ``GPVAE``)."""
-    rows = [r for r, _ in papers.table_info("kim2021", "1").rows]
-    ks = tuple(int(r[len(label) + 1:-1]) for r in rows if r.startswith(label + "(") and r.endswith(")"))
-    if not ks and label not in rows:
-        raise ConfigError(f"the paper's Table 1 has no row {label!r}")  # a misspelt label: not silently empty
-    return ks or (None,)
-
-
-#: key → (label, library family, the option K or M sets, the values the paper's table has)
-FAMILIES = {key: (label, family, option, paper_values(label)) for key, (label, family, option) in {
-    "vae": ("VAE", "ffg", None),
-    "sa": ("SA", "sa", "num_steps"),
-    "iaf": ("IAF", "iaf", "num_transforms"),
-    "hf": ("HF", "householder", "num_transforms"),
-    "me": ("ME", "mixture", "num_components"),
-    "rme": ("RME", "rme", "num_components"),
-    "gpvae": ("GPVAE", "gpvae", None),
-}.items()}
 #: groups of the paper's finding: GPVAE against the best model of each
 GROUPS = {"VAE": ("vae",), "SA": ("sa",), "flows (IAF, HF)": ("iaf", "hf"), "mixtures (ME, RME)": ("me", "rme")}
 
@@ -127,58 +106,6 @@ SETTINGS = Profiles(PROFILES, {
                                           "validation epoch, dim z 10, 3 seeds, 7 models",
                          "paper": "grey MNIST, Gaussian decoder, conv_kim, 54,000 images, 2000 epochs at lr 5e-4, "
                                   "10 seeds"})
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One row of the table: a family and its K (steps, flows) or M (components)."""
-
-    key: str
-    k: int | None = None
-
-    @property
-    def label(self) -> str:
-        return FAMILIES[self.key][0] + ("" if self.k is None else f"({self.k})")
-
-    @property
-    def slug(self) -> str:
-        return self.key + ("" if self.k is None else str(self.k))
-
-    @property
-    def family(self) -> str:
-        return FAMILIES[self.key][1]
-
-    @property
-    def options(self) -> dict:
-        option = FAMILIES[self.key][2]
-        return {} if option is None else {option: self.k}
-
-
-ALL_SPECS = tuple(Spec(key, k) for key, (_, _, _, ks) in FAMILIES.items() for k in ks)
-
-
-def parse_specs(text: str) -> list[Spec]:
-    """``"vae,sa,iaf4,ME(3)"`` → the specs: a family name alone means all its K (M) of the paper's table."""
-    specs = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        m = re.fullmatch(r"([a-z]+)\(?(\d+)?\)?", item.lower())
-        if not m or m.group(1) not in FAMILIES:
-            raise ConfigError(f"--families: {item!r} is not a model of the table; allowed: "
-                              f"{', '.join(FAMILIES)}, each alone (all its K) or with one K, e.g. sa4 or SA(4)")
-        key, ks = m.group(1), FAMILIES[m.group(1)][3]
-        if m.group(2) is None:
-            specs += [Spec(key, k) for k in ks]
-        elif ks == (None,):
-            raise ConfigError(f"--families: {item!r}: {key} takes no K; give it as {key!r}")
-        elif int(m.group(2)) not in ks:
-            what = "M" if FAMILIES[key][2] == "num_components" else "K"
-            raise ConfigError(f"--families: {item!r}: {what}={m.group(2)} is not allowed for {FAMILIES[key][0]}; "
-                              f"the paper's table has {what} in {', '.join(map(str, ks))}")
-        else:
-            specs.append(Spec(key, int(m.group(2))))
-    if not specs:
-        raise ConfigError(f"--families {text!r} names no model; allowed: {', '.join(FAMILIES)}")
-    return list(dict.fromkeys(specs))
 
 
 def parse_ints(option: str, text: str, minimum: int) -> list[int]:

@@ -24,11 +24,16 @@ The paper's setting (section 5, supplement 8, Table 6):
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from ..guides.gpvae import EXPECTED_LOG, FEATURES
 from ..harness import Setting
 from ..models import GAUSSIAN_VARIANCES
 from ..models.networks import ARCHITECTURES
+from ..report import papers
 from ..runs.config import MODELS, TRAIN_SPLITS
+from ..utils import ConfigError
 
 #: σ_x² of our paper profiles (σ_x = 0.05): not the paper's (unstated), a value inside the bound derived above
 PAPER_SIGMA2 = 0.0025
@@ -102,3 +107,77 @@ def describe(s: dict) -> str:
             + f" and its expected-log term {s['expected_log'].replace('_', ' ')}; validation on "
             + ("a seeded 10% of the training images per seed" if s["valid_split"] == "holdout" else "the valid split")
             + (", the epoch of the best validation ELBO evaluated" if s["keep_best"] else ", the last epoch evaluated"))
+
+
+def paper_values(label: str) -> tuple:
+    """The K (or M) of the paper's rows ``label(K)`` in its Table 1 (:mod:`pyro_vaegap.report.papers`,
+    ``kim2021:1``); ``(None,)`` for a row without one (``VAE``, ``GPVAE``)."""
+    rows = [r for r, _ in papers.table_info("kim2021", "1").rows]
+    ks = tuple(int(r[len(label) + 1:-1]) for r in rows if r.startswith(label + "(") and r.endswith(")"))
+    if not ks and label not in rows:
+        raise ConfigError(f"the paper's Table 1 has no row {label!r}")  # a misspelt label: not silently empty
+    return ks or (None,)
+
+
+#: key → (label, library family, the option K or M sets, the values the paper's table has)
+FAMILIES = {key: (label, family, option, paper_values(label)) for key, (label, family, option) in {
+    "vae": ("VAE", "ffg", None),
+    "sa": ("SA", "sa", "num_steps"),
+    "iaf": ("IAF", "iaf", "num_transforms"),
+    "hf": ("HF", "householder", "num_transforms"),
+    "me": ("ME", "mixture", "num_components"),
+    "rme": ("RME", "rme", "num_components"),
+    "gpvae": ("GPVAE", "gpvae", None),
+}.items()}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row of the table: a family and its K (steps, flows) or M (components)."""
+
+    key: str
+    k: int | None = None
+
+    @property
+    def label(self) -> str:
+        return FAMILIES[self.key][0] + ("" if self.k is None else f"({self.k})")
+
+    @property
+    def slug(self) -> str:
+        return self.key + ("" if self.k is None else str(self.k))
+
+    @property
+    def family(self) -> str:
+        return FAMILIES[self.key][1]
+
+    @property
+    def options(self) -> dict:
+        option = FAMILIES[self.key][2]
+        return {} if option is None else {option: self.k}
+
+
+ALL_SPECS = tuple(Spec(key, k) for key, (_, _, _, ks) in FAMILIES.items() for k in ks)
+
+
+def parse_specs(text: str) -> list[Spec]:
+    """``"vae,sa,iaf4,ME(3)"`` → the specs: a family name alone means all its K (M) of the paper's table."""
+    specs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"([a-z]+)\(?(\d+)?\)?", item.lower())
+        if not m or m.group(1) not in FAMILIES:
+            raise ConfigError(f"--families: {item!r} is not a model of the table; allowed: "
+                              f"{', '.join(FAMILIES)}, each alone (all its K) or with one K, e.g. sa4 or SA(4)")
+        key, ks = m.group(1), FAMILIES[m.group(1)][3]
+        if m.group(2) is None:
+            specs += [Spec(key, k) for k in ks]
+        elif ks == (None,):
+            raise ConfigError(f"--families: {item!r}: {key} takes no K; give it as {key!r}")
+        elif int(m.group(2)) not in ks:
+            what = "M" if FAMILIES[key][2] == "num_components" else "K"
+            raise ConfigError(f"--families: {item!r}: {what}={m.group(2)} is not allowed for {FAMILIES[key][0]}; "
+                              f"the paper's table has {what} in {', '.join(map(str, ks))}")
+        else:
+            specs.append(Spec(key, int(m.group(2))))
+    if not specs:
+        raise ConfigError(f"--families {text!r} names no model; allowed: {', '.join(FAMILIES)}")
+    return list(dict.fromkeys(specs))
