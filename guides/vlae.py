@@ -119,10 +119,15 @@ class VLAEEncoder(Guide):
         scale_tril = dist.MultivariateNormal(z, precision_matrix=precision).scale_tril
         return z, scale_tril
 
-    def forward(self, x, idx=None, num_data=None):
+    def distribution(self, x) -> dist.MultivariateNormal:
+        """:math:`q(z\mid x)` of every row of ``x``: batch ``(B,)``, event ``(d,)``."""
         loc, scale_tril = self.encode(x)
+        return dist.MultivariateNormal(loc, scale_tril=scale_tril)
+
+    def forward(self, x, idx=None, num_data=None):
+        q = self.distribution(x)
         with self.data_plate(x, idx, num_data):
-            return self.sample_latents(dist.MultivariateNormal(loc, scale_tril=scale_tril))
+            return self.sample_latents(q)
 
 
 FAMILY = Family("vlae", amortized=VLAEEncoder, local=LocalFullCov,

@@ -75,6 +75,21 @@ def test_inference_time_quick(tmp_path, mnist_dir):
     assert saved["git"]["commit"] and saved["config"]["quick"] and saved["results"]["batch"] == 16
 
 
+def test_inference_time_table11_rows_and_paper_values(tmp_path, mnist_dir):
+    """--profile table11: VLAE(1, 2, 4, 8) and GPVAE (and the VAE) on a fully connected Gaussian decoder, each row
+    beside the supplement's Table 11 entry of its dim z (MNIST, fully connected decoder) from papers."""
+    from pyro_vaegap.report import papers
+
+    res = gpvae_inference_time.main(["--profile", "table11", "--batch", "4", "--rounds", "1", "--repeats", "1",
+                                     "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert list(res["variants"]) == ["VAE", "VLAE(1)", "VLAE(2)", "VLAE(4)", "VLAE(8)", "GPVAE"]
+    for name, r in res["variants"].items():
+        assert r["median_ms"] > 0
+        want = None if name == "VAE" else papers.value("kim2021", "11", name, "mnist/dim_z=10/fc")
+        assert r["paper_ms"] == want
+    assert res["variants"]["GPVAE"]["ratio_to_gpvae"] == 1.0
+
+
 def test_uncertainty_quick(tmp_path, mnist_dir):
     """The whole pipeline: training, grid, gap report, correlations with p-values, both figures."""
     res = gpvae_uncertainty.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
