@@ -260,3 +260,44 @@ def test_table1_bad_options_stop_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_stability_curve_summary_counts_setbacks_against_the_best_so_far():
+    from pyro_vaegap.experiments.gpvae_stability import curve_summary
+
+    r = curve_summary([-10.0, -8.0, -20.0, -9.0, -14.5, -7.0], drop=5.0)
+    assert (r["setbacks"], r["max_drop"], r["best"], r["best_epoch"], r["last"]) == (2, 12.0, -7.0, 6, -7.0)
+    assert curve_summary([-3.0, -2.0, -1.0], drop=5.0)["setbacks"] == 0
+
+
+def test_stability_quick_pairs_the_two_estimators(tmp_path, mnist_dir):
+    """Each (lr, seed) trains the Monte Carlo and the closed-form GPVAE, each run's config naming its estimate, and
+    each run's summary is its log.csv's."""
+    import csv
+
+    from pyro_vaegap.experiments import gpvae_stability
+
+    runs = gpvae_stability.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert set(runs) == {"lr0.001_s0_monte_carlo", "lr0.001_s0_closed_form"}
+    for key, r in runs.items():
+        with open(tmp_path / "runs" / key / "log.csv") as fh:
+            valid = [float(row["valid_elbo"]) for row in csv.DictReader(fh)]
+        assert r["valid_elbo"] == valid and r["best"] == max(valid) and 0 <= r["crossing_fraction"] <= 1
+        cfg = json.loads((tmp_path / "runs" / key / "config.json").read_text())["config"]
+        assert cfg["guide_options"].get("expected_log", "monte_carlo") == r["expected_log"]
+
+
+def test_epoch_cost_quick_and_its_plan(tmp_path, mnist_dir):
+    """Seconds per epoch = ⌈54,000 / 128⌉ steps at the median step time + the validation pass scaled to 6,000
+    images; the plan's core-hours are those per-epoch times × epochs × seeds."""
+    from pyro_vaegap.experiments import gpvae_epoch_cost as ec
+
+    cells, plan = ec.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert set(cells) == {"VAE|mlp", "GPVAE|mlp"}
+    for c in cells.values():
+        assert c["batches_per_epoch"] == 422 and c["config"]["batch_size"] == 128
+        assert c["epoch_seconds"] == pytest.approx(422 * c["step_seconds"] + c["valid_seconds"] * 6000 / 50)
+    p = plan["mlp"]
+    assert p["core_hours"] == pytest.approx(sum(cells[f"{m}|mlp"]["epoch_seconds"] for m in ("VAE", "GPVAE")) * 2 * 1
+                                            / 3600)
+    assert cells["GPVAE|mlp"]["config"]["guide_options"]["features"] == "separate"
