@@ -66,8 +66,10 @@ def train_run(cfg: TrainConfig, run_dir: Path, progress: Progress, device=None, 
 
 
 def training_cost(run_dir) -> dict:
-    """Median and total seconds per epoch (``log.csv``; each epoch includes its validation-ELBO pass), and the
-    last epoch's training objective and validation ELBO."""
+    """Median and total seconds per epoch (``log.csv``; each epoch includes its validation-ELBO pass), the
+    last epoch's training objective and validation ELBO, and the epoch of the best validation ELBO (the first,
+    as ``keep_best`` keeps it) with that value and the gain of the best over the first 90% of the epochs' best
+    (near 0: the validation curve has flattened)."""
     import csv
 
     import numpy as np
@@ -75,5 +77,9 @@ def training_cost(run_dir) -> dict:
     with open(Path(run_dir) / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     sec = [float(r["seconds"]) for r in rows]
+    valid = np.asarray([float(r["valid_elbo"]) for r in rows])
+    head = valid[:max(1, int(0.9 * len(valid)))]
     return {"epochs": len(rows), "median_epoch_seconds": float(np.median(sec)), "total_seconds": float(sum(sec)),
-            "train_objective": float(rows[-1]["train_objective"]), "valid_elbo": float(rows[-1]["valid_elbo"])}
+            "train_objective": float(rows[-1]["train_objective"]), "valid_elbo": float(rows[-1]["valid_elbo"]),
+            "best_epoch": int(np.argmax(valid)) + 1, "best_valid_elbo": float(valid.max()),
+            "best_gain_last_10pct": float(valid.max() - head.max())}
