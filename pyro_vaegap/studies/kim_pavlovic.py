@@ -2,7 +2,9 @@ r"""Kim & Pavlovic (2021, GPVAE): the model and training settings the GPVAE expe
 
 ``gpvae_table1`` and ``gpvae_gaps`` declare these as profile settings (:data:`MODEL_SETTINGS`), take the paper's
 values from :data:`PAPER_MODEL`, and build a run's :class:`~pyro_vaegap.runs.TrainConfig` fields with
-:func:`model_fields` and its guide options with :func:`guide_options`.
+:func:`model_fields` and its guide options with :func:`guide_options`. The paper's Table 1 models (VAE, SA(K), IAF(K),
+HF(K), ME(M), RME(M), GPVAE) are :class:`Spec` objects (:data:`FAMILIES`, :func:`parse_specs`), shared by
+``gpvae_table1`` and ``gpvae_epoch_cost``.
 
 The paper's setting (section 5, supplement 8, Table 6):
 
