@@ -26,13 +26,14 @@ import statistics
 import time
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.harness import Profiles, Progress, Setting, make_parser, markdown_table, parse_args, run_main, write_results
 from pyro_vaegap.runs import TrainConfig
 from pyro_vaegap.studies.kim_pavlovic import PAPER_MODEL, guide_options, model_fields, parse_specs
-from pyro_vaegap.training import make_loss, mean_elbo, training_step
+from pyro_vaegap.training import make_loss, mean_elbo
 from pyro_vaegap.training.build import build_guide, build_model
 from pyro_vaegap.training.loop import holdout_split
 from pyro_vaegap.training.traced import traced_loss
@@ -70,22 +71,36 @@ def time_model(cfg: TrainConfig, x_train, x_valid, warmup: int, steps: int) -> d
     loss_fn, annealing = make_loss(cfg, model, guide)
     step = traced_loss(loss_fn, annealing, (model, guide))
     gen = torch.Generator().manual_seed(cfg.seed)
-    times = []
-    for i in range(warmup + steps):
-        xb = x_train[torch.randint(x_train.shape[0], (cfg.batch_size,), generator=gen)]
+    times, nonfinite = [], []
+    # training_step's step, without its stop on a non-finite loss (and Pyro's checks of distribution
+    # parameters): a model whose loss is not finite is timed all the same, and the steps where it was are recorded
+    with pyro.validation_enabled(False):
+        for i in range(warmup + steps):
+            xb = x_train[torch.randint(x_train.shape[0], (cfg.batch_size,), generator=gen)]
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = step(xb) / xb.shape[0]
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+            if not math.isfinite(value):
+                nonfinite.append(i + 1)
         t = time.perf_counter()
-        training_step(step, opt, xb)
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    mean_elbo(model, guide, x_valid, 1)
-    valid = time.perf_counter() - t
+        mean_elbo(model, guide, x_valid, 1)
+        valid = time.perf_counter() - t
     per_step = statistics.median(times)
     batches = math.ceil(TRAIN_IMAGES / cfg.batch_size)
     valid_scaled = valid * VALID_IMAGES / x_valid.shape[0]
     params = sum(p.numel() for p in (*model.parameters(), *guide.parameters()))
-    return {"step_seconds": per_step, "step_seconds_all": times, "valid_seconds": valid,
+    return {"step_seconds": per_step, "step_seconds_all": times, "valid_seconds": valid, "nonfinite_steps": nonfinite,
             "epoch_seconds": batches * per_step + valid_scaled, "batches_per_epoch": batches, "parameters": params}
+
+
+def _nonfinite_text(steps: list, s: dict) -> str:
+    total = s["warmup"] + s["steps"]
+    return "–" if not steps else f"{len(steps)} of {total} steps (from step {steps[0]})"
 
 
 def main(argv=None):
@@ -119,11 +134,13 @@ def main(argv=None):
                               batch_size=st["batch_size"], lr=st["lr"], seed=args.seed)
             r = time_model(cfg, x_train, x_valid, s["warmup"], s["steps"])
             cells[f"{sp.label}|{arch}"] = {"model": sp.label, "arch": arch, "config": cfg.to_dict(), **r}
-            progress(f"{sp.label} {arch}: {r['step_seconds'] * 1e3:.1f} ms/step, {r['epoch_seconds']:.1f} s/epoch")
+            progress(f"{sp.label} {arch}: {r['step_seconds'] * 1e3:.1f} ms/step, {r['epoch_seconds']:.1f} s/epoch"
+                     + (f", loss not finite at steps {r['nonfinite_steps']}" if r["nonfinite_steps"] else ""))
     load_after = os.getloadavg()
     rows = [[sp.label] + [f"{cells[f'{sp.label}|{a}']['step_seconds'] * 1e3:.1f}" for a in archs]
             + [f"{cells[f'{sp.label}|{a}']['epoch_seconds']:.0f}" for a in archs]
-            + [f"{cells[f'{sp.label}|{a}']['parameters'] / 1e6:.2f}" for a in archs] for sp in specs]
+            + [f"{cells[f'{sp.label}|{a}']['parameters'] / 1e6:.2f}" for a in archs]
+            + [_nonfinite_text(cells[f"{sp.label}|{a}"]["nonfinite_steps"], s) for a in archs] for sp in specs]
     plan = {}
     for arch in archs:
         missing = [sp.label for sp in plan_specs if f"{sp.label}|{arch}" not in cells]
@@ -137,7 +154,8 @@ def main(argv=None):
     md = (f"Seconds per training epoch on the {TRAIN_IMAGES:,} training images (⌈{TRAIN_IMAGES:,} / 128⌉ = "
           f"{math.ceil(TRAIN_IMAGES / 128)} Adam steps of batch 128, each the median of {s['steps']} timed steps after "
           f"{s['warmup']} untimed, plus the validation ELBO on {VALID_IMAGES:,} held-out images timed on "
-          f"{s['valid_points']} and scaled), dim z = {s['dim']}, grey-level MNIST with the fixed-σ_x Gaussian decoder, "
+          f"{s['valid_points']} and scaled; a model whose training loss is not finite is timed all the same, and the "
+          f"steps where it was are listed), dim z = {s['dim']}, grey-level MNIST with the fixed-σ_x Gaussian decoder, "
           f"GPVAE with separate p = 256 feature networks and the closed-form term; {torch.get_num_threads()} torch thread(s). "
           f"Architectures: " + "; ".join(f"{a} ({ARCHS[a]['layers']} fully connected layer(s) of {ARCHS[a]['hidden']}"
                                          + (", supplement Table 6's convolutions" if a == "conv_kim" else "") + ")"
@@ -145,7 +163,7 @@ def main(argv=None):
           + f". The machine was shared: load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
             f"(2 cores).\n\n")
     md += markdown_table(["model"] + [f"ms / step {a}" for a in archs] + [f"s / epoch {a}" for a in archs]
-                         + [f"M params {a}" for a in archs], rows)
+                         + [f"M params {a}" for a in archs] + [f"loss not finite {a}" for a in archs], rows)
     for arch, p in plan.items():
         md += (f"\nPlan ({arch}): {', '.join(p['models'])}, {p['seeds']} seeds × {p['epochs']} epochs each: "
                f"{p['core_hours']:.1f} core-hours of training ({p['wall_hours_on_2_cores']:.1f} h on both cores, one "
