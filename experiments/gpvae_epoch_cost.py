@@ -44,7 +44,7 @@ NAME = "gpvae_epoch_cost"
 ARCHS = {"mlp": dict(arch="mlp", hidden=256, layers=2, activation="relu"),
          "conv_kim": dict(arch="conv_kim", hidden=256, layers=1, activation="relu")}
 PROFILES = {
-    "cpu": dict(families="vae,sa,iaf,hf,me,rme,gpvae", archs="mlp,conv_kim", dim=10, warmup=2, steps=10,
+    "cpu": dict(families="vae,sa,iaf,hf,me,rme,gpvae", archs="mlp,conv_kim", dim=10, warmup=3, steps=30,
                 valid_points=1000, plan_families="vae,sa1,iaf1,hf1,me2,rme2,gpvae", plan_epochs=200, plan_seeds=3),
     "quick": dict(families="vae,gpvae", archs="mlp", dim=2, warmup=1, steps=2, valid_points=50,
                   plan_families="vae,gpvae", plan_epochs=2, plan_seeds=1),
@@ -56,7 +56,7 @@ SETTINGS = Profiles(PROFILES, {
     "valid_points": Setting(int, "held-out images of the timed validation pass (scaled to 6,000)"),
     "plan_families": Setting(str, "models of the training plan"),
     "plan_epochs": Setting(int, "epochs per run of the plan"), "plan_seeds": Setting(int, "seeds per model of the plan")},
-    default="cpu", help={"cpu": "the 22 models × mlp and conv_kim at dim z 10, 10 timed steps each"})
+    default="cpu", help={"cpu": "the 22 models × mlp and conv_kim at dim z 10, 30 timed steps each"})
 
 TRAIN_IMAGES, VALID_IMAGES = 54_000, 6_000
 
