@@ -120,7 +120,7 @@ class VLAEEncoder(Guide):
         return z, scale_tril
 
     def distribution(self, x) -> dist.MultivariateNormal:
-        """:math:`q(z\mid x)` of every row of ``x``: batch ``(B,)``, event ``(d,)``."""
+        r""":math:`q(z\mid x)` of every row of ``x``: batch ``(B,)``, event ``(d,)``."""
         loc, scale_tril = self.encode(x)
         return dist.MultivariateNormal(loc, scale_tril=scale_tril)
 
