@@ -48,11 +48,11 @@ from .ffg import FFGEncoder
 from .fullcov import LocalFullCov
 
 
-def _gaussian_of(fn):
-    """The Normal inside an observed site's distribution (through ``Independent``), or None."""
+def _base_of(fn):
+    """An observed site's distribution without its ``Independent`` wrappers."""
     while isinstance(fn, (dist.Independent, torch.distributions.Independent)):
         fn = fn.base_dist
-    return fn if isinstance(fn, (dist.Normal, torch.distributions.Normal)) else None
+    return fn
 
 
 class VLAEEncoder(Guide):
@@ -87,10 +87,10 @@ class VLAEEncoder(Guide):
         site_z, site_x = self.spec.latents[0].name, self.spec.observed[0]
         with poutine.block():
             tr = poutine.trace(poutine.condition(call, data={site_z: z})).get_trace(self._model[0], x)
-        normal = _gaussian_of(tr.nodes[site_x]["fn"])
-        if normal is None:
+        normal = _base_of(tr.nodes[site_x]["fn"])
+        if not isinstance(normal, (dist.Normal, torch.distributions.Normal)):
             raise ConfigError(f"the vlae family needs a Gaussian likelihood; the model's site {site_x!r} is "
-                              f"{type(tr.nodes[site_x]['fn']).__name__}")
+                              f"{type(normal).__name__}")
         return normal.loc.expand(x.shape), normal.scale.expand(x.shape)
 
     def linearize(self, x: torch.Tensor, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
