@@ -90,6 +90,9 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         if cfg.train_split == "train+valid":
             x_train = torch.cat([x_train, load_split(cfg, "valid")])
         if cfg.valid_split == "holdout":
+            if cfg.dataset in DYNAMIC_DATASETS:  # its training rows are grey levels, drawn anew at each use
+                raise ConfigError(f"valid_split='holdout' holds out training rows, which in {cfg.dataset!r} are grey "
+                                  "levels, not the binarized images the model scores: use valid_split='valid'")
             x_train, x_valid = holdout_split(x_train, cfg.holdout_fraction, cfg.seed)
         else:
             x_valid = load_split(cfg, cfg.valid_split)
