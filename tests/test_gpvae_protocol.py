@@ -87,3 +87,14 @@ def test_loading_best_of_a_run_without_it_is_refused(tmp_path):
     train(TrainConfig(epochs=1, **{**CFG, "keep_best": False}), tmp_path / "r", progress=False)
     with pytest.raises(ConfigError, match="keep_best"):
         load_run(tmp_path / "r", best=True)
+
+
+def test_a_diverging_guide_stops_training_with_the_one_line_error(tmp_path):
+    """SA's inner steps with a step size far too large for a small σ_x² make NaN inside the guide: training stops
+    with FloatingPointError (a user error: one line, exit 2), naming where, not with Pyro's ValueError."""
+    cfg = TrainConfig(dataset="digits_continuous", model="gaussian", variance="fixed", sigma2=1e-4, latent_dim=2,
+                      hidden=8, guide="sa", guide_options={"hidden": 8, "num_steps": 8, "step_size": 1.0},
+                      batch_size=50, epochs=1, seed=0)
+    with pytest.raises(FloatingPointError, match=r"non-finite values in the model or guide at epoch 1, batch 1 "
+                                                 r"\(Expected parameter"):
+        train(cfg, tmp_path / "r", progress=False)
