@@ -15,7 +15,9 @@ same initial weights and minibatches — and compares the validation-ELBO curves
   with probability above 5 % (:math:`|\bar s_j| < 2\sqrt{\mathrm{Var}h_j}`).
 
 Profiles: ``cpu`` (default: the gaps experiment's CPU model — binarized MNIST, MLP 784-200-200, dim z 20, shared
-features — on 2000 training images, 50 epochs of 20 steps, lr 3e-4, 5e-4 and 1e-3, seeds 0 and 1) and ``--quick``.
+features — on 2000 training images, 50 epochs of 20 steps, lr 3e-4, 5e-4 and 1e-3, seeds 0 and 1), ``features``
+(``--compare gp_features``: the same model with the closed-form term, its feature maps shared with the base encoder
+or two separate networks of the encoder's architecture, lr 5e-4, seeds 0 and 1) and ``--quick``.
 """
 from __future__ import annotations
 
@@ -35,20 +37,28 @@ from pyro_vaegap.utils import ConfigError
 
 NAME = "gpvae_stability"
 ESTIMATORS = ("monte_carlo", "closed_form")
+#: what a comparison varies: setting -> (its two values, the column's name, short names of the two)
+COMPARISONS = {"expected_log": (ESTIMATORS, "expected log", "MC", "CF"),
+               "gp_features": (("shared", "separate"), "features", "shared", "separate")}
 PROFILES = {
-    "cpu": dict(BINARIZED_MLP, latent_dim=20, num_train=2000, num_valid=1000, epochs=50, batch_size=100,
-                lrs="3e-4,5e-4,1e-3", seeds="0,1", drop=5.0),
-    "quick": dict(BINARIZED_MLP, hidden=16, latent_dim=3, num_train=200, num_valid=100, epochs=3, batch_size=50,
-                  lrs="1e-3", seeds="0", drop=5.0),
+    "cpu": dict(BINARIZED_MLP, compare="expected_log", latent_dim=20, num_train=2000, num_valid=1000, epochs=50,
+                batch_size=100, lrs="3e-4,5e-4,1e-3", seeds="0,1", drop=5.0),
+    "features": dict(BINARIZED_MLP, compare="gp_features", expected_log="closed_form", latent_dim=20, num_train=2000,
+                     num_valid=1000, epochs=50, batch_size=100, lrs="5e-4", seeds="0,1", drop=5.0),
+    "quick": dict(BINARIZED_MLP, compare="expected_log", hidden=16, latent_dim=3, num_train=200, num_valid=100,
+                  epochs=3, batch_size=50, lrs="1e-3", seeds="0", drop=5.0),
 }
 SETTINGS = Profiles(PROFILES, {
-    **{k: v for k, v in MODEL_SETTINGS.items() if k != "expected_log"},
+    **MODEL_SETTINGS,
+    "compare": Setting(str, "what the two runs of a (lr, seed) differ in: expected_log (Monte Carlo vs closed form) "
+                            "or gp_features (shared vs separate feature networks)", choices=tuple(COMPARISONS)),
     "latent_dim": Setting(int, "dim z"), "num_train": Setting(int, "training images (seeded subset)"),
     "num_valid": Setting(int, "validation images of the per-epoch validation ELBO"),
     "epochs": Setting(int, "training epochs"), "batch_size": Setting(int, "minibatch size"),
     "lrs": Setting(str, "Adam learning rates, comma-separated"), "seeds": Setting(str, "seeds, comma-separated"),
     "drop": Setting(float, "a setback: an epoch this many nats below the best validation ELBO so far")},
-    default="cpu", help={"cpu": "binarized MNIST, MLP, dim z 20, 2000 images, 50 epochs × 20 steps, 3 lr × 2 seeds"})
+    default="cpu", help={"cpu": "binarized MNIST, MLP, dim z 20, 2000 images, 50 epochs × 20 steps, 3 lr × 2 seeds",
+                         "features": "the same, shared vs separate feature networks (closed form), lr 5e-4, 2 seeds"})
 
 
 def parse_list(option: str, text: str, kind):
@@ -94,21 +104,25 @@ def main(argv=None):
         parser.error(str(e))
     out, progress = Path(args.out), Progress(args.quiet)
     x_valid_all = load_dataset(s["dataset"], "valid", data_dir=args.data_dir)
+    setting = s["compare"]
+    variants, column, short_a, short_b = COMPARISONS[setting]
     runs, rows = {}, []
     for lr in lrs:
         for seed in seeds:
-            for est in ESTIMATORS:
+            for est in variants:
                 cfg = TrainConfig(**model_fields(s), data_dir=args.data_dir, num_train=s["num_train"],
                                   latent_dim=s["latent_dim"], guide="gpvae",
-                                  guide_options=guide_options("gpvae", {**s, "expected_log": est}), objective="elbo",
+                                  guide_options=guide_options("gpvae", {**s, setting: est}), objective="elbo",
                                   epochs=s["epochs"], batch_size=s["batch_size"], lr=lr, num_valid=s["num_valid"],
                                   seed=seed)
                 key = f"lr{lr:g}_s{seed}_{est}"
+                what = {"lr": lr, "seed": seed, "expected_log": s["expected_log"], "gp_features": s["gp_features"],
+                        setting: est}
                 try:
                     model, guide, _ = train_run(cfg, out / "runs" / key, progress, args.device)
-                except ConfigError as e:  # a non-finite loss stops training: recorded, not hidden
-                    runs[key] = {"lr": lr, "seed": seed, "expected_log": est, "error": str(e)}
-                    rows.append([f"{lr:g}", seed, est, "failed: " + str(e)[:80]] + [""] * 6)
+                except (ConfigError, FloatingPointError) as e:  # a diverged training: recorded, not hidden
+                    runs[key] = {**what, "error": str(e)}
+                    rows.append([f"{lr:g}", seed, est, "failed: " + str(e)[:80]] + [""] * 5)
                     continue
                 with open(out / "runs" / key / "log.csv") as fh:
                     log = list(csv.DictReader(fh))
@@ -117,43 +131,47 @@ def main(argv=None):
                 x_valid = x_valid_all[seeded_subset(x_valid_all.shape[0], s["num_valid"], seed)]  # the run's own
                 summ["crossing_fraction"] = crossing_fraction(guide, model.validate_data(x_valid.to(args.device)))
                 summ["median_epoch_seconds"] = float(np.median([float(r["seconds"]) for r in log]))
-                runs[key] = {"lr": lr, "seed": seed, "expected_log": est, "valid_elbo": valid, **summ}
+                runs[key] = {**what, "valid_elbo": valid, **summ}
                 rows.append([f"{lr:g}", seed, est.replace("_", " "), f"{summ['best']:.2f} (epoch {summ['best_epoch']})",
                              f"{summ['last']:.2f}", summ["setbacks"], f"{summ['max_drop']:.2f}",
                              f"{100 * summ['crossing_fraction']:.1f} %", f"{summ['median_epoch_seconds']:.2f}"])
                 progress(f"{key}: best {summ['best']:.2f}, last {summ['last']:.2f}, {summ['setbacks']} setbacks")
     steps = math.ceil(s["num_train"] / s["batch_size"]) * s["epochs"]
-    md = (f"GPVAE trained with each estimate of eq. 16's expected-log term, the same initial weights and minibatches "
-          f"per (lr, seed): {describe({**s, 'expected_log': 'as in the row'})}. {s['num_train']} training images, "
+    told = ("each estimate of eq. 16's expected-log term" if setting == "expected_log"
+            else "shared and with separate feature networks")
+    md = (f"GPVAE trained with {told}, the same initial weights and minibatches per (lr, seed): "
+          f"{describe({**s, setting: 'as in the row'})}. {s['num_train']} training images, "
           f"dim z {s['latent_dim']}, batch {s['batch_size']}, {s['epochs']} epochs ({steps} Adam steps); validation "
           f"ELBO (one sample) on {s['num_valid']} validation images after each epoch. Setbacks: epochs more than "
           f"{s['drop']:g} nats below the best so far; crossing: (validation point, dimension) pairs where the scale "
           f"c_j + u_jᵀψ crosses zero with probability above 5 % after training.\n\n")
-    md += markdown_table(["lr", "seed", "expected log", "best valid ELBO", "last", "setbacks", "largest drop",
+    md += markdown_table(["lr", "seed", column, "best valid ELBO", "last", "setbacks", "largest drop",
                           "crossing", "s / epoch"], rows)
     paired = []
     for lr in lrs:
         for seed in seeds:
-            mc, cf = runs[f"lr{lr:g}_s{seed}_monte_carlo"], runs[f"lr{lr:g}_s{seed}_closed_form"]
+            mc, cf = (runs[f"lr{lr:g}_s{seed}_{v}"] for v in variants)
             if "error" in mc or "error" in cf:
                 continue
             paired.append([f"{lr:g}", seed, f"{cf['best'] - mc['best']:+.2f}", f"{cf['last'] - mc['last']:+.2f}",
                            f"{mc['setbacks']} → {cf['setbacks']}", f"{mc['max_drop']:.2f} → {cf['max_drop']:.2f}"])
-    md += "\nClosed form minus Monte Carlo, per (lr, seed):\n\n" + markdown_table(
-        ["lr", "seed", "Δ best", "Δ last", "setbacks MC → CF", "largest drop MC → CF"], paired)
+    names = [v.replace("_", " ") for v in variants]
+    first = names[0].replace("monte carlo", "Monte Carlo")
+    md += f"\n{names[1].capitalize()} minus {first}, per (lr, seed):\n\n" + markdown_table(["lr", "seed", "Δ best", "Δ last", f"setbacks {short_a} → {short_b}",
+                          f"largest drop {short_a} → {short_b}"], paired)
     write_results(out, NAME, args, {"settings": s, "runs": runs}, md, progress.elapsed)
-    save_figure(curves_figure(runs, lrs, seeds), out / "curves.png")
+    save_figure(curves_figure(runs, lrs, seeds, variants), out / "curves.png")
     progress(f"done in {progress.elapsed / 60:.1f} min -> {out}\n\n{md}")
     return runs
 
 
-def curves_figure(runs: dict, lrs, seeds):
+def curves_figure(runs: dict, lrs, seeds, variants=ESTIMATORS):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(lrs), figsize=(3.6 * len(lrs), 3.0), squeeze=False)
     for ax, lr in zip(axes[0], lrs):
         for seed in seeds:
-            for est, color in zip(ESTIMATORS, ("C3", "C0")):
+            for est, color in zip(variants, ("C3", "C0")):
                 r = runs[f"lr{lr:g}_s{seed}_{est}"]
                 if "valid_elbo" in r:
                     ax.plot(range(1, len(r["valid_elbo"]) + 1), r["valid_elbo"], color=color, lw=0.9,
