@@ -301,3 +301,15 @@ def test_epoch_cost_quick_and_its_plan(tmp_path, mnist_dir):
     assert p["core_hours"] == pytest.approx(sum(cells[f"{m}|mlp"]["epoch_seconds"] for m in ("VAE", "GPVAE")) * 2 * 1
                                             / 3600)
     assert cells["GPVAE|mlp"]["config"]["guide_options"]["features"] == "separate"
+
+
+def test_stability_compares_shared_and_separate_features(tmp_path, mnist_dir):
+    from pyro_vaegap.experiments import gpvae_stability
+
+    runs = gpvae_stability.main(["--quick", "--compare", "gp_features", "--data-dir", str(mnist_dir), "--out",
+                                 str(tmp_path), "--quiet"])
+    assert set(runs) == {"lr0.001_s0_shared", "lr0.001_s0_separate"}
+    for key, r in runs.items():
+        opts = json.loads((tmp_path / "runs" / key / "config.json").read_text())["config"]["guide_options"]
+        assert opts.get("features", "shared") == r["gp_features"] == key.split("_")[-1]
+    assert "Separate minus shared" in (tmp_path / "results.md").read_text()
