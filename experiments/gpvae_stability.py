@@ -137,9 +137,9 @@ def main(argv=None):
                              f"{100 * summ['crossing_fraction']:.1f} %", f"{summ['median_epoch_seconds']:.2f}"])
                 progress(f"{key}: best {summ['best']:.2f}, last {summ['last']:.2f}, {summ['setbacks']} setbacks")
     steps = math.ceil(s["num_train"] / s["batch_size"]) * s["epochs"]
-    told = ("each estimate of eq. 16's expected-log term" if setting == "expected_log"
-            else "shared and with separate feature networks")
-    md = (f"GPVAE trained with {told}, the same initial weights and minibatches per (lr, seed): "
+    told = ("each estimate of eq. 16's expected-log term, the same initial weights" if setting == "expected_log"
+            else "shared and with separate feature networks, the same initial decoder and base-encoder weights")
+    md = (f"GPVAE trained with {told} and minibatches per (lr, seed): "
           f"{describe({**s, setting: 'as in the row'})}. {s['num_train']} training images, "
           f"dim z {s['latent_dim']}, batch {s['batch_size']}, {s['epochs']} epochs ({steps} Adam steps); validation "
           f"ELBO (one sample) on {s['num_valid']} validation images after each epoch. Setbacks: epochs more than "
