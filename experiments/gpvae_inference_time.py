@@ -39,7 +39,8 @@ import torch
 from pyro_vaegap.benchmarks.bench_gpvae_inference import (cpu_name, gaussian_draw, interleaved_times, q_draw,
                                                           uncached_encode)
 from pyro_vaegap.data import load_dataset
-from pyro_vaegap.models import BernoulliVAE
+from pyro_vaegap.models import BernoulliVAE, GaussianVAE
+from pyro_vaegap.studies.kim_pavlovic import PAPER_SIGMA2
 from pyro_vaegap.contract.registry import get_family
 
 from pyro_vaegap.harness import (Profiles, Progress, Setting, make_parser, markdown_table, parse_args, run_main,
@@ -52,17 +53,27 @@ DATA_DIM = 784
 #: ``kim2021:5:ROW:mnist``): the rows whose ratio to the VAE's time the results set beside ours
 PAPER_MS = {row: papers.value("kim2021", "5", row, "mnist") for row, _ in papers.table_info("kim2021", "5").rows}
 STEPS = (1, 2, 4, 8)
-#: cpu (default): the committed results' settings (the paper's batch of 128 at dim z = 50); quick: a smoke run
+#: cpu (default): the committed results' settings (the paper's batch of 128 at dim z = 50); table11: the supplement's
+#: Table 11 (VLAE(K) against GPVAE with fully connected decoders; dim z 10 or 50 by --latent-dim); quick: a smoke run
 PROFILES = Profiles(
-    profiles={"cpu": {"batch": 128, "latent_dim": 50, "hidden": 200, "rounds": 40, "repeats": 25, "warmup": 10},
-              "quick": {"batch": 16, "latent_dim": 4, "hidden": 16, "rounds": 2, "repeats": 2, "warmup": 1}},
-    settings={"batch": Setting(int, "rows per pass (paper 128)"),
+    profiles={"cpu": {"table": "5", "batch": 128, "latent_dim": 50, "hidden": 200, "rounds": 40, "repeats": 25,
+                      "warmup": 10},
+              "table11": {"table": "11", "batch": 128, "latent_dim": 10, "hidden": 200, "rounds": 6, "repeats": 3,
+                          "warmup": 1},
+              "quick": {"table": "5", "batch": 16, "latent_dim": 4, "hidden": 16, "rounds": 2, "repeats": 2,
+                        "warmup": 1}},
+    settings={"table": Setting(str, "the paper's table: 5 (VAE, SA, IAF, GPVAE) or 11 (VLAE and GPVAE, fully "
+                                    "connected decoders)", choices=("5", "11")),
+              "batch": Setting(int, "rows per pass (paper 128)"),
               "latent_dim": Setting(int, "dim z (paper 50)"),
-              "hidden": Setting(int, "width of the encoder's and decoder's hidden layers"),
+              "hidden": Setting(int, "width of the encoder's and decoder's hidden layers (table 11: the decoder's; "
+                                     "200 gives about the weights of the conv decoder, 0.20 M)"),
               "rounds": Setting(int, "interleaved rounds"),
               "repeats": Setting(int, "timed calls per variant and round"),
               "warmup": Setting(int, "untimed calls per variant before timing")},
-    default="cpu", help={"cpu": "the committed results' settings"})
+    default="cpu", help={"cpu": "the committed results' settings",
+                         "table11": "supplement Table 11: VLAE(1, 2, 4, 8) and GPVAE, conv_kim encoders, fully "
+                                    "connected Gaussian decoder"})
 
 
 def build_parser():
@@ -76,6 +87,32 @@ def device_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     return f"{platform.machine()} CPU ({cpu_name()}), {threads} torch thread{'s' * (threads != 1)}"
+
+
+def table11_variants(latent_dim: int, hidden: int, seed: int, device) -> dict:
+    """The supplement's Table 11: VLAE(K) and GPVAE (and the VAE, the ratios' reference), each with Table 6's
+    convolutional encoder (``conv_kim``, h = 256; GPVAE with its separate p = 256 feature networks), and one fully
+    connected Gaussian decoder d-``hidden``-``hidden``-784 (ReLU, fixed σ_x²) that VLAE linearizes."""
+    torch.manual_seed(seed)
+    enc = dict(arch="conv_kim", hidden=256, layers=1, activation="relu")
+    model = GaussianVAE(DATA_DIM, latent_dim=latent_dim, hidden=hidden, decoder_layers=2, activation="relu",
+                        variance="fixed", sigma2=PAPER_SIGMA2)
+    guides = {"VAE": get_family("ffg").make_amortized(model, **enc)}
+    guides.update({f"VLAE({k})": get_family("vlae").make_amortized(model, num_steps=k, **enc) for k in STEPS})
+    guides["GPVAE"] = get_family("gpvae").make_amortized(model, features="separate", feature_width=256, **enc)
+    model.to(device).eval()
+    return {name: q_draw(g.to(device).eval()) for name, g in guides.items()}
+
+
+def paper_ms(table: str, latent_dim: int) -> dict:
+    """The paper's milliseconds per batch of each row (GPU): Table 5's MNIST column, or Table 11's MNIST column
+    with the fully connected decoder at this dim z (none at another dim z)."""
+    if table == "5":
+        return PAPER_MS
+    col = f"mnist/dim_z={latent_dim}/fc"
+    if col not in dict(papers.table_info("kim2021", "11").columns):
+        return {}
+    return {row: papers.value("kim2021", "11", row, col) for row, _ in papers.table_info("kim2021", "11").rows}
 
 
 def build_variants(latent_dim: int, hidden: int, seed: int, device) -> dict:
@@ -103,41 +140,52 @@ def main(argv=None):
     device = args.device  # the paper timed on a GPU: --device cuda
     threads = torch.get_num_threads()
     load_start = os.getloadavg()
-    x = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    table11 = args.table == "11"
+    x = load_dataset("mnist_continuous" if table11 else "binarized_mnist", "test", data_dir=args.data_dir)
     gen = torch.Generator().manual_seed(args.seed)
     x = x[torch.randperm(x.shape[0], generator=gen)[:args.batch]].to(device)
-    variants = build_variants(args.latent_dim, args.hidden, args.seed, device)
+    variants = (table11_variants if table11 else build_variants)(args.latent_dim, args.hidden, args.seed, device)
+    published = paper_ms(args.table, args.latent_dim)
     progress(f"timing {len(variants)} variants on {device_name(device, threads)}: {args.rounds} rounds × "
              f"{args.repeats} calls after {args.warmup} warm-up calls")
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     with torch.no_grad(), pyro.validation_enabled(False):
         times = interleaved_times(variants, x, args.rounds, args.repeats, args.warmup, sync=sync)
     base = statistics.median(times["VAE"])
-    paper_base = PAPER_MS["VAE"]
-    results = {"device": device_name(device, threads), "batch": args.batch, "latent_dim": args.latent_dim,
+    paper_base = published.get("GPVAE" if table11 else "VAE")  # Table 11 has no VAE row: its ratios are to GPVAE
+    results = {"table": args.table, "device": device_name(device, threads), "batch": args.batch, "latent_dim": args.latent_dim,
                "hidden": args.hidden, "timed_calls": args.rounds * args.repeats,
                "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()), "variants": {}}
     rows = []
     for name, t in times.items():
         ms = 1e3 * np.asarray(t)
         med = float(np.median(ms))
-        paper = PAPER_MS.get(name)
+        paper = published.get(name)
         r = {"median_ms": med, "q25_ms": float(np.percentile(ms, 25)), "q75_ms": float(np.percentile(ms, 75)),
              "ratio_to_vae": med / (1e3 * base), "paper_ms": paper,
              "paper_ratio": paper / paper_base if paper is not None else None}
+        if table11:
+            r["ratio_to_gpvae"] = med / (1e3 * statistics.median(times["GPVAE"]))
         results["variants"][name] = r
-        rows.append([name, f"{med:.3f}", f"{r['q25_ms']:.3f}–{r['q75_ms']:.3f}", f"**{r['ratio_to_vae']:.2f}x**",
-                     f"{paper:.1f}" if paper is not None else "–",
-                     f"{r['paper_ratio']:.2f}x" if paper is not None else "–"])
+        rows.append([name, f"{med:.3f}", f"{r['q25_ms']:.3f}–{r['q75_ms']:.3f}", f"**{r['ratio_to_vae']:.2f}x**"]
+                    + ([f"**{r['ratio_to_gpvae']:.2f}x**"] if table11 else [])
+                    + [f"{paper:.1f}" if paper is not None else "–",
+                       f"{r['paper_ratio']:.2f}x" if paper is not None else "–"])
         progress(f"{name}: median {med:.3f} ms, {r['ratio_to_vae']:.2f}x the VAE")
     md = (f"One amortized inference pass (a draw z ~ q(z|x) per row and log q(z|x), `torch.no_grad()`) for a batch "
           f"of {args.batch} MNIST test images at dim z = {args.latent_dim} (hidden width {args.hidden}), on "
           f"{results['device']}; median (and interquartile range) over {args.rounds * args.repeats} timed calls per "
           f"variant in {args.rounds} interleaved rounds after {args.warmup} warm-up calls. Load average (1, 5, 15 min) "
           f"at the start {tuple(round(v, 2) for v in load_start)}, at the end "
-          f"{tuple(round(v, 2) for v in results['load_average_end'])}. Paper: Kim & Pavlovic (2021), Table 5, on a "
-          "GPU; \"–\": a value we do not have.\n\n")
-    md += markdown_table(["variant", "median ms / batch", "IQR ms", "ratio to VAE", "paper ms", "paper ratio"], rows)
+          f"{tuple(round(v, 2) for v in results['load_average_end'])}. "
+          + ("Networks: supplement Table 6's convolutional encoder (h = 256; GPVAE with separate p = 256 feature "
+             f"networks) and a fully connected Gaussian decoder {args.latent_dim}-{args.hidden}-{args.hidden}-784 "
+             "(ReLU), VLAE(K) linearizing it K times. Paper: Kim & Pavlovic (2021), supplement Table 11 (MNIST, fully "
+             f"connected decoder, dim z = {args.latent_dim}), on a GPU; its ratios are to its GPVAE (it has no VAE "
+             "row)" if table11 else "Paper: Kim & Pavlovic (2021), Table 5, on a GPU")
+          + "; \"–\": a value we do not have.\n\n")
+    md += markdown_table(["variant", "median ms / batch", "IQR ms", "ratio to VAE"] + (["ratio to GPVAE"] if table11
+                         else []) + ["paper ms", "paper ratio" + (" to GPVAE" if table11 else "")], rows)
     write_results(out, NAME, args, results, md, progress.elapsed)
     save_figure(time_figure(results), out / "inference_time.png")
     progress(f"done in {progress.elapsed / 60:.1f} min -> {out}\n\n{md}")

@@ -53,3 +53,29 @@ def test_slow_tests_are_described_as_the_recorded_run_shows():
     assert passed == [("test_cremer_tables.py", "test_quick_run_end_to_end")]
     text = _one_line("validation.rst")
     assert "the ``cremer_tables`` test passed" in text and "were not run" in text and "without finishing" in text
+
+
+def test_gpvae_stability_is_quoted_as_the_file_shows():
+    """docs/gpvae.rst's reading of the Monte Carlo vs closed-form runs: setbacks per learning rate, the closed form's
+    none, the gains in best and last validation ELBO, and the zero-crossing fractions, from results.json."""
+    runs = json.loads((DOCS / "results" / "gpvae_stability" / "results.json").read_text())["results"]["runs"]
+    text = _one_line("gpvae.rst")
+
+    def span(values, fmt="{:.0f}"):
+        lo, hi = fmt.format(min(values)), fmt.format(max(values))
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    mc = {k: r for k, r in runs.items() if r["expected_log"] == "monte_carlo"}
+    cf = {k: r for k, r in runs.items() if r["expected_log"] == "closed_form"}
+    for lr, where in ((3e-4, "epochs more than 5 nats below its best at lr 3e-4"), (5e-4, "at 5e-4"),
+                      (1e-3, "at 1e-3")):
+        quoted = f"{span([r['setbacks'] for r in mc.values() if r['lr'] == lr])} {where}"
+        assert quoted in text, quoted
+    assert all(r["setbacks"] == 0 for r in cf.values()) and "none had any" in text
+    assert f"the largest dip {max(r['max_drop'] for r in cf.values()):.1f} nats" in text
+    assert f"the largest {span([r['max_drop'] for r in mc.values()])} nats" in text
+    pairs = [(mc[k], cf[k.replace("monte_carlo", "closed_form")]) for k in mc]
+    assert f"{span([c['best'] - m['best'] for m, c in pairs])} nats above the Monte Carlo run's best" in text
+    assert f"{span([c['last'] - m['last'] for m, c in pairs])} above its last value" in text
+    assert f"at {span([100 * r['crossing_fraction'] for r in mc.values()])} % of the" in text
+    assert f"at {span([100 * r['crossing_fraction'] for r in cf.values()], '{:.1f}')} % of the closed-form" in text

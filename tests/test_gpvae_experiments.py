@@ -75,6 +75,21 @@ def test_inference_time_quick(tmp_path, mnist_dir):
     assert saved["git"]["commit"] and saved["config"]["quick"] and saved["results"]["batch"] == 16
 
 
+def test_inference_time_table11_rows_and_paper_values(tmp_path, mnist_dir):
+    """--profile table11: VLAE(1, 2, 4, 8) and GPVAE (and the VAE) on a fully connected Gaussian decoder, each row
+    beside the supplement's Table 11 entry of its dim z (MNIST, fully connected decoder) from papers."""
+    from pyro_vaegap.report import papers
+
+    res = gpvae_inference_time.main(["--profile", "table11", "--batch", "4", "--rounds", "1", "--repeats", "1",
+                                     "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert list(res["variants"]) == ["VAE", "VLAE(1)", "VLAE(2)", "VLAE(4)", "VLAE(8)", "GPVAE"]
+    for name, r in res["variants"].items():
+        assert r["median_ms"] > 0
+        want = None if name == "VAE" else papers.value("kim2021", "11", name, "mnist/dim_z=10/fc")
+        assert r["paper_ms"] == want
+    assert res["variants"]["GPVAE"]["ratio_to_gpvae"] == 1.0
+
+
 def test_uncertainty_quick(tmp_path, mnist_dir):
     """The whole pipeline: training, grid, gap report, correlations with p-values, both figures."""
     res = gpvae_uncertainty.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
@@ -194,6 +209,34 @@ def test_table1_gaussian_model_options_pass_through(tmp_path):
     assert all(math.isfinite(v) for v in res["table"]["VAE"]["2"]["iwae"])
 
 
+def test_table1_paper_profile_reaches_the_run_configs():
+    """--profile paper: grey-level MNIST, the fixed-σ_x Gaussian decoder, Table 6's networks, a 10% hold-out of all
+    60,000 training images, the best validation epoch, and GPVAE's separate p = 256 feature networks with the
+    closed-form expected-log term (the shared-feature, Monte Carlo variant one option away)."""
+    from pyro_vaegap.experiments import gpvae_table1 as t1
+    from pyro_vaegap.studies.kim_pavlovic import PAPER_SIGMA2
+
+    def config(spec, *extra):
+        args = t1.build_parser().parse_args(["--profile", "paper", *extra])
+        return t1.train_config(spec, 10, 3, t1.settings(args), args)
+
+    cfg = config(t1.Spec("gpvae"))
+    assert (cfg.dataset, cfg.model, cfg.variance, cfg.sigma2) == ("mnist_continuous", "gaussian", "fixed", PAPER_SIGMA2)
+    assert (cfg.arch, cfg.hidden, cfg.decoder_layers, cfg.activation) == ("conv_kim", 256, 1, "relu")
+    assert (cfg.train_split, cfg.valid_split, cfg.holdout_fraction, cfg.keep_best) == ("train+valid", "holdout", 0.1,
+                                                                                       True)
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.num_train) == (5e-4, 128, 2000, None)
+    assert cfg.guide_options == {"hidden": 256, "layers": 1, "activation": "relu", "features": "separate",
+                                 "feature_width": 256, "expected_log": "closed_form"}
+    shared = config(t1.Spec("gpvae"), "--gp-features", "shared", "--expected-log", "monte_carlo")
+    assert shared.guide_options == {"hidden": 256, "layers": 1, "activation": "relu"}
+    assert config(t1.Spec("sa", 4)).guide_options == {"hidden": 256, "layers": 1, "activation": "relu", "num_steps": 4}
+    # the cpu profile's configs are those of the committed runs (docs/results/gpvae_table1), so they are reused
+    args = t1.build_parser().parse_args([])
+    cpu = t1.train_config(t1.Spec("gpvae"), 10, 0, t1.settings(args), args)
+    assert cpu.guide_options == {"hidden": 200, "layers": 2, "activation": "elu"} and not cpu.keep_best
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--families", "vae,foo"], "'foo' is not a model of the table"),
     (["--families", "sa3"], "K=3 is not allowed for SA"),
@@ -203,7 +246,9 @@ def test_table1_gaussian_model_options_pass_through(tmp_path):
     (["--seeds", "a"], "--seeds 'a' is not allowed"),
     (["--test-points", "0"], "--test-points=0 is not allowed"),
     (["--big-points", "30"], "--big-points=30"),
-    (["--arch", "rnn"], "--arch 'rnn' is not allowed"),
+    (["--arch", "rnn"], "argument --arch: invalid choice: 'rnn'"),
+    (["--expected-log", "exact"], "argument --expected-log: invalid choice: 'exact'"),
+    (["--keep-best", "2"], "argument --keep-best: invalid choice: 2"),
     (["--device", "tpu"], "--device 'tpu'"),
 ])
 def test_table1_bad_options_stop_with_one_line(argv, message, capsys, tmp_path):
@@ -215,3 +260,56 @@ def test_table1_bad_options_stop_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_stability_curve_summary_counts_setbacks_against_the_best_so_far():
+    from pyro_vaegap.experiments.gpvae_stability import curve_summary
+
+    r = curve_summary([-10.0, -8.0, -20.0, -9.0, -14.5, -7.0], drop=5.0)
+    assert (r["setbacks"], r["max_drop"], r["best"], r["best_epoch"], r["last"]) == (2, 12.0, -7.0, 6, -7.0)
+    assert curve_summary([-3.0, -2.0, -1.0], drop=5.0)["setbacks"] == 0
+
+
+def test_stability_quick_pairs_the_two_estimators(tmp_path, mnist_dir):
+    """Each (lr, seed) trains the Monte Carlo and the closed-form GPVAE, each run's config naming its estimate, and
+    each run's summary is its log.csv's."""
+    import csv
+
+    from pyro_vaegap.experiments import gpvae_stability
+
+    runs = gpvae_stability.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert set(runs) == {"lr0.001_s0_monte_carlo", "lr0.001_s0_closed_form"}
+    for key, r in runs.items():
+        with open(tmp_path / "runs" / key / "log.csv") as fh:
+            valid = [float(row["valid_elbo"]) for row in csv.DictReader(fh)]
+        assert r["valid_elbo"] == valid and r["best"] == max(valid) and 0 <= r["crossing_fraction"] <= 1
+        cfg = json.loads((tmp_path / "runs" / key / "config.json").read_text())["config"]
+        assert cfg["guide_options"].get("expected_log", "monte_carlo") == r["expected_log"]
+
+
+def test_epoch_cost_quick_and_its_plan(tmp_path, mnist_dir):
+    """Seconds per epoch = ⌈54,000 / 128⌉ steps at the median step time + the validation pass scaled to 6,000
+    images; the plan's core-hours are those per-epoch times × epochs × seeds."""
+    from pyro_vaegap.experiments import gpvae_epoch_cost as ec
+
+    cells, plan = ec.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert set(cells) == {"VAE|mlp", "GPVAE|mlp"}
+    for c in cells.values():
+        assert c["batches_per_epoch"] == 422 and c["config"]["batch_size"] == 128
+        assert c["epoch_seconds"] == pytest.approx(422 * c["step_seconds"] + c["valid_seconds"] * 6000 / 50)
+    p = plan["mlp"]
+    assert p["core_hours"] == pytest.approx(sum(cells[f"{m}|mlp"]["epoch_seconds"] for m in ("VAE", "GPVAE")) * 2 * 1
+                                            / 3600)
+    assert cells["GPVAE|mlp"]["config"]["guide_options"]["features"] == "separate"
+
+
+def test_stability_compares_shared_and_separate_features(tmp_path, mnist_dir):
+    from pyro_vaegap.experiments import gpvae_stability
+
+    runs = gpvae_stability.main(["--quick", "--compare", "gp_features", "--data-dir", str(mnist_dir), "--out",
+                                 str(tmp_path), "--quiet"])
+    assert set(runs) == {"lr0.001_s0_shared", "lr0.001_s0_separate"}
+    for key, r in runs.items():
+        opts = json.loads((tmp_path / "runs" / key / "config.json").read_text())["config"]["guide_options"]
+        assert opts.get("features", "shared") == r["gp_features"] == key.split("_")[-1]
+    assert "Separate minus shared" in (tmp_path / "results.md").read_text()

@@ -91,7 +91,7 @@ def test_cremer_paper_profile_is_the_authors_protocol():
         cremer.apply_profile(args)
         tcfg, gcfg = cremer.configs(args)
         expected = dict(dataset="binarized_mnist", data_dir="/data", num_train=None, train_split="train+valid",
-                        valid_split="test", model="bernoulli", latent_dim=50, hidden=200, decoder_layers=2,
+                        valid_split="test", holdout_fraction=0.1, keep_best=False, model="bernoulli", latent_dim=50, hidden=200, decoder_layers=2,
                         activation="elu", dense=False, arch="mlp", variance="network", sigma2=1.0, pixelcnn_layers=5,
                         pixelcnn_channels=32, guide=guide, guide_options={}, objective="elbo", num_particles=1,
                         anneal="entropy", anneal_epochs=400, free_bits=0.0, alpha=None, lambda_=None,

@@ -18,7 +18,7 @@ from pyro.infer.trace_mmd import _compute_mmd
 
 from pyro_vaegap.cli import main
 from pyro_vaegap.infovae import InfoVAE, MMDKernel, critic_loss, mmd, svgd_direction
-from pyro_vaegap.models import BernoulliVAE
+from pyro_vaegap.models import BernoulliVAE, GaussianVAE
 from pyro_vaegap.objectives import Annealing, make_objective
 from pyro_vaegap.registry import families, get_family
 from pyro_vaegap.traces import guide_model_traces, sum_log_prob
@@ -187,6 +187,10 @@ def test_prior_score_is_read_from_the_model_trace():
 # ----------------------------------------------------------------------------- special cases
 def small_setup(family, seed=0):
     torch.manual_seed(seed)
+    if family == "vlae":  # Gaussian decoders only (tests/test_vlae.py)
+        model = GaussianVAE(12, 2, 8, variance="fixed", sigma2=0.5).double()
+        guide = get_family(family).make_amortized(model).double()
+        return model, guide, torch.rand(10, 12, dtype=torch.float64)
     model = BernoulliVAE(12, 2, 8).double()
     guide = get_family(family).make_amortized(model).double()
     x = (torch.rand(10, 12, dtype=torch.float64) < 0.4).double()

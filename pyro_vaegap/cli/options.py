@@ -21,7 +21,11 @@ _HELP = {
                 "the run as an absolute path, so the run finds its data from any folder",
     "num_train": "train on a seeded random subset of this many training rows",
     "train_split": "train, or train+valid (both splits, as Cremer et al.'s code trains MNIST)",
-    "valid_split": "split of the per-epoch validation ELBO in log.csv: valid, or test (needed with train+valid)",
+    "valid_split": "split of the per-epoch validation ELBO in log.csv: valid, test (needed with train+valid), or "
+                   "holdout (a seeded random --holdout-fraction of the training rows, held out of training)",
+    "holdout_fraction": "with --valid-split holdout: the fraction of training rows held out (Kim & Pavlovic: 0.1)",
+    "keep_best": "keep the weights of the epoch with the best validation ELBO in the checkpoint (experiments "
+                 "evaluate those)",
     "adam_eps": "Adam's epsilon (torch's 1e-8; Cremer et al.'s code: 1e-4)",
     "model": "likelihood: bernoulli (binary data), gaussian (continuous data), mse (Gaussian with fixed variance "
              "1/2: the MSE-loss VAE), dlogistic (discretized logistic, 8-bit data such as digits_uint8) or pixelcnn (gated "
@@ -30,7 +34,8 @@ _HELP = {
     "decoder_layers": "number of decoder hidden layers (0, 2, 4 in Cremer et al. Table 5)",
     "activation": "elu, tanh or relu",
     "dense": "densely connected decoder (networks.DenseMLP); the encoder's is set in --guide-options",
-    "arch": "mlp, or conv (3 convolutions with 4x4 kernels, then fully connected layers: networks.encoder_body); "
+    "arch": "mlp, conv (3 convolutions with 4x4 kernels, then fully connected layers: networks.encoder_body), or "
+            "conv_kim (Kim & Pavlovic's supplement Table 6; needs --activation relu); "
             "sets the decoder and, unless --guide-options gives its own, the encoder",
     "variance": "gaussian model: network, diagonal, scalar or fixed (homoscedastic, not learned: GPVAE's decoder "
                 "on grey-level images)",

@@ -9,7 +9,13 @@ family's encoder (:func:`encoder_body`):
   DCGAN-style networks): an encoder of 3 convolutions with 4×4 kernels, stride 2 and padding 1
   (32, 64, 128 channels: the paper gives kernel size and depth, not the widths) followed by fully
   connected layers of width ``hidden``; a decoder of fully connected layers, then 3 transposed
-  convolutions with 4×4 kernels back to the image.
+  convolutions with 4×4 kernels back to the image;
+* ``"conv_kim"`` — Kim & Pavlovic's supplement Table 6 (MNIST, OMNIGLOT) exactly as printed: encoder
+  convolutions of 32, 32, 64 channels (4×4, stride 2) with LeakyReLU(0.01), then ``layers`` fully
+  connected layers of width ``hidden`` (Table 6: one, 256) with LeakyReLU(0.01); decoder ``layers``
+  fully connected layers of width ``hidden`` and one to the 64-channel feature map (ReLU), then
+  transposed convolutions of 32, 32 and the image's channels (ReLU between). Its activations are the
+  table's, so it takes ``activation="relu"`` only (anything else is refused rather than ignored).
 
 Data stay flat, ``(..., D)`` with any leading sample/batch dimensions, as everywhere in the package;
 the convolutional networks view each row as an image of :func:`image_shape` ``(C, H, W)`` in the
@@ -25,9 +31,24 @@ from torch import nn
 from ..utils import ConfigError, check_choice, check_positive_int
 
 ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "conv_kim")
 #: channels of the three convolutions of the conv encoder (the decoder mirrors them)
 CONV_CHANNELS = (32, 64, 128)
+#: channels of ``conv_kim`` (Kim & Pavlovic, supplement Table 6: 32, 32, 64; the decoder mirrors them)
+KIM_CHANNELS = (32, 32, 64)
+#: ``conv_kim``'s encoder activation (Table 6: LeakyReLU with slope 0.01)
+KIM_LEAKY_SLOPE = 0.01
+
+
+def _conv_spec(arch: str, activation: str):
+    """``(channels, encoder activation class, decoder activation class)`` of a convolutional ``arch``."""
+    if arch == "conv_kim":
+        if activation != "relu":
+            raise ConfigError(f"arch='conv_kim' has the paper's activations (LeakyReLU(0.01) in the encoder, ReLU "
+                              f"in the decoder): give activation='relu', not {activation!r}")
+        return KIM_CHANNELS, (lambda: nn.LeakyReLU(KIM_LEAKY_SLOPE)), nn.ReLU
+    act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+    return CONV_CHANNELS, act, act
 
 
 def mlp(sizes, activation: str = "elu", final_activation: bool = False, dense: bool = False) -> nn.Module:
@@ -84,10 +105,10 @@ def image_shape(data_dim: int) -> tuple[int, int, int]:
                       f"width {data_dim} is neither C·H·H with C = 1 nor with C = 3: use arch='mlp'")
 
 
-def _conv_sizes(side: int) -> list[int]:
+def _conv_sizes(side: int, depth: int = len(CONV_CHANNELS)) -> list[int]:
     """Spatial sizes through the encoder's stride-2 convolutions (kernel 4, padding 1 halve, rounding down)."""
     sizes = [side]
-    for _ in CONV_CHANNELS:
+    for _ in range(depth):
         sizes.append((sizes[-1] + 2 - 4) // 2 + 1)
     return sizes
 
@@ -105,19 +126,21 @@ class _Flat(nn.Module):
         return y.reshape(*lead, -1)
 
 
-def conv_encoder_body(data_dim: int, hidden: int, layers: int, activation: str = "elu") -> nn.Module:
+def conv_encoder_body(data_dim: int, hidden: int, layers: int, activation: str = "elu",
+                      arch: str = "conv") -> nn.Module:
     r"""Image ``(..., D)`` → features ``(..., hidden)``: 3 convolutions (4×4, stride 2, padding 1,
-    :data:`CONV_CHANNELS`), then ``layers`` fully connected layers of width ``hidden``, each followed by
-    the activation. A family puts its own last layer (its "head") on these features."""
+    :data:`CONV_CHANNELS`, or :data:`KIM_CHANNELS` for ``arch="conv_kim"``), then ``layers`` fully connected
+    layers of width ``hidden``, each followed by the activation. A family puts its own last layer (its
+    "head") on these features."""
     check_positive_int("layers", layers)
-    act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+    channels, act, _ = _conv_spec(arch, activation)
     c, side, _ = image_shape(data_dim)
     modules, prev = [], c
-    for ch in CONV_CHANNELS:
+    for ch in channels:
         modules += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), act()]
         prev = ch
     modules.append(nn.Flatten())
-    width = prev * _conv_sizes(side)[-1] ** 2
+    width = prev * _conv_sizes(side, len(channels))[-1] ** 2
     for _ in range(layers):
         modules += [nn.Linear(width, hidden), act()]
         width = hidden
@@ -125,16 +148,16 @@ def conv_encoder_body(data_dim: int, hidden: int, layers: int, activation: str =
 
 
 def conv_decoder(latent_dim: int, data_dim: int, outputs: int, hidden: int, layers: int,
-                 activation: str = "elu") -> nn.Module:
+                 activation: str = "elu", arch: str = "conv") -> nn.Module:
     r"""``z`` ``(..., d)`` → ``(..., outputs · D)``: ``layers`` fully connected layers of width ``hidden``,
     a linear map to the encoder's last feature map, then 3 transposed convolutions (4×4, stride 2,
     padding 1, output padding chosen so that each restores the encoder's size) to ``outputs · C``
     channels. Output ``k`` (e.g. the mean, then the log-variance) is the ``k``-th block of ``D`` values,
     so decoders split it exactly as an MLP decoder's."""
-    act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+    enc_channels, _, act = _conv_spec(arch, activation)
     c, side, _ = image_shape(data_dim)
-    sizes = _conv_sizes(side)
-    channels = list(reversed(CONV_CHANNELS))
+    sizes = _conv_sizes(side, len(enc_channels))
+    channels = list(reversed(enc_channels))
     modules, width = [], latent_dim
     for _ in range(layers):
         modules += [nn.Linear(width, hidden), act()]
@@ -154,10 +177,10 @@ def encoder_body(data_dim: int, hidden: int, layers: int, activation: str = "elu
     """``(body, width)``: the encoder network without its last layer, mapping ``(..., D)`` to features
     ``(..., width)``. Every family's amortized guide puts its head on it, so ``arch`` works for all."""
     check_choice("arch", arch, ARCHITECTURES)
-    if arch == "conv":
+    if arch != "mlp":
         if dense:
-            raise ConfigError("dense=True is an MLP option; it cannot be combined with arch='conv'")
-        return conv_encoder_body(data_dim, hidden, layers, activation), hidden
+            raise ConfigError(f"dense=True is an MLP option; it cannot be combined with arch={arch!r}")
+        return conv_encoder_body(data_dim, hidden, layers, activation, arch), hidden
     body = mlp([data_dim] + [hidden] * layers, activation, final_activation=True, dense=dense)
     return body, (hidden if layers > 0 else data_dim)
 
@@ -166,8 +189,8 @@ def decoder_net(latent_dim: int, data_dim: int, outputs: int, hidden: int, layer
                 dense: bool = False, arch: str = "mlp") -> nn.Module:
     """A decoder ``(..., d) → (..., outputs · D)`` of architecture ``arch`` (see the module docstring)."""
     check_choice("arch", arch, ARCHITECTURES)
-    if arch == "conv":
+    if arch != "mlp":
         if dense:
-            raise ConfigError("dense=True is an MLP option; it cannot be combined with arch='conv'")
-        return conv_decoder(latent_dim, data_dim, outputs, hidden, layers, activation)
+            raise ConfigError(f"dense=True is an MLP option; it cannot be combined with arch={arch!r}")
+        return conv_decoder(latent_dim, data_dim, outputs, hidden, layers, activation, arch)
     return mlp([latent_dim] + [hidden] * layers + [outputs * data_dim], activation, dense=dense)

@@ -32,8 +32,11 @@ LR_SCHEDULES = ("constant", "burda", "cosine")
 TRAIN_SPLITS = ("train", "train+valid")
 
 
-#: the split of the per-epoch validation ELBO in log.csv (monitoring only: no choice is made by it)
-VALID_SPLITS = ("valid", "test")
+#: the split of the per-epoch validation ELBO in log.csv: valid, test, or "holdout" — a seeded random fraction
+#: ``holdout_fraction`` of the training rows (after ``train_split``, before ``num_train``), held out of training
+#: (Kim & Pavlovic: 10% of the training set, a new split per run). With ``keep_best`` the checkpoint also keeps
+#: the weights of the epoch with the best validation ELBO; otherwise no choice is made by it.
+VALID_SPLITS = ("valid", "test", "holdout")
 
 
 #: "mse": Gaussian with fixed σ² = 1/2 (the MSE-loss VAE; ignores ``variance``); "dlogistic": discretized
@@ -61,7 +64,9 @@ class TrainConfig:
     data_dir: str | None = None
     num_train: int | None = None      #: seeded random subset of the training split (None: all)
     train_split: str = "train"        #: train, or train+valid (the two splits concatenated, in that order)
-    valid_split: str = "valid"        #: split of log.csv's per-epoch validation ELBO: valid, or test
+    valid_split: str = "valid"        #: split of log.csv's per-epoch validation ELBO: valid, test or holdout
+    holdout_fraction: float = 0.1     #: valid_split="holdout": the fraction of training rows held out (seeded)
+    keep_best: bool = False           #: keep the weights of the best validation ELBO's epoch (checkpoint "best")
     model: str = "bernoulli"
     latent_dim: int = 50
     hidden: int = 200
@@ -112,8 +117,8 @@ class TrainConfig:
             self.decoder_from = os.path.abspath(os.path.expanduser(self.decoder_from))
         check_choice("model", self.model, MODELS)
         check_choice("arch", self.arch, ARCHITECTURES)
-        if self.arch == "conv" and self.dense:
-            raise ConfigError("dense=True is an MLP option; it cannot be combined with arch='conv'")
+        if self.arch != "mlp" and self.dense:
+            raise ConfigError(f"dense=True is an MLP option; it cannot be combined with arch={self.arch!r}")
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("anneal", self.anneal, ANNEALING)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -122,6 +127,11 @@ class TrainConfig:
         if self.train_split == "train+valid" and self.valid_split == "valid":
             raise ConfigError("train_split='train+valid' trains on the validation split: give valid_split='test' "
                               "for the per-epoch validation ELBO")
+        if not (isinstance(self.holdout_fraction, (int, float)) and 0 < self.holdout_fraction < 1):
+            raise ConfigError(f"holdout_fraction={self.holdout_fraction!r} is not allowed: expected a number "
+                              "strictly between 0 and 1")
+        if not isinstance(self.keep_best, bool):
+            raise ConfigError(f"keep_best={self.keep_best!r} is not allowed: expected true or false")
         if not (isinstance(self.adam_eps, (int, float)) and math.isfinite(self.adam_eps) and self.adam_eps > 0):
             raise ConfigError(f"adam_eps={self.adam_eps!r} is not allowed: expected a finite positive number")
         for name in ("latent_dim", "hidden", "epochs", "batch_size", "num_particles", "valid_samples",

@@ -89,12 +89,18 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         x_train = load_split(cfg, "train", download)
         if cfg.train_split == "train+valid":
             x_train = torch.cat([x_train, load_split(cfg, "valid")])
+        if cfg.valid_split == "holdout":
+            if cfg.dataset in DYNAMIC_DATASETS:  # its training rows are grey levels, drawn anew at each use
+                raise ConfigError(f"valid_split='holdout' holds out training rows, which in {cfg.dataset!r} are grey "
+                                  "levels, not the binarized images the model scores: use valid_split='valid'")
+            x_train, x_valid = holdout_split(x_train, cfg.holdout_fraction, cfg.seed)
+        else:
+            x_valid = load_split(cfg, cfg.valid_split)
         if cfg.num_train is not None:
             if cfg.num_train > x_train.shape[0]:
                 raise ConfigError(f"num_train={cfg.num_train} exceeds the {x_train.shape[0]} training rows")
             x_train = x_train[seeded_subset(x_train.shape[0], cfg.num_train, cfg.seed)]
         infovae.check_batches(cfg, x_train.shape[0])
-        x_valid = load_split(cfg, cfg.valid_split)
         if cfg.num_valid is not None:  # a cheaper per-epoch validation ELBO (many short epochs of a small set)
             if cfg.num_valid > x_valid.shape[0]:
                 raise ConfigError(f"num_valid={cfg.num_valid} exceeds the {x_valid.shape[0]} validation rows")
@@ -132,7 +138,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         # rank 0 alone writes (and locks) the run folder; the others read its checkpoint to resume
         with FolderLock(run_dir, "run folder") if rank == 0 else nullcontext():
             _check_start(run_dir, resume)
-            log, start_epoch, json_current = [], 0, True
+            log, start_epoch, json_current, best = [], 0, True, None
             if resume:
                 ckpt = read_checkpoint(run_dir)
                 saved = TrainConfig.from_dict(ckpt["config"])
@@ -152,6 +158,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                     loss_fn.elbo.load_state_dict(ckpt.get("objective", {}))
                 _set_rng_state(ckpt["rng"], shuffle, device)
                 log, start_epoch = ckpt["log"], ckpt["epoch"]
+                best = ckpt.get("best")
                 saved_epoch = start_epoch
                 json_current = True
                 if rank == 0:
@@ -206,12 +213,16 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                     bar.set_postfix(train=f"{row['train_objective']:.2f}", valid=f"{row['valid_elbo']:.2f}",
                                     refresh=False)
                     bar.update()
+                    if cfg.keep_best and (best is None or row["valid_elbo"] > best["valid_elbo"]):
+                        best = {"epoch": epoch + 1, "valid_elbo": row["valid_elbo"],
+                                "model": _cpu_copy(model.state_dict()), "guide": _cpu_copy(guide.state_dict())}
                     with signals_held():  # the interruption message names the epochs the file holds
                         atomic_torch_save(ckpt_path, {"model": model.state_dict(), "guide": guide.state_dict(),
                                                       "optimizer": opt.state_dict(), "epoch": epoch + 1,
                                                       "rng": _rng_state(shuffle, device), "log": log,
                                                       "config": cfg.to_dict(), "data_dim": model.data_dim,
-                                                      "objective": _objective_state(loss_fn)})
+                                                      "objective": _objective_state(loss_fn),
+                                                      **({"best": best} if cfg.keep_best else {})})
                         saved_epoch = epoch + 1
                         if not json_current:  # the copy follows the checkpoint (e.g. extended epochs)
                             _write_config_json(run_dir, cfg)
@@ -224,6 +235,24 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             raise TrainingInterrupted("interrupted; rank 0 writes the checkpoint and says what it holds") from None
         raise TrainingInterrupted(_interrupted(run_dir, cfg, epoch, saved_epoch, resume, resume_hint)) from None
     return TrainResult(model, guide, cfg, log, run_dir)
+
+
+def holdout_split(x: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, held out)``: a seeded random ``fraction`` of the rows of ``x`` (rounded, at least one row, and
+    at least one left to train on) held out, the rest in their original order. The split depends on ``seed``
+    only (its own stream), so every run of a seed holds out the same rows."""
+    n = x.shape[0]
+    if n < 2:
+        raise ConfigError(f"valid_split='holdout' needs at least 2 training rows, not {n}")
+    k = min(max(1, round(fraction * n)), n - 1)
+    held = torch.zeros(n, dtype=torch.bool)
+    held[seeded_subset(n, k, stable_seed(seed, "holdout") % 2**32)] = True
+    return x[~held], x[held]
+
+
+def _cpu_copy(state: dict) -> dict:
+    """A detached copy of a ``state_dict`` (the best epoch's weights must not follow later steps)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def _objective_state(loss_fn) -> dict:

@@ -47,13 +47,20 @@ def make_loss(cfg: TrainConfig, model, guide):
 def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: str = "") -> float:
     """One optimizer step on the per-datapoint mean loss ``loss_fn(x) / B``; returns its value.
 
-    :raises FloatingPointError: on a non-finite loss, before the parameters are touched.
+    :raises FloatingPointError: on a non-finite loss, or non-finite parameters of a distribution inside the model or
+        guide (Pyro's validation), before the parameters are touched.
     """
     critic_step = getattr(getattr(loss_fn, "elbo", None), "critic_step", None)
     if critic_step is not None:  # an adversarial objective trains its critic first, with its own optimizer
         critic_step(loss_fn.model, loss_fn.guide, x)
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(x) / x.shape[0]
+    try:
+        loss = loss_fn(x) / x.shape[0]
+    except ValueError as e:  # Pyro's check of a distribution's parameters: NaN inside the model or guide
+        if "found invalid values" not in str(e):
+            raise
+        raise FloatingPointError(f"non-finite values in the model or guide{where} ({str(e).split(' but found')[0]}); "
+                                 "lower the learning rate (or the guide's step size) or check the data") from None
     value = float(loss.detach())
     if not math.isfinite(value):
         raise FloatingPointError(f"non-finite training loss{where}; lower the learning rate or check the data")
@@ -94,7 +101,8 @@ def micro_batch_step(net, opt: torch.optim.Optimizer, x: torch.Tensor, seeds: li
     is the same for every number of ranks up to ``M``, up to the order of floating-point additions.
 
     :returns: the batch's per-datapoint mean loss (summed over the ranks).
-    :raises FloatingPointError: on a non-finite loss, before the parameters are touched.
+    :raises FloatingPointError: on a non-finite loss, or non-finite parameters of a distribution inside the model or
+        guide (Pyro's validation), before the parameters are touched.
     """
     parts = torch.tensor_split(x, len(seeds))
     mine = list(range(rank, len(seeds), world))
