@@ -51,22 +51,39 @@ QUICK = {"num_train": 100, "epochs": 1, "pixelcnn_layers": 2, "pixelcnn_channels
 PROFILES = pixelcnn_profiles(
     # sized on the 2-core development CPU (one thread): one model trains in about 5 minutes
     cpu={"num_train": 3000, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16, "hidden": 200,
-         "num_test": 100, "iwae_samples": 50, "ais_chains": 0, "ais_points": 0, "ais_steps": 500},
-    paper={"num_train": 50_000, "epochs": 100, "pixelcnn_layers": 8, "pixelcnn_channels": 64, "hidden": 500,
-           "num_test": 10_000, "iwae_samples": 1000, "ais_chains": 100, "ais_points": 500, "ais_steps": 500},
-    quick=QUICK,
+         "num_test": 100, "iwae_samples": 50, "ais_chains": 0, "ais_points": 0, "ais_steps": 500,
+         "prior_samples": 0, "prior_points": 0},
+    # the authors' protocol and sizes (12 gated layers x 32 maps; 40,000 steps of batch 100; prior importance
+    # sampling with 50,000 draws on 2,000 test images): for a GPU
+    paper={"epochs": 80, "pixelcnn_layers": 12, "pixelcnn_channels": 32,
+           "num_test": 2000, "iwae_samples": 1000, "ais_chains": 16, "ais_points": 500, "ais_steps": 1000,
+           "prior_samples": 50_000, "prior_points": 2000},
+    # the authors' protocol with a PixelCNN small enough to train to convergence on one CPU thread in about half
+    # an hour per model (measured: benchmarks/bench_infovae_step.py, docs/infovae.rst)
+    converged={"epochs": 12, "pixelcnn_layers": 3, "pixelcnn_channels": 8,
+               "num_test": 1000, "iwae_samples": 1000, "ais_chains": 8, "ais_points": 50, "ais_steps": 200,
+               "prior_samples": 50_000, "prior_points": 20},
+    quick={**QUICK, "prior_samples": 8, "prior_points": 2},
     settings={"num_test": Setting(int, "seeded random test images of the IWAE estimate"),
               "iwae_samples": Setting(int, "importance samples per test image"),
               "ais_chains": Setting(int, "AIS chains per point (0: no AIS)"),
               "ais_points": Setting(int, "test images (the first of them) that AIS estimates too"),
-              "ais_steps": Setting(int, "AIS intermediate distributions (with --ais-chains)")},
-    help={"cpu": "small PixelCNN, training subset, few epochs", "paper": "full data, larger network (GPU)"})
+              "ais_steps": Setting(int, "AIS intermediate distributions (with --ais-chains)"),
+              "prior_samples": Setting(int, "prior draws of the authors' estimator, importance sampling from p(z) "
+                                            "(0: not run)"),
+              "prior_points": Setting(int, "test images (the first of them) that the prior-proposal estimate covers")},
+    help={"cpu": "small PixelCNN, training subset, few epochs (static binarization, Adam, alpha = 0)",
+          "paper": "the authors' protocol and network sizes (GPU)",
+          "converged": "the authors' protocol, a 3-layer x 8-map PixelCNN trained to convergence on a CPU"})
 
 
 def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     add_pixelcnn_options(p, NAME)
     p.add_argument("--latent-dim", type=int, default=5, help="dim z (the paper's 5)")
+    p.add_argument("--train-only", nargs="+", choices=OBJECTIVES, default=None,
+                   help="train (or resume) only these models' runs and stop, evaluating nothing: to train the models "
+                        "in parallel processes before one evaluating run")
     return p
 
 
@@ -124,7 +141,12 @@ def main(argv=None):
         parser.error(f"--num-train={args.num_train} / --num-test={args.num_test}: at most 50000 / 10000 images")
     device = args.device
     out, progress = Path(args.out), Progress(args.quiet)
-    x_test = load_dataset("binarized_mnist", "test", data_dir=args.data_dir)
+    if args.train_only:
+        for obj in args.train_only:
+            _, _, secs = train_run(loglik_config(args, obj), Path(args.runs) / obj, progress, device)
+            progress(f"{LABELS[obj]}: trained in {secs / 60:.1f} min -> {Path(args.runs) / obj}")
+        return {}
+    x_test = load_dataset(args.dataset, "test", data_dir=args.data_dir)
     x_test = x_test[seeded_subset(x_test.shape[0], args.num_test, args.seed)]
     results, rows = {}, []
     for obj in OBJECTIVES:

@@ -147,7 +147,7 @@ def parse_infovae_args(parser, argv, profiles: Profiles, *, nonneg=("alpha",), p
     positivity, ``--lambda > 0``); the ``quick`` profile keeps its training runs under ``--out`` (with
     ``own_runs``), away from the real runs."""
     args = parse_args(parser, argv, nonneg=nonneg, positive=positive, profiles=profiles)
-    if not args.lambda_ > 0:
+    if args.lambda_ is not None and not args.lambda_ > 0:
         parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
     if args.profile == "quick" and own_runs:
         args.runs = str(Path(args.out) / "runs")
