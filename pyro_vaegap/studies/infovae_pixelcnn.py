@@ -102,3 +102,20 @@ def loglik_config(args, objective: str) -> TrainConfig:
                        pixelcnn_channels=args.pixelcnn_channels, guide="ffg", guide_options=encoder,
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, num_valid=args.num_valid,
                        seed=args.seed, **fields, **extra)
+
+
+def protocol_text(args) -> str:
+    """One paragraph naming the data, training and network settings of ``args`` (for a results page)."""
+    data = ("dynamically binarized MNIST (a fresh Bernoulli draw of every grey image at every use; the test set "
+            "binarized once with the fixed seed DYNAMIC_EVAL_SEED = 20190127 + 1)" if args.dataset == "dynamic_mnist"
+            else "statically binarized MNIST (binarized_mnist.npz)")
+    opt = ("RMSProp (smoothing 0.9)" if args.optimizer == "rmsprop" else "Adam") + f" lr {args.lr}"
+    clip = f", gradients clipped to ±{args.clip_value:g} entrywise" if args.clip_value else ""
+    enc = (f"FFG encoder 784-{args.hidden}-{args.hidden} (ELU)" if args.encoder == "mlp" else
+           f"FFG conv encoder (3 stride-2 4×4 convolutions 32-64-128, then FC {args.hidden}, ELU)")
+    w = {o: infovae_weights(args, o) for o in PAPER_WEIGHTS}
+    weights = "; ".join(f"{o}: α = {a:g}, λ = {lam:g}" for o, (a, lam) in w.items())
+    return (f"{data}; {args.num_train} training images, {args.epochs} epochs of batch {args.batch_size} "
+            f"({args.epochs * -(-args.num_train // args.batch_size)} steps), {opt}{clip}; gated PixelCNN decoder of "
+            f"{args.pixelcnn_layers} layers × {args.pixelcnn_channels} maps (first kernel 7, then 3); {enc}; "
+            f"InfoVAE weights ({args.weights}): {weights}.")
