@@ -24,6 +24,7 @@ A model whose training diverges is recorded as such, not dropped.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from pathlib import Path
@@ -35,9 +36,10 @@ from pyro_vaegap.estimators.ais import ais
 from pyro_vaegap.estimators.importance import prior_importance
 from pyro_vaegap.data import DYNAMIC_DATASETS, DYNAMIC_EVAL_SEED, load_dataset, seeded_subset
 
-from pyro_vaegap.harness import (Progress, Setting, evaluate, json_clean, make_parser, markdown_table, run_main,
+from pyro_vaegap.harness import (Progress, Setting, evaluate, fmt, json_clean, make_parser, markdown_table, run_main,
                                  save_figure, train_run, write_results)
 from pyro_vaegap.report import papers
+from pyro_vaegap.utils import ConfigError, atomic_write_json
 from pyro_vaegap.studies.infovae_mnist import parse_infovae_args
 from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, loglik_config, pixelcnn_profiles, protocol_text
 
@@ -54,23 +56,25 @@ PROFILES = pixelcnn_profiles(
     # sized on the 2-core development CPU (one thread): one model trains in about 5 minutes
     cpu={"num_train": 3000, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16, "hidden": 200,
          "num_test": 100, "iwae_samples": 50, "ais_chains": 0, "ais_points": 0, "ais_steps": 500,
-         "prior_samples": 0, "prior_points": 0},
+         "ais_leapfrog": 10, "prior_samples": 0, "prior_points": 0},
     # the authors' protocol and sizes (12 gated layers x 32 maps; 40,000 steps of batch 100; prior importance
     # sampling with 50,000 draws on 2,000 test images): for a GPU
     paper={"epochs": 80, "pixelcnn_layers": 12, "pixelcnn_channels": 32,
            "num_test": 2000, "iwae_samples": 1000, "ais_chains": 16, "ais_points": 500, "ais_steps": 1000,
-           "prior_samples": 50_000, "prior_points": 2000},
+           "ais_leapfrog": 10, "prior_samples": 50_000, "prior_points": 2000},
     # the authors' protocol with a PixelCNN small enough to train to convergence on one CPU thread in about half
     # an hour per model (measured: benchmarks/bench_infovae_step.py, docs/infovae.rst)
     converged={"epochs": 6, "pixelcnn_layers": 3, "pixelcnn_channels": 8,
-               "num_test": 1000, "iwae_samples": 1000, "ais_chains": 8, "ais_points": 50, "ais_steps": 200,
-               "prior_samples": 50_000, "prior_points": 20},
-    quick={**QUICK, "prior_samples": 8, "prior_points": 2},
+               # evaluation sized by the measured ~4 ms per PixelCNN pass on the loaded machine (docs/infovae.rst)
+               "num_test": 1000, "iwae_samples": 50, "ais_chains": 4, "ais_points": 5, "ais_steps": 50,
+               "ais_leapfrog": 5, "prior_samples": 50_000, "prior_points": 2},
+    quick={**QUICK, "prior_samples": 8, "prior_points": 2, "ais_leapfrog": 2},
     settings={"num_test": Setting(int, "seeded random test images of the IWAE estimate"),
               "iwae_samples": Setting(int, "importance samples per test image"),
               "ais_chains": Setting(int, "AIS chains per point (0: no AIS)"),
               "ais_points": Setting(int, "test images (the first of them) that AIS estimates too"),
               "ais_steps": Setting(int, "AIS intermediate distributions (with --ais-chains)"),
+              "ais_leapfrog": Setting(int, "leapfrog steps of each AIS transition"),
               "prior_samples": Setting(int, "prior draws of the authors' estimator, importance sampling from p(z) "
                                             "(0: not run)"),
               "prior_points": Setting(int, "test images (the first of them) that the prior-proposal estimate covers")},
@@ -83,6 +87,8 @@ def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     add_pixelcnn_options(p, NAME)
     p.add_argument("--latent-dim", type=int, default=5, help="dim z (the paper's 5)")
+    p.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
+                   help="the models to train and evaluate (default: all four; the table lists those evaluated)")
     p.add_argument("--train-only", nargs="+", choices=OBJECTIVES, default=None,
                    help="train (or resume) only these models' runs and stop, evaluating nothing: to train the models "
                         "in parallel processes before one evaluating run")
@@ -128,8 +134,9 @@ def evaluate_model(args, model, guide, x_test, device, progress=None) -> dict:
         t = time.time()
         torch.manual_seed(args.seed)
         a = ais(model, x[:args.ais_points], num_chains=args.ais_chains, num_steps=args.ais_steps,
-                leapfrog_steps=2 if args.profile == "quick" else 10, data_chunk=max(1, 400 // args.ais_chains))
-        res["ais"] = {"chains": args.ais_chains, "steps": args.ais_steps, **_summary(-a.log_px),
+                leapfrog_steps=args.ais_leapfrog, data_chunk=max(1, 400 // args.ais_chains))
+        res["ais"] = {"chains": args.ais_chains, "steps": args.ais_steps, "leapfrog": args.ais_leapfrog,
+                      **_summary(-a.log_px),
                       "accept_rate": float(a.accept_rate.mean()), "seconds": time.time() - t}
     res["tightest"] = tightest(res)
     return res
@@ -212,11 +219,29 @@ def train_log(run: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
+#: the options an evaluation depends on (besides the run): a run's cached evaluation is reused only for the same
+EVAL_SETTINGS = ("dataset", "data_dir", "seed", "num_test", "iwae_samples", "prior_samples", "prior_points",
+                 "ais_chains", "ais_points", "ais_steps", "ais_leapfrog")
+#: a run's evaluations, one per EVAL_SETTINGS key (so evaluating the models one at a time, then all, redoes nothing)
+EVAL_FILE = "loglik_eval.json"
+
+
+def load_eval_cache(run: Path) -> dict:
+    path = run / EVAL_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is damaged ({e}): delete it to evaluate this model again") from None
+
+
 def main(argv=None):
     parser = build_parser()
     args = parse_infovae_args(parser, argv, PROFILES, nonneg=("alpha",),
                               positive=("latent_dim", "batch_size", "lr", "num_valid", "ais_steps", "num_train", "epochs",
-                                        "pixelcnn_layers", "pixelcnn_channels", "hidden", "num_test", "iwae_samples"))
+                                        "pixelcnn_layers", "pixelcnn_channels", "hidden", "num_test", "iwae_samples",
+                                        "ais_leapfrog"))
     for k in ("ais_chains", "ais_points", "prior_samples", "prior_points"):
         if getattr(args, k) < 0:
             parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be >= 0")
@@ -236,7 +261,7 @@ def main(argv=None):
     x_test = load_dataset(args.dataset, "test", data_dir=args.data_dir)
     x_test = x_test[seeded_subset(x_test.shape[0], args.num_test, args.seed)]
     results, rows = {}, []
-    for obj in OBJECTIVES:
+    for obj in args.objectives:
         cfg = loglik_config(args, obj)
         run = Path(args.runs) / obj
         try:
@@ -245,8 +270,15 @@ def main(argv=None):
             progress(f"{LABELS[obj]}: training diverged ({e})")
             results[obj] = {"run_dir": str(run), "diverged": str(e), "paper_nll_nats": PAPER[obj]}
             continue
-        progress(f"{LABELS[obj]}: IWAE({args.iwae_samples}) on {args.num_test} test images")
-        ev = evaluate_model(args, model, guide, model.validate_data(x_test), device, progress)
+        key = json.dumps({**{k: getattr(args, k) for k in EVAL_SETTINGS}, "epochs": cfg.epochs}, sort_keys=True)
+        cache = load_eval_cache(run)
+        if key in cache:  # evaluated before with the same settings (an earlier run of this command)
+            progress(f"{LABELS[obj]}: reusing its evaluation in {run / EVAL_FILE}")
+            ev = cache[key]
+        else:
+            progress(f"{LABELS[obj]}: IWAE({args.iwae_samples}) on {args.num_test} test images")
+            ev = json_clean(evaluate_model(args, model, guide, model.validate_data(x_test), device, progress))
+            atomic_write_json(run / EVAL_FILE, {**cache, key: ev})
         log = train_log(run)
         results[obj] = {"run_dir": str(run), "train_seconds": secs, "config": cfg.to_dict(), "train_log": log,
                         "valid_elbo_change_last_2_epochs": last_change(log),
@@ -257,7 +289,7 @@ def main(argv=None):
                  + f" (paper {PAPER[obj]:.2f}); tightest {ev['tightest']['best']}; "
                  f"-ELBO {ev['neg_elbo_nats']:.2f}, KL(q(z|x)||p) {ev['information']['avg_kl']:.2f}, "
                  f"I_q {ev['information']['mi']:.2f}")
-    finished = [o for o in OBJECTIVES if "nll_nats" in results.get(o, {})]
+    finished = [o for o in args.objectives if "nll_nats" in results.get(o, {})]
     # the estimator for the ranking: the one that is tightest for most models (ties: the one covering more images)
     votes = {e: sum(results[o]["tightest"]["best"] == e for o in finished) for e in ("iwae", "prior", "ais")}
     rank_by = max(("ais", "prior", "iwae"), key=lambda e: (votes[e], e == "iwae")) if finished else "iwae"
@@ -272,14 +304,14 @@ def main(argv=None):
 
     def cell(r, key):
         if key == "iwae":
-            return f"{r['nll_nats']:.2f} ± {r['nll_nats_se']:.2f}"
-        return f"{r[key]['nll_nats']:.2f} ± {r[key]['nll_nats_se']:.2f}" if key in r else "—"
+            return f"{fmt(r['nll_nats'])} ± {fmt(r['nll_nats_se'])}"
+        return f"{fmt(r[key]['nll_nats'])} ± {fmt(r[key]['nll_nats_se'])}" if key in r else "—"
 
     def pcell(obj, key):
         d = paired[key].get(obj)
-        return f"{d['mean']:+.2f} ± {d['se']:.2f}" if d else "—"
+        return f"{d['mean']:+.2f} ± {fmt(d['se'])}" if d else "—"
 
-    for obj in OBJECTIVES:
+    for obj in args.objectives:
         r = results[obj]
         if "diverged" in r:
             rows.append([LABELS[obj], f"{PAPER[obj]:.2f}", "diverged"] + ["—"] * 8)
@@ -287,8 +319,8 @@ def main(argv=None):
         rows.append([LABELS[obj], f"{PAPER[obj]:.2f}", cell(r, "prior"), cell(r, "iwae"), cell(r, "ais"),
                      f"{r['tightest']['best']} ({r['tightest']['num_points']})", pcell(obj, rank_by),
                      f"{r['neg_elbo_nats']:.2f} ± {r['neg_elbo_nats_se']:.2f}",
-                     f"{r['information']['avg_kl']:.2f}", f"{r['information']['mi']:.2f} ± {r['information']['mi_se']:.2f}",
-                     f"{r['valid_elbo_change_last_2_epochs']:+.2f}"])
+                     f"{r['information']['avg_kl']:.2f}", f"{r['information']['mi']:.2f} ± {fmt(r['information']['mi_se'])}",
+                     fmt(r['valid_elbo_change_last_2_epochs'])])
     if finished:
         save_figure(learning_curves(results), out / "curves.png")
     ev0 = results[finished[0]] if finished else {}
