@@ -110,8 +110,12 @@ def run_folder(args, objective: str, dim: int) -> Path:
 def check_args(parser, args) -> None:
     """Refuse settings the data cannot serve (one line, exit status 2); the profile is filled in by then."""
     for k in PROFILES.profiles["cpu"]:
-        if k != "dims" and getattr(args, k) <= 0:
+        if k not in ("dims", "clip_value", "monitor_mmd") and isinstance(getattr(args, k), (int, float)) \
+                and getattr(args, k) <= 0:
             parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be > 0")
+    for k in ("clip_value", "monitor_mmd"):
+        if getattr(args, k) < 0:
+            parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be >= 0 (0: off)")
     if any(d < 1 for d in args.dims):
         parser.error(f"--dims {' '.join(map(str, args.dims))}: every latent dimension must be >= 1")
     if args.num_train > 50_000:
