@@ -332,8 +332,8 @@ def main(argv=None):
           "estimator is a stochastic lower bound of log p(x), so the lowest −log p̂ is the tightest. "
           f"Prior IS: the authors' estimator, importance sampling from p(z) with {args.prior_samples} draws, on the "
           f"first {n_prior} test images; IWAE: the encoder as proposal, {args.iwae_samples} samples, on "
-          f"{args.num_test} seeded test images; AIS: {args.ais_chains} chains × {args.ais_steps} steps (10 leapfrog "
-          f"steps each) on the first {n_ais}. 'tightest': the estimator with the lowest mean −log p̂ on the images "
+          f"{args.num_test} seeded test images; AIS: {args.ais_chains} chains × {args.ais_steps} steps "
+          f"({args.ais_leapfrog} leapfrog steps each) on the first {n_ais}. 'tightest': the estimator with the lowest mean −log p̂ on the images "
           "all three cover (their number in brackets).\n\n")
     md += markdown_table(["objective", "paper", f"ours: prior IS ({args.prior_samples})",
                           f"ours: IWAE ({args.iwae_samples})", "ours: AIS", "tightest",
