@@ -50,7 +50,7 @@ from pyro_vaegap.utils import ConfigError, atomic_write_json, set_seed
 from pyro_vaegap.harness import (Progress, Setting, fmt, json_clean, make_parser, markdown_table, run_main, save_figure,
                                  train_run, write_results)
 from pyro_vaegap.studies.infovae_mnist import aggregate_summary, labelled_test_images, parse_infovae_args, training_images
-from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, loglik_config, pixelcnn_profiles
+from pyro_vaegap.studies.infovae_pixelcnn import add_pixelcnn_options, loglik_config, pixelcnn_profiles, protocol_text
 
 NAME = "infovae_metrics"
 OBJECTIVES = ("elbo", "mmd", "stein", "adversarial", "ae")
@@ -65,9 +65,14 @@ PROFILES = pixelcnn_profiles(
     cpu={"dims": [2, 5, 10], "num_train": 1500, "epochs": 3, "pixelcnn_layers": 4, "pixelcnn_channels": 16,
          "hidden": 200, "num_samples": 20, "mmd_points": 1500, "curve_images": 500, "classifier_images": 5000,
          "svm_labels": 1000, "svm_test": 2000},
-    paper={"dims": [2, 5, 10, 20, 40], "num_train": 50_000, "epochs": 100, "pixelcnn_layers": 8,
-           "pixelcnn_channels": 64, "hidden": 500, "num_samples": 1000, "mmd_points": 10_000, "curve_images": 2000,
+    # the authors' protocol and sizes (pyro_vaegap.studies.infovae_pixelcnn.AUTHORS): for a GPU
+    paper={"dims": [2, 5, 10, 20, 40], "epochs": 80, "pixelcnn_layers": 12, "pixelcnn_channels": 32,
+           "num_samples": 1000, "mmd_points": 10_000, "curve_images": 2000,
            "classifier_images": 5000, "svm_labels": 1000, "svm_test": 9000},
+    # infovae_loglik's converged profile at dim z = 5 (its runs reused with --loglik-runs), the autoencoder beside
+    converged={"dims": [5], "epochs": 6, "pixelcnn_layers": 3, "pixelcnn_channels": 8,
+               "num_samples": 50, "mmd_points": 10_000, "curve_images": 500,
+               "classifier_images": 5000, "svm_labels": 1000, "svm_test": 9000},
     quick=QUICK,
     settings={"dims": Setting(int, "latent dimensions", nargs="+"),
               "num_samples": Setting(int, "generated images per model for the class balance (C)"),
@@ -77,21 +82,40 @@ PROFILES = pixelcnn_profiles(
                                                 "scored on)"),
               "svm_labels": Setting(int, "labelled test images the SVM trains on (E)"),
               "svm_test": Setting(int, "disjoint test images the SVM is scored on (E)")},
-    help={"cpu": "small PixelCNN, training subset, few epochs and samples", "paper": "larger (GPU)"})
+    help={"cpu": "small PixelCNN, training subset, few epochs and samples (static binarization, Adam, alpha = 0)",
+          "paper": "the authors' protocol and network sizes (GPU)",
+          "converged": "the authors' protocol, infovae_loglik's converged 3-layer x 8-map PixelCNN, dim z = 5"})
 METRICS_FILE = "fig6_metrics.json"
 
 
 def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0], profiles=PROFILES)
     add_pixelcnn_options(p, NAME)
+    p.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
+                   help="the models to measure (default: all five)")
+    p.add_argument("--loglik-runs", default=None,
+                   help="infovae_loglik's run folder (one sub-folder per objective, dim z = 5): its finished runs of "
+                        "the same settings are reused for dim z = 5 instead of training new ones")
     return p
+
+
+def run_folder(args, objective: str, dim: int) -> Path:
+    """Where the run of ``objective`` at dim z = ``dim`` lives: infovae_loglik's (``--loglik-runs``, dim z = 5, not
+    the autoencoder), else ``--runs/OBJECTIVE_dDIM``."""
+    if args.loglik_runs is not None and dim == 5 and objective != "ae":
+        return Path(args.loglik_runs) / objective
+    return Path(args.runs) / f"{objective}_d{dim}"
 
 
 def check_args(parser, args) -> None:
     """Refuse settings the data cannot serve (one line, exit status 2); the profile is filled in by then."""
     for k in PROFILES.profiles["cpu"]:
-        if k != "dims" and getattr(args, k) <= 0:
+        if k not in ("dims", "clip_value", "monitor_mmd") and isinstance(getattr(args, k), (int, float)) \
+                and getattr(args, k) <= 0:
             parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be > 0")
+    for k in ("clip_value", "monitor_mmd"):
+        if getattr(args, k) < 0:
+            parser.error(f"--{k.replace('_', '-')}={getattr(args, k)} is not allowed: it must be >= 0 (0: off)")
     if any(d < 1 for d in args.dims):
         parser.error(f"--dims {' '.join(map(str, args.dims))}: every latent dimension must be >= 1")
     if args.num_train > 50_000:
@@ -116,7 +140,7 @@ class LabelledSplits:
     accuracy halves and the SVM's labelled and test sets (the two uses are independent of each other)."""
 
     def __init__(self, args):
-        x, y, _ = labelled_test_images(args.data_dir, 10_000, args.seed)  # all rows, in the split's class order
+        x, y, _ = labelled_test_images(args.data_dir, 10_000, args.seed, args.dataset)  # all rows
         perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(args.seed))
         self.x, self.y = x[perm], y[perm.numpy()]
         n, m = args.classifier_images, args.svm_labels
@@ -182,6 +206,12 @@ def train_with_curve(args, cfg, run: Path, progress: Progress, x_curve: torch.Te
     """Train ``cfg`` one epoch at a time (resuming its checkpoint) and record MMD² of q(z) on ``x_curve`` after
     each epoch in ``run/fig6_metrics.json`` (panel D). :returns: ``(model, guide, seconds, metrics)``."""
     metrics, secs = load_metrics(run), 0.0
+    if cfg.monitor_mmd:  # the training logged MMD² of q(z) on validation images after every epoch: one run
+        model, guide, secs = train_run(cfg, run, progress, args.device)
+        log = read_checkpoint(run)["log"]
+        metrics["curve"] = {str(row["epoch"]): row["valid_mmd2"] for row in log}
+        metrics["curve_images"] = f"{cfg.monitor_mmd} validation images (log.csv valid_mmd2)"
+        return model, guide, secs, metrics
     for epoch in range(1, cfg.epochs + 1):
         if str(epoch) in metrics["curve"] and epoch < cfg.epochs:
             continue
@@ -269,9 +299,9 @@ def run(args) -> dict:
     results, rows = {}, []
     for d in dims:
         results[str(d)] = {}
-        for obj in OBJECTIVES:
+        for obj in args.objectives:
             cfg = metrics_config(args, obj, d)
-            run = Path(args.runs) / f"{obj}_d{d}"
+            run = run_folder(args, obj, d)
             try:
                 model, guide, secs, metrics = train_with_curve(args, cfg, run, progress,
                                                                x_train[: args.curve_images].to(args.device))
@@ -300,19 +330,17 @@ def run(args) -> dict:
     results["curve_dim"] = curve_dim
     progress("figure")
     save_figure(figure(results, dims, curve_dim), out / "metrics.png")
-    md = (f"Statically binarized MNIST, {args.num_train} training images, {args.epochs} epochs (batch "
-          f"{args.batch_size}, Adam lr {args.lr}); gated PixelCNN decoder of {args.pixelcnn_layers} layers × "
-          f"{args.pixelcnn_channels} channels, FFG encoder 784-{args.hidden}-{args.hidden} (ELU); MMD/Stein/"
-          f"adversarial: InfoVAE α = {args.alpha}, λ = {args.lambda_}; autoencoder: α = 1, λ = 0 (reconstruction "
+    md = (f"{protocol_text(args)} Autoencoder: α = 1, λ = 0 (reconstruction "
           f"only). MMD²: unbiased, RBF 2σ² = dim z, one encoder draw per training image ({args.mmd_points} at most) "
           f"vs as many prior draws (its noise for equal distributions is about ±0.001). log det Cov: the aggregate "
           f"posterior's exact covariance over the training images, divided by dim z (prior: 0). Class cross-entropy: "
           f"{args.num_samples} generated images (z ~ prior, PixelCNN sampled pixel by pixel) labelled by a logistic "
-          f"regression trained on {args.classifier_images} labelled binarized test images (accuracy "
+          f"regression trained on {args.classifier_images} labelled binarized test images ({args.dataset}) (accuracy "
           f"{clf_acc:.4f} on {args.classifier_images} others); the true class frequencies' entropy, the floor, is "
           f"{splits.class_freq @ -np.log(splits.class_freq):.3f} nats. SVM: RBF SVC on standardized encoder means, "
           f"{args.svm_labels} labelled binarized test images, error on {args.svm_test} others. MMD² by epoch: "
-          f"{args.curve_images} fixed training images.\n\n")
+          + (f"{args.monitor_mmd} validation images (log.csv valid_mmd2).\n\n" if args.monitor_mmd else
+             f"{args.curve_images} fixed training images.\n\n"))
     md += markdown_table(["dim z", "objective", "(A) MMD²", "(B) log det Cov / d", "(C) class CE (nats)",
                           "argmax class counts 0–9", "(E) SVM error", "(D) MMD² by epoch"], rows)
     md += "\nFigure: metrics.png\n"

@@ -79,3 +79,29 @@ def test_gpvae_stability_is_quoted_as_the_file_shows():
     assert f"{span([c['last'] - m['last'] for m, c in pairs])} above its last value" in text
     assert f"at {span([100 * r['crossing_fraction'] for r in mc.values()])} % of the" in text
     assert f"at {span([100 * r['crossing_fraction'] for r in cf.values()], '{:.1f}')} % of the closed-form" in text
+
+
+def test_infovae_converged_profile_is_quoted_as_the_files_show():
+    """docs/infovae.rst's findings at the authors' protocol quote the converged results files: the IWAE and AIS
+    negated log-likelihoods, the paired IWAE differences from the ELBO model, the last epochs' change of the
+    validation ELBO, and Fig. 6's MMD² and SVM errors at dim z = 5."""
+    r = json.loads((DOCS / "results" / "infovae_loglik_converged" / "results.json").read_text())["results"]
+    m = json.loads((DOCS / "results" / "infovae_metrics_converged" / "results.json").read_text())["results"]["5"]
+    text = _one_line("infovae.rst")
+    iw = {o: f"{r[o]['nll_nats']:.2f} ± {r[o]['nll_nats_se']:.2f}" for o in ("elbo", "mmd", "stein")}
+    assert f"ELBO {iw['elbo']}, MMD {iw['mmd']}, Stein {iw['stein']}" in text
+    pv = r["paired_vs_elbo"]["iwae"]
+    assert f"Stein +{pv['stein']['mean']:.2f} ± {pv['stein']['se']:.2f} and MMD +{pv['mmd']['mean']:.2f} ± " \
+           f"{pv['mmd']['se']:.2f} nats behind it" in text
+    ais = " ".join(f"{r[o]['ais']['nll_nats']:.2f}" for o in ("adversarial", "elbo", "stein", "mmd"))
+    assert ais == "96.29 96.62 96.68 97.04" and "Adversarial 96.29, ELBO 96.62, Stein 96.68, MMD 97.04" in text
+    pa = r["paired_vs_elbo"]["ais"]
+    assert (f"{pa['adversarial']['mean']:.2f} ± {pa['adversarial']['se']:.2f}, +{pa['stein']['mean']:.2f} ± "
+            f"{pa['stein']['se']:.2f} and +{pa['mmd']['mean']:.2f} ± {pa['mmd']['se']:.2f}").replace("-", "−") in text
+    change = [f"{r[o]['valid_elbo_change_last_2_epochs']:.2f}" for o in ("elbo", "mmd", "stein")]
+    assert f"by {change[0]} (ELBO), {change[1]} (MMD) and {change[2]} (Stein) nats" in text
+    assert all(abs(r[o]["valid_elbo_change_last_2_epochs"]) > 0.5 for o in ("elbo", "mmd", "stein"))  # "not reached"
+    assert (f"MMD-VAE {m['mmd']['mmd2']:.4f}" in text and f"ELBO {m['elbo']['mmd2']:.4f}" in text
+            and f"adversarial {m['adversarial']['mmd2']:.4f}" in text)
+    assert (f"adversarial {m['adversarial']['svm_error']:.3f}, ELBO {m['elbo']['svm_error']:.3f}, Stein "
+            f"{m['stein']['svm_error']:.3f}, MMD {m['mmd']['svm_error']:.3f}") in text

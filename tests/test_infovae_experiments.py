@@ -110,10 +110,22 @@ def test_loglik_quick(tmp_path, mnist_dir):
         assert [e["epoch"] for e in r["train_log"]] == [1.0] and math.isfinite(r["train_log"][0]["valid_elbo"])
         info = r["information"]  # analytic KL >= 0; the with-self MI estimate lies in [0, log N]
         assert info["avg_kl"] > 0 and -1e-9 <= info["mi"] <= info["log_n"] + 1e-9
-    # paired with the ELBO model on the same test images, one value per image
-    assert set(res["paired_vs_elbo"]) == {"mmd", "stein", "adversarial"}
+    # paired with the ELBO model on the same test images, one value per image, by every estimator
+    paired = res["paired_vs_elbo"]
+    assert set(paired) == {"iwae", "prior", "ais"} and set(paired["iwae"]) == {"mmd", "stein", "adversarial"}
     assert all(len(res[o]["nll_nats_per_point"]) == infovae_loglik.QUICK["num_test"] for o in infovae_loglik.PAPER)
-    assert all(math.isfinite(v["mean"]) and v["se"] > 0 for v in res["paired_vs_elbo"].values())
+    assert all(math.isfinite(v["mean"]) and v["se"] > 0 for v in paired["iwae"].values())
+    # the authors' prior-proposal estimate on the first images, and the tightest estimator named for the ranking
+    for obj in infovae_loglik.PAPER:
+        r = res[obj]
+        assert r["prior"]["num_points"] == 2 and r["prior"]["samples"] == 8 and r["prior"]["ess_min"] >= 1 - 1e-9
+        t = r["tightest"]
+        assert t["num_points"] == 1 and t["best"] == min(t["nll_nats"], key=t["nll_nats"].get)
+    assert res["ranked_by"] in ("iwae", "prior", "ais") and sum(res["estimator_votes"].values()) == 4
+    assert (tmp_path / "curves.png").is_file()
+    # a rerun reuses every model's evaluation (saved in its run folder)
+    again = infovae_loglik.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])
+    assert again["mmd"]["nll_nats_per_point"] == res["mmd"]["nll_nats_per_point"]
     md = (tmp_path / "results.md").read_text()
     assert "statically" in md and "82.75" in md and "80.76" in md
     assert json.loads((tmp_path / "results.json").read_text())["experiment"] == "infovae_loglik"

@@ -335,9 +335,9 @@ def test_dynamic_binarization_draws_fresh_bits_per_batch_and_resumes_exactly(tmp
     seen = []
     real_step = __import__("pyro_vaegap.train", fromlist=["training_step"]).training_step
 
-    def spy(loss_fn, opt, x, where=""):
+    def spy(loss_fn, opt, x, where="", **options):  # options: training_step's keywords (clip_value)
         seen.append(x.clone())
-        return real_step(loss_fn, opt, x, where)
+        return real_step(loss_fn, opt, x, where, **options)
     monkeypatch.setattr("pyro_vaegap.training.loop.training_step", spy)
     cfg = TrainConfig(dataset="dynamic_mnist", latent_dim=4, hidden=16, guide_options={"hidden": 16}, batch_size=200,
                       epochs=2)

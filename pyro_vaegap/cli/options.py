@@ -27,6 +27,10 @@ _HELP = {
     "keep_best": "keep the weights of the epoch with the best validation ELBO in the checkpoint (experiments "
                  "evaluate those)",
     "adam_eps": "Adam's epsilon (torch's 1e-8; Cremer et al.'s code: 1e-4)",
+    "optimizer": "adam, or rmsprop with TensorFlow 1's smoothing 0.9 (Zhao et al.'s InfoVAE code: RMSProp)",
+    "clip_value": "clip every gradient entry to [-v, v] before each step (Zhao et al.'s code: 1) (default: no clipping)",
+    "monitor_mmd": "log the MMD^2 between q(z) and p(z) on this many validation images every epoch (log.csv "
+                   "valid_mmd2; default: not logged)",
     "model": "likelihood: bernoulli (binary data), gaussian (continuous data), mse (Gaussian with fixed variance "
              "1/2: the MSE-loss VAE), dlogistic (discretized logistic, 8-bit data such as digits_uint8) or pixelcnn (gated "
              "PixelCNN conditioned on z, binary square images; --pixelcnn-layers, --pixelcnn-channels)",

@@ -27,6 +27,12 @@ ANNEALING = ("none", "entropy", "kl")
 LR_SCHEDULES = ("constant", "burda", "cosine")
 
 
+#: the optimizer of model and guide: torch's Adam (with ``adam_eps``) or RMSprop with TensorFlow 1's defaults (smoothing
+#: 0.9; eps 1e-5 outside the square root for TF's 1e-10 inside; Zhao et al.'s InfoVAE PixelCNN code uses
+#: ``tf.train.RMSPropOptimizer(1e-3)``)
+OPTIMIZERS = ("adam", "rmsprop")
+
+
 #: what a run trains on: the training split, or training and validation splits together (Cremer et al.'s released
 #: code trains its MNIST models on all 60,000 non-test images)
 TRAIN_SPLITS = ("train", "train+valid")
@@ -99,6 +105,11 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"
     adam_eps: float = 1e-8            #: Adam's epsilon (torch's default 1e-8; Cremer et al.'s code 1e-4)
+    optimizer: str = "adam"           #: adam or rmsprop (:data:`OPTIMIZERS`)
+    clip_value: float | None = None   #: clip every gradient entry to [-clip_value, clip_value] before each step (None: off)
+    #: per-epoch MMD² between q(z) (one encoder draw per image) and p(z) on this many validation images, logged in
+    #: log.csv as ``valid_mmd2`` (None: not logged). Monitoring only: the InfoVAE Fig. 6 (D) curve of any objective
+    monitor_mmd: int | None = None
     micro_batches: int | None = None  #: split each batch into this many seeded parts (torchrun; see train())
     valid_samples: int = 1            #: samples of the validation ELBO each epoch
     num_valid: int | None = None      #: seeded random subset of the validation split for that ELBO (None: all)
@@ -122,6 +133,13 @@ class TrainConfig:
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("anneal", self.anneal, ANNEALING)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.clip_value is not None and not (isinstance(self.clip_value, (int, float)) and math.isfinite(self.clip_value)
+                                               and self.clip_value > 0):
+            raise ConfigError(f"clip_value={self.clip_value!r} is not allowed: expected a finite positive gradient bound "
+                              "(or none: no clipping)")
+        if self.monitor_mmd is not None:
+            check_positive_int("monitor_mmd", self.monitor_mmd, minimum=2)
         check_choice("train_split", self.train_split, TRAIN_SPLITS)
         check_choice("valid_split", self.valid_split, VALID_SPLITS)
         if self.train_split == "train+valid" and self.valid_split == "valid":

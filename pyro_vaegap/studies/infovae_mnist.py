@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from ..estimators.aggregate import aggregate_moments, encode, log_det_cov, sample_aggregate
-from ..data import candidate_dirs, load_dataset, seeded_subset
+from ..data import DYNAMIC_DATASETS, candidate_dirs, dynamic_binarize, load_dataset, seeded_subset
 from ..objectives.infovae import MMDKernel, mmd
 from ..runs.config import TrainConfig
-from ..utils import ConfigError
+from ..utils import ConfigError, stable_seed
 
 from ..harness.options import Profiles, Setting, parse_args
 
@@ -87,17 +87,48 @@ def mnist_config(args, objective: str, num_train: int | None, epochs: int, lambd
 
 
 def training_images(cfg: TrainConfig) -> torch.Tensor:
-    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.training.train` uses."""
+    """The training images of ``cfg``: the same seeded subset :func:`pyro_vaegap.training.train` uses. A dynamically
+    binarized set's grey levels are binarized once here, seeded by ``stable_seed(cfg.seed, "training_images")``
+    (one fixed draw, so a measure over the training images is repeatable)."""
     x = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir)
-    return x if cfg.num_train is None else x[seeded_subset(x.shape[0], cfg.num_train, cfg.seed)]
+    x = x if cfg.num_train is None else x[seeded_subset(x.shape[0], cfg.num_train, cfg.seed)]
+    return dynamic_binarize(x, stable_seed(cfg.seed, "training_images")) if cfg.dataset in DYNAMIC_DATASETS else x
 
 
-def labelled_test_images(data_dir, num: int, seed: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-    """``(x, labels, rows)``: a seeded random subset of ``num`` binarized-MNIST test images with their digit
-    classes (``binarized_test_labels`` of ``mnist_test.npz``: exact, see the data README)."""
-    x = load_dataset("binarized_mnist", "test", data_dir=data_dir)
+def labelled_test_images(data_dir, num: int, seed: int, dataset: str = "binarized_mnist"
+                         ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """``(x, labels, rows)``: a seeded random subset of ``num`` test images of ``dataset`` (``binarized_mnist``,
+    its labels ``binarized_test_labels`` of ``mnist_test.npz``: exact, see the data README; or ``dynamic_mnist``,
+    the test split binarized once with :data:`~pyro_vaegap.data.DYNAMIC_EVAL_SEED`, in MNIST's test order, with
+    the labels of torchvision's ``t10k-labels`` file) with their digit classes."""
+    if dataset not in ("binarized_mnist", "dynamic_mnist"):
+        raise ConfigError(f"dataset={dataset!r} has no labelled test images here: choose binarized_mnist or "
+                          "dynamic_mnist")
+    x = load_dataset(dataset, "test", data_dir=data_dir)
     rows = seeded_subset(x.shape[0], num, seed)
-    return x[rows], binarized_test_labels(data_dir)[rows.cpu().numpy()], rows
+    labels = binarized_test_labels(data_dir) if dataset == "binarized_mnist" else mnist_test_labels(data_dir)
+    return x[rows], labels[rows.cpu().numpy()], rows
+
+
+def mnist_test_labels(data_dir) -> np.ndarray:
+    """The digit class of every MNIST test image, in the order of the grey-level test split: torchvision's
+    ``MNIST/raw/t10k-labels-idx1-ubyte`` (or its ``.gz``, read without extracting it) by torchvision's IDX reader."""
+    import gzip
+    import tempfile
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    for folder in candidate_dirs(data_dir):
+        raw = Path(folder) / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+        if raw.is_file():
+            return read_sn3_pascalvincent_tensor(str(raw)).long().numpy().astype(int)
+        if raw.with_suffix(".gz").is_file():
+            with tempfile.NamedTemporaryFile(suffix="-idx1-ubyte") as tmp:
+                tmp.write(gzip.decompress(raw.with_suffix(".gz").read_bytes()))
+                tmp.flush()
+                return read_sn3_pascalvincent_tensor(tmp.name).long().numpy().astype(int)
+    raise ConfigError("MNIST/raw/t10k-labels-idx1-ubyte(.gz) was not found in "
+                      f"{', '.join(map(str, candidate_dirs(data_dir)))}: pass --data-dir")
 
 
 def binarized_test_labels(data_dir) -> np.ndarray:
@@ -147,7 +178,7 @@ def parse_infovae_args(parser, argv, profiles: Profiles, *, nonneg=("alpha",), p
     positivity, ``--lambda > 0``); the ``quick`` profile keeps its training runs under ``--out`` (with
     ``own_runs``), away from the real runs."""
     args = parse_args(parser, argv, nonneg=nonneg, positive=positive, profiles=profiles)
-    if not args.lambda_ > 0:
+    if args.lambda_ is not None and not args.lambda_ > 0:
         parser.error(f"--lambda={args.lambda_} is not allowed: it must be > 0")
     if args.profile == "quick" and own_runs:
         args.runs = str(Path(args.out) / "runs")

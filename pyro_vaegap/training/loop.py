@@ -24,7 +24,8 @@ from .build import build_guide, build_model, frozen_decoder, guide_options
 from ..runs.config import TrainConfig
 from .schedules import anneal_factor, learning_rate
 from .traced import traced_loss
-from .steps import _world, data_parallel, make_loss, mean_elbo, micro_batch_step, training_step
+from .steps import (_world, aggregate_mmd2, data_parallel, make_loss, make_optimizer, mean_elbo, micro_batch_step,
+                    training_step)
 
 def load_split(cfg: TrainConfig, split: str, download: bool = False) -> torch.Tensor:
     return load_dataset(cfg.dataset, split, data_dir=cfg.data_dir, download=download)
@@ -105,6 +106,9 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
             if cfg.num_valid > x_valid.shape[0]:
                 raise ConfigError(f"num_valid={cfg.num_valid} exceeds the {x_valid.shape[0]} validation rows")
             x_valid = x_valid[seeded_subset(x_valid.shape[0], cfg.num_valid, cfg.seed)]
+        if cfg.monitor_mmd is not None and cfg.monitor_mmd > x_valid.shape[0]:
+            raise ConfigError(f"monitor_mmd={cfg.monitor_mmd} exceeds the {x_valid.shape[0]} validation rows of the "
+                              "per-epoch validation ELBO it is computed on")
         last_rows = x_train.shape[0] % cfg.batch_size
         if cfg.micro_batches is not None and 0 < last_rows < cfg.micro_batches:
             raise ConfigError(f"micro_batches={cfg.micro_batches}: the last batch of each epoch has only {last_rows} "
@@ -128,7 +132,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
         if cfg.decoder_from is not None:  # a fixed decoder: Adam gets only the guide's parameters
             model.requires_grad_(False)
         params = [p for p in (*model.parameters(), *guide.parameters()) if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=learning_rate(cfg, 0), eps=cfg.adam_eps)
+        opt = make_optimizer(cfg, params)
         loss_fn, annealing = make_loss(cfg, model, guide)
         net = data_parallel(loss_fn, device)
         step_loss = traced_loss(loss_fn, annealing, (model, guide)) if jit and cfg.micro_batches is None else loss_fn
@@ -193,10 +197,11 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                         if dynamic:  # its own seed: the same bits on any number of ranks, and after a resume
                             xb = dynamic_binarize(xb, stable_seed(cfg.seed, "binarize", epoch, b))
                         if cfg.micro_batches is None:
-                            loss = training_step(step_loss, opt, xb, where=where)
+                            loss = training_step(step_loss, opt, xb, where=where, clip_value=cfg.clip_value)
                         else:
                             seeds = [stable_seed(cfg.seed, "train", epoch, b, m) for m in range(cfg.micro_batches)]
-                            loss = micro_batch_step(net, opt, xb, seeds, rank, world, where=where)
+                            loss = micro_batch_step(net, opt, xb, seeds, rank, world, where=where,
+                                                    clip_value=cfg.clip_value)
                         total += loss * idx.numel()
                         for k, v in getattr(loss_fn.elbo, "last_log", {}).items():
                             extra[k] = extra.get(k, 0.0) + v * idx.numel()
@@ -205,6 +210,9 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                     row = {"epoch": epoch + 1, "train_objective": -total / N,
                            "valid_elbo": mean_elbo(model, guide, x_valid, cfg.valid_samples) if rank == 0 else None,
                            "lr": lr,
+                           **({"valid_mmd2": aggregate_mmd2(model, guide, x_valid[:cfg.monitor_mmd],
+                                                            stable_seed(cfg.seed, "monitor_mmd", epoch))}
+                              if cfg.monitor_mmd and rank == 0 else {}),
                            "anneal_factor": factor, "seconds": round(time.time() - t0, 3),
                            **{k: v / N for k, v in extra.items()}}
                     log.append(row)

@@ -22,8 +22,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..objectives import Annealing, make_objective
-from ..estimators.traces import log_weights
+from ..objectives.infovae import MMDKernel, mmd
+from ..estimators.traces import guide_model_traces, log_weights, sample_sites
 from ..runs.config import TrainConfig
+from .schedules import learning_rate
 
 @torch.no_grad()
 def mean_elbo(model, guide, x, num_samples: int = 1, chunk: int = 1000) -> float:
@@ -44,8 +46,39 @@ def make_loss(cfg: TrainConfig, model, guide):
     return objective(annealing.model, annealing.guide), annealing
 
 
-def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: str = "") -> float:
-    """One optimizer step on the per-datapoint mean loss ``loss_fn(x) / B``; returns its value.
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``params``: :class:`torch.optim.Adam` (eps ``cfg.adam_eps``) or
+    :class:`torch.optim.RMSprop` with TensorFlow 1's smoothing 0.9 (its eps 1e-10 sits under the square root, so
+    1e-5 outside), at the schedule's first learning rate. (TF 1 also starts the mean square at 1, torch at 0.)"""
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=learning_rate(cfg, 0), alpha=0.9, eps=1e-5)
+    return torch.optim.Adam(params, lr=learning_rate(cfg, 0), eps=cfg.adam_eps)
+
+
+def _clip(opt: torch.optim.Optimizer, clip_value: float | None) -> None:
+    """Clip every gradient entry of ``opt``'s parameters to ``[-clip_value, clip_value]`` (TF's ``clip_by_value``)."""
+    if clip_value is not None:
+        torch.nn.utils.clip_grad_value_([p for g in opt.param_groups for p in g["params"]], clip_value)
+
+
+@torch.no_grad()
+def aggregate_mmd2(model, guide, x: torch.Tensor, seed: int) -> float:
+    r"""The unbiased MMD² (RBF, :math:`2\sigma^2 = \dim z`, the InfoVAE paper's kernel) between one draw of the
+    guide per row of ``x`` (the model's latent sites, concatenated) and as many draws of :math:`\mathcal N(0, I)`:
+    how far the aggregate posterior :math:`q(z)` is from a standard normal prior, seeded by ``seed`` (the random
+    state outside is restored). The per-epoch monitor ``monitor_mmd`` of :func:`~pyro_vaegap.training.train`."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        _, m = guide_model_traces(model, guide, x, 1)
+        z = torch.cat([site["value"].reshape(x.shape[0], -1) for _, site in sample_sites(m, observed=False)], -1)
+        prior = torch.randn(z.shape, dtype=z.dtype, device=z.device)
+        return float(mmd(z, prior, MMDKernel("rbf", (1.0,))))
+
+
+def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: str = "",
+                  clip_value: float | None = None) -> float:
+    """One optimizer step on the per-datapoint mean loss ``loss_fn(x) / B``; returns its value. With ``clip_value``
+    every gradient entry is clipped to ``[-clip_value, clip_value]`` first.
 
     :raises FloatingPointError: on a non-finite loss, or non-finite parameters of a distribution inside the model or
         guide (Pyro's validation), before the parameters are touched.
@@ -65,6 +98,7 @@ def training_step(loss_fn, opt: torch.optim.Optimizer, x: torch.Tensor, where: s
     if not math.isfinite(value):
         raise FloatingPointError(f"non-finite training loss{where}; lower the learning rate or check the data")
     loss.backward()
+    _clip(opt, clip_value)
     opt.step()
     return value
 
@@ -91,7 +125,7 @@ def data_parallel(loss_fn, device: torch.device):
 
 
 def micro_batch_step(net, opt: torch.optim.Optimizer, x: torch.Tensor, seeds: list[int], rank: int = 0,
-                     world: int = 1, where: str = "") -> float:
+                     world: int = 1, where: str = "", clip_value: float | None = None) -> float:
     r"""One optimizer step on the batch ``x`` split into ``M = len(seeds)`` micro-batches, shared by the ranks.
 
     Micro-batch :math:`m` (the :math:`m`-th of :func:`torch.tensor_split`'s ``M`` contiguous parts of ``x``)
@@ -121,6 +155,7 @@ def micro_batch_step(net, opt: torch.optim.Optimizer, x: torch.Tensor, seeds: li
     value = float(total)
     if not math.isfinite(value):
         raise FloatingPointError(f"non-finite training loss{where}; lower the learning rate or check the data")
+    _clip(opt, clip_value)  # the summed gradient: the same clipping on any number of ranks
     opt.step()
     return value
 
