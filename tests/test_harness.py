@@ -97,6 +97,7 @@ def test_cremer_paper_profile_is_the_authors_protocol():
                         anneal="entropy", anneal_epochs=400, free_bits=0.0, alpha=None, lambda_=None,
                         divergence=None, mmd_kernel=None, mmd_scales=None, disc_lr=None, disc_steps=None,
                         disc_hidden=None, epochs=3280, batch_size=100, lr=1e-3, lr_schedule="burda", adam_eps=1e-4,
+                        optimizer="adam", clip_value=None, monitor_mmd=None,
                         micro_batches=None, valid_samples=1, num_valid=2000, seed=0, decoder_from=None)
         assert tcfg.to_dict() == expected
         assert (args.eval_split, args.eval_points, args.num_points) == ("train", "first", 1000)
