@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from scipy.stats import linregress
 
 from pyro_vaegap.estimators.aggregate import encode, mutual_information
 from pyro_vaegap.estimators.ais import ais
@@ -215,6 +216,17 @@ def last_change(log: list[dict], epochs: int = 2) -> float:
     return float(log[-1]["valid_elbo"] - log[-1 - epochs]["valid_elbo"]) if len(log) > epochs else float("nan")
 
 
+def late_slope(log: list[dict], key: str = "valid_elbo", epochs: int = 5) -> dict:
+    """Least-squares slope of ``key`` over the last ``epochs`` epochs (nats per epoch) and its standard error
+    (:func:`scipy.stats.linregress`): the curve is flat when the slope is within about two standard errors of 0,
+    i.e. when its remaining trend is smaller than its epoch-to-epoch noise."""
+    rows = [r for r in log if key in r][-epochs:]
+    if len(rows) < 3:  # a slope's standard error needs n - 2 > 0 degrees of freedom
+        return {"slope": float("nan"), "se": float("nan"), "epochs": len(rows)}
+    fit = linregress([r["epoch"] for r in rows], [r[key] for r in rows])
+    return {"slope": float(fit.slope), "se": float(fit.stderr), "epochs": len(rows)}
+
+
 def train_log(run: Path) -> list[dict]:
     """The run's ``log.csv``, one dict per epoch (numbers as floats): how far training had come."""
     with open(run / "log.csv", newline="") as f:
@@ -284,6 +296,8 @@ def main(argv=None):
         log = train_log(run)
         results[obj] = {"run_dir": str(run), "train_seconds": secs, "config": cfg.to_dict(), "train_log": log,
                         "valid_elbo_change_last_2_epochs": last_change(log),
+                        "valid_elbo_slope_last_5_epochs": late_slope(log),
+                        "train_objective_slope_last_5_epochs": late_slope(log, "train_objective"),
                         "paper_nll_nats": PAPER[obj], "difference_nats": ev["nll_nats"] - PAPER[obj], **ev}
         progress(f"{LABELS[obj]}: -log p̂ IWAE {ev['nll_nats']:.2f} ± {ev['nll_nats_se']:.2f}"
                  + (f", prior IS {ev['prior']['nll_nats']:.2f}" if "prior" in ev else "")
@@ -309,6 +323,9 @@ def main(argv=None):
             return f"{fmt(r['nll_nats'])} ± {fmt(r['nll_nats_se'])}"
         return f"{fmt(r[key]['nll_nats'])} ± {fmt(r[key]['nll_nats_se'])}" if key in r else "—"
 
+    def slope_cell(d):  # "—" while too few epochs were logged for a slope with a standard error
+        return f"{d['slope']:+.3f} ± {fmt(d['se'])}" if math.isfinite(d["se"]) else "—"
+
     def pcell(obj, key):
         d = paired[key].get(obj)
         return f"{d['mean']:+.2f} ± {fmt(d['se'])}" if d else "—"
@@ -316,13 +333,14 @@ def main(argv=None):
     for obj in args.objectives:
         r = results[obj]
         if "diverged" in r:
-            rows.append([LABELS[obj], f"{PAPER[obj]:.2f}", "diverged"] + ["—"] * 9)
+            rows.append([LABELS[obj], f"{PAPER[obj]:.2f}", "diverged"] + ["—"] * 11)
             continue
         rows.append([LABELS[obj], f"{PAPER[obj]:.2f}", cell(r, "prior"), cell(r, "iwae"), cell(r, "ais"),
                      f"{r['tightest']['best']} ({r['tightest']['num_points']})", pcell(obj, rank_by), pcell(obj, "iwae"),
                      f"{r['neg_elbo_nats']:.2f} ± {r['neg_elbo_nats_se']:.2f}",
                      f"{r['information']['avg_kl']:.2f}", f"{r['information']['mi']:.2f} ± {fmt(r['information']['mi_se'])}",
-                     fmt(r['valid_elbo_change_last_2_epochs'])])
+                     fmt(r['valid_elbo_change_last_2_epochs']), slope_cell(r["valid_elbo_slope_last_5_epochs"]),
+                     slope_cell(r["train_objective_slope_last_5_epochs"])])
     if finished:
         save_figure(learning_curves(results), out / "curves.png")
     ev0 = results[finished[0]] if finished else {}
@@ -339,7 +357,8 @@ def main(argv=None):
                           f"ours: IWAE ({args.iwae_samples})", "ours: AIS", "tightest",
                           f"ours − ELBO, paired ({rank_by})", f"ours − ELBO, paired (IWAE, {args.num_test} images)",
                           "ours: −ELBO", "E KL(q(z\\|x) ‖ p(z))", "I_q(x; z)",
-                          "valid ELBO change, last 2 epochs"], rows)
+                          "valid ELBO change, last 2 epochs", "valid ELBO slope, last 5 epochs",
+                          "training objective slope, last 5 epochs"], rows)
     md += (f"\nRanking (best first) by {rank_by} (the tightest estimator for {votes[rank_by]} of {len(finished)} "
            f"models): ours {' < '.join(LABELS[o] for o in order)}; the paper "
            f"{' < '.join(LABELS[o] for o in results['paper_ranking'])}.\n\n"
@@ -348,7 +367,8 @@ def main(argv=None):
            "of −log p̂ from the ELBO model's, by the ranking's estimator. E KL(q(z|x) ‖ p(z)) and I_q(x; z) (nats, "
            f"on the IWAE test images; I_q is at most log {args.num_test} = {math.log(args.num_test):.2f}, 10 draws "
            "per image) say how much the model uses z. 'valid ELBO change': the validation ELBO's change over the "
-           "last two epochs (learning curves: curves.png).\n")
+           "last two epochs; 'slope': its least-squares slope (and the training objective's) over the last five, nats per "
+           "epoch ± standard error, positive while the model still improves (learning curves: curves.png).\n")
     write_results(out, NAME, args, json_clean(results), md, progress.elapsed)
     progress(f"done in {progress.elapsed / 60:.1f} min -> {out}")
     return results

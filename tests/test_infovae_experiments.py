@@ -131,6 +131,22 @@ def test_loglik_quick(tmp_path, mnist_dir):
     assert json.loads((tmp_path / "results.json").read_text())["experiment"] == "infovae_loglik"
 
 
+def test_late_slope_reads_the_last_epochs_of_the_curve():
+    """The flatness check of the converged profile: the least-squares slope of the last five epochs only (a
+    curve that rose 2 nats per epoch and then only scattered about a level has slope 0), its standard error from the scatter about
+    the line (against the textbook formula), and no slope from fewer than three epochs."""
+    flat_end = [{"epoch": e, "valid_elbo": 2.0 * e if e <= 5 else 10.0 + 0.2 * (e % 2)} for e in range(1, 11)]
+    got = infovae_loglik.late_slope(flat_end)
+    assert got["slope"] == pytest.approx(0.0, abs=1e-12) and got["se"] > 0 and got["epochs"] == 5
+    y = [1.0, 1.5, 1.7, 2.6, 2.7]
+    log = [{"epoch": e, "valid_elbo": -9.0, "train_objective": v} for e, v in zip(range(1, 6), y)]
+    got = infovae_loglik.late_slope(log, "train_objective")
+    b = sum((e - 3) * (v - sum(y) / 5) for e, v in zip(range(1, 6), y)) / 10
+    rss = sum((v - sum(y) / 5 - b * (e - 3)) ** 2 for e, v in zip(range(1, 6), y))
+    assert got["slope"] == pytest.approx(b, rel=1e-12) and got["se"] == pytest.approx(math.sqrt(rss / 30), rel=1e-12)
+    assert math.isnan(infovae_loglik.late_slope(log[:2])["se"])
+
+
 def test_metrics_quick(tmp_path, mnist_dir):
     """Fig. 6's five panels for the five objectives at two dims, each model's saved in its run folder."""
     argv = ["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"]
