@@ -26,7 +26,11 @@ AIS 20 chains × 200 steps × 5 leapfrog, IWAE and bounds with 5000 samples, loc
 10 samples per step from the encoder's output under the paper's stopping rule, at most 4000 steps),
 ``paper`` (paper scale: all 50,000 images, dim z 50, 250 epochs, 1000 test points, and Cremer et al.'s
 evaluation — AIS 100 × 500 × 10, 5000 samples, local optimization with 100 samples per step from the
-prior, at most 50,000 steps) and ``--quick`` (a smoke run whose numbers mean nothing). Single options
+prior, at most 50,000 steps), ``cpu_converged`` (the models of ``gpvae_table1 --profile cpu_converged``: grey-level
+MNIST, the fixed-σ_x Gaussian decoder, MLP networks, all training images, dim z 10, 200 epochs, the best validation
+epoch; the cpu profile's evaluation on 100 points; with ``--table-out`` and ``--sa-steps 1`` it evaluates that sweep's
+own runs of seed ``--seed``, the same configs by construction, instead of training new ones) and ``--quick`` (a smoke
+run whose numbers mean nothing). Single options
 override the profile. Every stage is resumable: the runs keep a checkpoint per epoch, each evaluation
 keeps its finished pieces in ``OUT/gaps_<model>.partial/`` and its report in ``OUT/gaps_<model>.json``.
 """
@@ -46,8 +50,8 @@ from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.report.compute import gap_report
 from pyro_vaegap.report.config import GapConfig
 from pyro_vaegap.report.render import GapReport
-from pyro_vaegap.runs import TrainConfig
-from pyro_vaegap.studies.kim_pavlovic import BINARIZED_MLP, MODEL_SETTINGS, PAPER_MODEL, describe, guide_options, model_fields
+from pyro_vaegap.studies.kim_pavlovic import (BINARIZED_MLP, CPU_CONVERGED, MODEL_SETTINGS, PAPER_MODEL, Spec, describe,
+                                              train_config)
 from pyro_vaegap.utils import ConfigError, FolderLock, set_seed
 
 from pyro_vaegap.harness import Profiles, Setting, Progress, training_cost, make_parser, markdown_table, parse_args, run_main, save_figure, train_run, write_results
@@ -64,6 +68,10 @@ PROFILES = {
     "paper": dict(PAPER_MODEL, num_train=None, latent_dim=50, epochs=250, num_points=1000, eval_samples=5000,
                   ais_chains=100, ais_steps=500, ais_leapfrog=10, local_samples=100, local_max_steps=50_000,
                   local_init="prior"),
+    # the converged Table 1 subset's VAE, SA(1) and GPVAE (gpvae_table1 --profile cpu_converged; --table-out
+    # evaluates its runs) with the cpu profile's evaluation on twice the points
+    "cpu_converged": dict(CPU_CONVERGED, latent_dim=10, num_points=100, eval_samples=5000, ais_chains=20,
+                          ais_steps=200, ais_leapfrog=5, local_samples=10, local_max_steps=4000, local_init="encoder"),
     "quick": dict(BINARIZED_MLP, batch_size=100, num_train=300, latent_dim=3, epochs=2, lr=1e-3, num_points=4,
                   eval_samples=40, ais_chains=4, ais_steps=10, ais_leapfrog=2, local_samples=3, local_max_steps=40,
                   local_init="encoder"),
@@ -85,6 +93,9 @@ SETTINGS = Profiles(PROFILES, {
     "local_init": Setting(str, "start of q*_FFG", choices=("prior", "encoder"))},
     default="cpu", help={"cpu": "binarized MNIST, MLP, 10k images, d 20, 100 epochs, 50 points, reduced AIS and "
                                 "local optimization",
+                         "cpu_converged": "the converged Table 1 subset's models (grey MNIST, Gaussian decoder, MLP, "
+                                          "54k images, d 10, 200 epochs; see --table-out), 100 points, the cpu "
+                                          "profile's evaluation",
                          "paper": "grey MNIST, Gaussian decoder, conv_kim, 54k images, d 50, 250 epochs, 1000 points, "
                                   "Cremer et al.'s evaluation"})
 
@@ -93,6 +104,11 @@ def build_parser():
     p = make_parser(NAME, __doc__.split("\n\n")[0], SETTINGS)
     p.add_argument("--data-dir", help="folder with the data set's files (else $PYRO_VAEGAP_DATA)")
     p.add_argument("--sa-steps", type=int, default=2, help="K of SA(K)")
+    p.add_argument("--table-out", default=None,
+                   help="the --out folder of a gpvae_table1 sweep: evaluate its runs of VAE, SA(K) and GPVAE at this "
+                        "dim z and --seed (OUT/runs/<model>_d<dim>_s<seed>, e.g. with --profile cpu_converged "
+                        "--sa-steps 1) instead of training new ones; a run there with other settings is refused, a "
+                        "missing or unfinished one is trained or resumed there")
     return p
 
 
@@ -102,8 +118,8 @@ def settings(args) -> dict:
 
 
 def models(sa_steps: int) -> dict:
-    """name → (family, guide options) of the three encoders."""
-    return {"VAE": ("ffg", {}), f"SA({sa_steps})": ("sa", {"num_steps": sa_steps}), "GPVAE": ("gpvae", {})}
+    """name → :class:`~pyro_vaegap.studies.kim_pavlovic.Spec` of the three encoders (``gpvae_table1``'s rows)."""
+    return {spec.label: spec for spec in (Spec("vae"), Spec("sa", sa_steps), Spec("gpvae"))}
 
 
 def noise_crossing(guide, x) -> float | None:
@@ -162,12 +178,18 @@ def main(argv=None):
                      local_check_every=10 if args.quick else 100, local_init=s["local_init"], seed=args.seed)
     profile = "quick" if args.quick else args.profile
     reports, costs, crossing, configs, inner = {}, {}, {}, {}, {}
-    for name, (family, options) in models(args.sa_steps).items():
-        cfg = TrainConfig(**model_fields(s), data_dir=args.data_dir, num_train=s["num_train"],
-                          latent_dim=s["latent_dim"], guide=family, guide_options=guide_options(family, s, **options),
-                          objective="elbo", epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=args.seed)
-        run_dir = out / "runs" / f"{family}{options.get('num_steps', '')}_{profile}"
-        model, guide, _ = train_run(cfg, run_dir, progress, args.device)
+    for name, spec in models(args.sa_steps).items():
+        family = spec.family
+        cfg = train_config(spec, s["latent_dim"], args.seed, s, args.data_dir)
+        run_dir = (Path(args.table_out) / "runs" / f"{spec.slug}_d{s['latent_dim']}_s{args.seed}" if args.table_out
+                   else out / "runs" / f"{family}{spec.options.get('num_steps', '')}_{profile}")
+        try:
+            model, guide, _ = train_run(cfg, run_dir, progress, args.device)
+        except ConfigError as e:
+            if not args.table_out:
+                raise
+            raise ConfigError(f"--table-out: the run {run_dir} was trained with other settings than this "
+                              f"profile's and is left as it is ({e})") from None
         configs[name], costs[name] = cfg.to_dict(), training_cost(run_dir)
         x = model.validate_data(x_test[test_index])
         crossing[name] = noise_crossing(guide, x)

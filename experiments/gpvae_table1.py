@@ -56,9 +56,10 @@ from pyro_vaegap.data import load_dataset, seeded_subset
 from pyro_vaegap.estimators.importance import importance_sample
 from pyro_vaegap.report import papers
 from pyro_vaegap.runs import TrainConfig
-from pyro_vaegap.studies.kim_pavlovic import (ALL_SPECS, BINARIZED_MLP, FAMILIES, MODEL_SETTINGS,  # noqa: F401
-                                              PAPER_MODEL, PAPER_SIGMA2, Spec, describe, guide_options, model_fields,
-                                              paper_values, parse_specs)
+from pyro_vaegap.studies.kim_pavlovic import (ALL_SPECS, BINARIZED_MLP, CPU_CONVERGED, FAMILIES,  # noqa: F401
+                                              MODEL_SETTINGS,
+                                              PAPER_MODEL, PAPER_SIGMA2, Spec, describe, paper_values, parse_specs,
+                                              train_config)
 from pyro_vaegap.utils import ConfigError, atomic_write_json, provenance, set_seed, stable_seed
 
 from pyro_vaegap.harness import (Profiles, Setting, training_cost, Progress, make_parser, markdown_table, parse_args, run_main, save_figure, train_run,
@@ -81,8 +82,7 @@ PROFILES = {
     "cpu": dict(BINARIZED_MLP, families="vae,sa,iaf,hf,me,rme,gpvae", num_train=3000, epochs=8, lr=1e-3, batch_size=100,
                 num_valid=1000, dims="10,20,50", seeds="0,1", test_points=500, iwae_samples=100, big_points=10,
                 big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
-    "cpu_converged": dict(PAPER_MODEL, arch="mlp", layers=2, num_train=None, num_valid=None,
-                          families="vae,sa1,iaf1,hf1,me2,rme2,gpvae", epochs=200, dims="10", seeds="0,1,2", test_points=10_000, iwae_samples=100, big_points=100,
+    "cpu_converged": dict(CPU_CONVERGED, num_valid=None, families="vae,sa1,iaf1,hf1,me2,rme2,gpvae", dims="10", seeds="0,1,2", test_points=10_000, iwae_samples=100, big_points=100,
                           big_samples=5000, ais_points=0, ais_chains=20, ais_steps=200, ais_leapfrog=5),
     "paper": dict(PAPER_MODEL, num_train=None, num_valid=None, families="vae,sa,iaf,hf,me,rme,gpvae", epochs=2000,
                   dims="10,20,50", seeds="0,1,2,3,4,5,6,7,8,9", test_points=10_000, iwae_samples=100, big_points=1000,
@@ -153,12 +153,6 @@ def settings(args) -> dict:
     return s
 
 
-def train_config(spec: Spec, dim: int, seed: int, s: dict, args) -> TrainConfig:
-    return TrainConfig(**model_fields(s), data_dir=args.data_dir, num_train=s["num_train"], latent_dim=dim,
-                       guide=spec.family, guide_options=guide_options(spec.family, s, **spec.options), objective="elbo",
-                       epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], num_valid=s["num_valid"], seed=seed)
-
-
 def eval_settings(s: dict, seed: int) -> dict:
     """What an evaluation depends on besides the trained run (a saved one with other settings is not reused)."""
     keys = ("test_points", "iwae_samples", "big_points", "big_samples", "ais_points", "ais_chains", "ais_steps",
@@ -192,7 +186,7 @@ def evaluate_run(model, guide, x: torch.Tensor, es: dict, seed: int) -> dict:
 def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, progress) -> dict:
     """Train (or resume) one run and evaluate it, or read its finished evaluation; the record of ``eval.json``."""
     run_dir = Path(args.out) / "runs" / f"{spec.slug}_d{dim}_s{seed}"
-    cfg, es = train_config(spec, dim, seed, s, args), eval_settings(s, args.seed)
+    cfg, es = train_config(spec, dim, seed, s, args.data_dir), eval_settings(s, args.seed)
     path = run_dir / "eval.json"
     if path.is_file():
         rec = json.loads(path.read_text())

@@ -163,7 +163,7 @@ def test_table1_quick_ttests_and_resume(tmp_path, mnist_dir):
     argv = _table1_argv(mnist_dir, tmp_path, "--epochs", "2")
     s = t1.settings(t1.build_parser().parse_args(argv))
     # an interrupted training of one cell, left after its first epoch: the sweep must resume it
-    cfg = t1.train_config(t1.Spec("sa", 1), 2, 1, s, t1.build_parser().parse_args(argv))
+    cfg = t1.train_config(t1.Spec("sa", 1), 2, 1, s, t1.build_parser().parse_args(argv).data_dir)
     interrupted = tmp_path / "runs" / "sa1_d2_s1"
     first_epoch = train(cfg, interrupted, stop_after=1, progress=False).log
     res = t1.main(argv)
@@ -218,7 +218,7 @@ def test_table1_paper_profile_reaches_the_run_configs():
 
     def config(spec, *extra):
         args = t1.build_parser().parse_args(["--profile", "paper", *extra])
-        return t1.train_config(spec, 10, 3, t1.settings(args), args)
+        return t1.train_config(spec, 10, 3, t1.settings(args), args.data_dir)
 
     cfg = config(t1.Spec("gpvae"))
     assert (cfg.dataset, cfg.model, cfg.variance, cfg.sigma2) == ("mnist_continuous", "gaussian", "fixed", PAPER_SIGMA2)
@@ -233,8 +233,31 @@ def test_table1_paper_profile_reaches_the_run_configs():
     assert config(t1.Spec("sa", 4)).guide_options == {"hidden": 256, "layers": 1, "activation": "relu", "num_steps": 4}
     # the cpu profile's configs are those of the committed runs (docs/results/gpvae_table1), so they are reused
     args = t1.build_parser().parse_args([])
-    cpu = t1.train_config(t1.Spec("gpvae"), 10, 0, t1.settings(args), args)
+    cpu = t1.train_config(t1.Spec("gpvae"), 10, 0, t1.settings(args), args.data_dir)
     assert cpu.guide_options == {"hidden": 200, "layers": 2, "activation": "elu"} and not cpu.keep_best
+
+
+def test_gaps_cpu_converged_evaluates_the_table_runs(tmp_path, mnist_dir):
+    """gpvae_gaps --profile cpu_converged builds for VAE, SA(1) and GPVAE the configs gpvae_table1 --profile
+    cpu_converged builds (dim z 10, any seed), so --table-out can read that sweep's runs; it looks for them at
+    OUT/runs/<model>_d<dim>_s<seed>, and a run found there with other settings is refused and left untouched."""
+    from pyro_vaegap.experiments import gpvae_table1 as t1
+
+    targs = t1.build_parser().parse_args(["--profile", "cpu_converged", "--data-dir", "/d"])
+    gargs = gpvae_gaps.build_parser().parse_args(["--profile", "cpu_converged", "--data-dir", "/d", "--sa-steps", "1"])
+    gs = gpvae_gaps.settings(gargs)
+    assert gs["latent_dim"] == 10 and list(gpvae_gaps.models(1)) == ["VAE", "SA(1)", "GPVAE"]
+    for spec in gpvae_gaps.models(1).values():
+        ours = gpvae_gaps.train_config(spec, gs["latent_dim"], 2, gs, "/d")
+        assert ours == t1.train_config(spec, 10, 2, t1.settings(targs), "/d") and ours.epochs == 200
+    table = tmp_path / "table"
+    t1.main(["--quick", "--out", str(table), "--quiet", "--families", "vae", "--data-dir", str(mnist_dir)])
+    ckpt = table / "runs" / "vae_d2_s0" / "checkpoint.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    with pytest.raises(ConfigError, match="vae_d2_s0"):  # the gaps smoke run's settings are not the table's
+        gpvae_gaps.main(["--quick", "--out", str(tmp_path / "gaps"), "--quiet", "--data-dir", str(mnist_dir),
+                         "--table-out", str(table), "--latent-dim", "2"])
+    assert ckpt.stat().st_mtime_ns == stamp
 
 
 @pytest.mark.parametrize("argv,message", [

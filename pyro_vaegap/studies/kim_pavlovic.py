@@ -34,7 +34,7 @@ from ..harness import Setting
 from ..models import GAUSSIAN_VARIANCES
 from ..models.networks import ARCHITECTURES
 from ..report import papers
-from ..runs.config import MODELS, TRAIN_SPLITS
+from ..runs.config import MODELS, TRAIN_SPLITS, TrainConfig
 from ..utils import ConfigError
 
 #: σ_x² of our paper profiles (σ_x = 0.05): not the paper's (unstated), a value inside the bound derived above
@@ -45,6 +45,11 @@ PAPER_MODEL = dict(dataset="mnist_continuous", model="gaussian", variance="fixed
                    arch="conv_kim", hidden=256, layers=1, activation="relu", train_split="train+valid",
                    valid_split="holdout", keep_best=1, lr=5e-4, batch_size=128, gp_features="separate",
                    feature_width=256, expected_log="closed_form")
+
+#: the converged CPU subset's model and training: the paper's data, decoder and training settings with MLP networks
+#: (784-256-256 and d-256-256-784), all training images, 200 epochs — ``gpvae_table1 --profile cpu_converged``,
+#: whose runs ``gpvae_gaps --profile cpu_converged --table-out`` evaluates
+CPU_CONVERGED = dict(PAPER_MODEL, arch="mlp", layers=2, num_train=None, epochs=200)
 
 #: the binarized-MNIST MLP setting of the experiments' earlier CPU profiles (their committed runs), GPVAE as then:
 #: shared features and the Monte Carlo expected-log term
@@ -97,6 +102,17 @@ def model_fields(s: dict) -> dict:
     return dict(dataset=s["dataset"], model=s["model"], variance=s["variance"], sigma2=s["sigma2"],
                 hidden=s["hidden"], decoder_layers=s["layers"], activation=s["activation"], arch=s["arch"],
                 train_split=s["train_split"], valid_split=s["valid_split"], keep_best=bool(s["keep_best"]))
+
+
+def train_config(spec: "Spec", dim: int, seed: int, s: dict, data_dir) -> TrainConfig:
+    """The run of one model (``spec``: family and its K or M) at dim z ``dim`` and ``seed`` under the settings ``s``
+    (:func:`model_fields`, ``num_train``, ``epochs``, ``batch_size``, ``lr`` and, if set, ``num_valid``). Every
+    Kim & Pavlovic experiment builds its runs here, so equal settings give equal configs and one experiment's
+    finished runs serve another (``gpvae_gaps --table-out`` evaluates ``gpvae_table1``'s)."""
+    return TrainConfig(**model_fields(s), data_dir=data_dir, num_train=s["num_train"], latent_dim=dim,
+                       guide=spec.family, guide_options=guide_options(spec.family, s, **spec.options), objective="elbo",
+                       epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], num_valid=s.get("num_valid"),
+                       seed=seed)
 
 
 def describe(s: dict) -> str:
