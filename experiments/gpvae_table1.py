@@ -183,6 +183,13 @@ def evaluate_run(model, guide, x: torch.Tensor, es: dict, seed: int) -> dict:
     return out
 
 
+def learned_sigma2(model) -> float | None:
+    """The decoder's σ_x² of a model whose variance is one learned scalar (what the absolute log-likelihoods
+    depend on, by about -392 log σ_x²); None for other decoders."""
+    s2 = getattr(model, "sigma2", None)
+    return float(s2.detach()) if torch.is_tensor(s2) and s2.numel() == 1 else None
+
+
 def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, progress) -> dict:
     """Train (or resume) one run and evaluate it, or read its finished evaluation; the record of ``eval.json``."""
     run_dir = Path(args.out) / "runs" / f"{spec.slug}_d{dim}_s{seed}"
@@ -203,6 +210,7 @@ def run_cell(spec: Spec, dim: int, seed: int, s: dict, args, x_test, device, pro
     evaluation = evaluate_run(model, guide, x, es, stable_seed(args.seed, seed) % 2**32)
     rec = {"model": spec.label, "dim": dim, "seed": seed, "train_config": cfg.to_dict(), "eval_settings": es,
            "training": training_cost(run_dir), "eval": evaluation, "eval_seconds": time.time() - t,
+           "sigma2": learned_sigma2(model),
            "git": provenance()["git"]}  # reused by later sweeps: it records its own code
     atomic_write_json(path, rec)
     progress(f"{spec.label} d={dim} seed {seed}: IWAE-{es['iwae_samples']} {rec['eval']['iwae']['mean']:.2f}, "
@@ -231,8 +239,11 @@ def assemble(records: list[dict], specs: list[Spec], dims: list[int], welch: boo
     """Per model and dim z: the per-seed values, mean ± SD, the best model, p-values against it, the finding."""
     table = {sp.label: {} for sp in specs}
     for rec in records:
-        cell = table[rec["model"]].setdefault(str(rec["dim"]), {k: [] for k in ("seeds", *ESTIMATES, "train_seconds")})
+        cell = table[rec["model"]].setdefault(str(rec["dim"]),
+                                              {k: [] for k in ("seeds", *ESTIMATES, "train_seconds", "sigma2")})
         cell["seeds"].append(rec["seed"])
+        if rec.get("sigma2") is not None:  # learned σ_x² (older eval.json files lack the key)
+            cell["sigma2"].append(rec["sigma2"])
         e = rec["eval"]
         per_seed = {k: e[k]["mean"] for k in ("iwae", "elbo", "iwae_big", "ais") if k in e}
         per_seed["iwae_small"] = e["iwae_big"]["iwae_same_points"]
@@ -290,16 +301,36 @@ def paper_cell(label: str, dim: int):
     return papers.get("kim2021", "1", label, col) if label in rows and col in cols else None
 
 
+def paper_fc_cell(label: str, dim: int):
+    """The paper's fully-connected-decoder entry (supplement Table 10, ``kim2021:10``, MNIST) of a model and dim z,
+    or None: the paper's closest number to our MLP networks' (its encoder stays convolutional)."""
+    info = papers.table_info("kim2021", "10")
+    col = f"mnist/dim_z={dim}/fc"
+    if label not in dict(info.rows) or col not in dict(info.columns):
+        return None
+    e = papers.get("kim2021", "10", label, col)
+    return None if e.value is None else e
+
+
 def _paper_text(label: str, dim: int) -> str:
     e = paper_cell(label, dim)
     return "–" if e is None else f"{e.value:.1f} ± {e.sd:.1f}"
 
 
+def _paper_fc_text(label: str, dim: int) -> str:
+    e = paper_fc_cell(label, dim)
+    return "–" if e is None else f"{e.value:.1f}"
+
+
 def _paper_note(s: dict) -> str:
     """How the paper's numbers relate to ours under the settings ``s``."""
-    if s["dataset"] != "mnist_continuous" or s["model"] != "gaussian" or s["variance"] != "fixed":
+    if s["dataset"] != "mnist_continuous" or s["model"] != "gaussian" or s["variance"] not in ("fixed", "scalar"):
         return (f"a different quantity from ours ({s['dataset']}, {s['model']} decoder): only the ranking is "
                 f"comparable")
+    if s["variance"] == "scalar":
+        return ("ours learns σ_x² (one scalar, started at our fixed choice; footnote 2's option), the paper fixes "
+                "an unstated value: absolute values agree only as far as the two σ_x² do (our learned values are in "
+                "the estimates table below)")
     if s["sigma2"] != PAPER_SIGMA2:
         return f"our σ_x² = {s['sigma2']:g} (ours differs from the one we chose for the paper profile)"
     return (f"ours with σ_x² = {s['sigma2']:g}, our choice: the absolute values depend on σ_x² (by "
@@ -322,9 +353,15 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
           f"over the per-seed values, p ≥ 0.05). Paper: Kim & Pavlovic (2021) Table 1 (`kim2021:1:MODEL:dim_z=D`, "
           f"mean ± SD over 10 runs), grey-level MNIST with a Gaussian decoder of fixed but unstated σ_x², "
           f"{_paper_note(s)}; \"–\": no such cell in the paper.\n\n")
-    head = ["model"] + [h for d in dims for h in (f"d={d}", f"d={d} paper")]
-    rows = [[sp.label] + [v for d in dims for v in (_cell_text(table[sp.label].get(str(d))), _paper_text(sp.label, d))]
-            for sp in specs]
+    # the fully-connected-decoder figures (supplement Table 10) beside our MLP networks, where the paper has them
+    fc = {d: s["arch"] == "mlp" and any(paper_fc_cell(sp.label, d) for sp in specs) for d in dims}
+    head = ["model"] + [h for d in dims for h in (f"d={d}", f"d={d} paper") + ((f"d={d} paper, FC decoder",)
+                                                                                if fc[d] else ())]
+    rows = [[sp.label] + [v for d in dims for v in (_cell_text(table[sp.label].get(str(d))), _paper_text(sp.label, d))
+                          + ((_paper_fc_text(sp.label, d),) if fc[d] else ())] for sp in specs]
+    if any(fc.values()):
+        md += ("\"paper, FC decoder\": the paper's supplement Table 10 (`kim2021:10:MODEL:mnist/dim_z=D/fc`, one "
+               "figure per cell), its decoder fully connected as ours, its encoder convolutional.\n\n")
     md += markdown_table(head, rows)
     md += "\nTwo-sided t-test p-values of each model against the best of its column:\n\n"
     md += markdown_table(["model"] + [f"d={d}" for d in dims], [
@@ -334,7 +371,8 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
            f"test points"
            + (f", and AIS ({s['ais_chains']} chains × {s['ais_steps']} steps × {s['ais_leapfrog']} leapfrog) on the "
               f"first {s['ais_points']}" if s["ais_points"] else "")
-           + " (mean ± SD over seeds), and training minutes per run (mean over seeds):\n\n")
+           + " (mean ± SD over seeds), and training minutes per run (mean over seeds)"
+           + (", and the learned σ_x² (mean over seeds)" if s["variance"] == "scalar" else "") + ":\n\n")
     est = [("iwae_small", f"IWAE-{s['iwae_samples']}"), ("iwae_big", f"IWAE-{s['big_samples']}")] + (
         [("ais", "AIS")] if s["ais_points"] else [])
 
@@ -342,11 +380,17 @@ def markdown(results: dict, specs: list[Spec], dims: list[int], s: dict, args, w
         if not c or c.get(f"{k}_mean") is None:
             return "not run"
         return f"{c[f'{k}_mean']:.2f}" + (f" ± {c[f'{k}_sd']:.2f}" if c.get(f"{k}_sd") is not None else "")
+    learned = s["variance"] == "scalar"
+
+    def s2(c):
+        return f"{np.mean(c['sigma2']):.5f}" if c and c.get("sigma2") else "–"
     md += markdown_table(["model"] + [f"d={d} {name}" for d in dims for _, name in est]
-                         + [f"d={d} train min" for d in dims],
+                         + [f"d={d} train min" for d in dims]
+                         + ([f"d={d} learned σ_x²" for d in dims] if learned else []),
                          [[sp.label] + [ms(table[sp.label].get(str(d)), k) for d in dims for k, _ in est]
                           + ["%.2f" % (np.mean(c["train_seconds"]) / 60) if c else "not run"
-                             for c in (table[sp.label].get(str(d)) for d in dims)] for sp in specs])
+                             for c in (table[sp.label].get(str(d)) for d in dims)]
+                          + ([s2(table[sp.label].get(str(d))) for d in dims] if learned else []) for sp in specs])
     md += "\nThe paper's ranking finding (GPVAE best or tied-best), in our runs:\n\n"
     rows = []
     for d in map(str, dims):
@@ -417,7 +461,10 @@ def main(argv=None):
                "models": [sp.label for sp in specs],
                "paper": {sp.label: {str(d): (None if (e := paper_cell(sp.label, d)) is None else
                                              {"id": e.id, "value": e.value, "sd": e.sd}) for d in s["dims"]}
-                         for sp in specs}, "runs": len(records),
+                         for sp in specs},
+               "paper_fc": {sp.label: {str(d): (None if (e := paper_fc_cell(sp.label, d)) is None else
+                                                {"id": e.id, "value": e.value}) for d in s["dims"]} for sp in specs},
+               "runs": len(records),
                "run_seconds": run_seconds, **assemble(records, specs, s["dims"], welch)}
     md = markdown(results, specs, s["dims"], s, args, welch)
     write_results(out, NAME, args, results, md, progress.elapsed)

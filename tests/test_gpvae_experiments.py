@@ -209,6 +209,40 @@ def test_table1_gaussian_model_options_pass_through(tmp_path):
     assert all(math.isfinite(v) for v in res["table"]["VAE"]["2"]["iwae"])
 
 
+def test_table1_learned_sigma2_is_the_models_and_the_fc_figures_stand_beside_mlp_runs(tmp_path):
+    """--variance scalar: each run's eval.json records the σ_x² its trained model holds (read back from its
+    checkpoint; moved from its start), the table prints it; MLP runs at dim z 10 get the paper's fully connected
+    decoder figure (supplement Table 10) beside Table 1's, where the paper has one; a fixed σ_x² records none. The
+    cpu_converged profile learns σ_x²."""
+    from torch.distributions import constraints, transform_to
+
+    from pyro_vaegap.experiments import gpvae_table1 as t1
+    from pyro_vaegap.report import papers
+    from pyro_vaegap.studies.kim_pavlovic import PAPER_SIGMA2
+    from pyro_vaegap.train import read_checkpoint
+
+    argv = ["--quick", "--out", str(tmp_path), "--quiet", "--families", "vae,iaf1", "--dims", "10", "--seeds", "0",
+            "--dataset", "digits_continuous", "--model", "gaussian", "--arch", "mlp"]
+    res = t1.main(argv + ["--variance", "scalar"])
+    for slug in ("vae", "iaf1"):
+        run = tmp_path / "runs" / f"{slug}_d10_s0"
+        held = transform_to(constraints.positive)(read_checkpoint(run)["model"]["sigma2_unconstrained"])
+        rec = json.loads((run / "eval.json").read_text())
+        assert rec["sigma2"] == pytest.approx(float(held), rel=1e-6) and rec["sigma2"] != pytest.approx(PAPER_SIGMA2)
+    cell = res["table"]["VAE"]["10"]
+    assert cell["sigma2"] == [json.loads((tmp_path / "runs" / "vae_d10_s0" / "eval.json").read_text())["sigma2"]]
+    md = (tmp_path / "results.md").read_text()
+    fc = papers.value("kim2021", "10", "VAE", "mnist/dim_z=10/fc")
+    assert "d=10 paper, FC decoder" in md and f"| {fc:.1f} |" in md and "learned σ_x²" in md
+    assert f"{cell['sigma2'][0]:.5f}" in md
+    assert res["paper_fc"]["VAE"]["10"]["value"] == fc and res["paper_fc"]["IAF(1)"]["10"] is None
+    fixed = t1.main(argv + ["--variance", "fixed", "--out", str(tmp_path / "fixed")])
+    assert fixed["table"]["VAE"]["10"]["sigma2"] == [] and "learned σ_x²" not in (tmp_path / "fixed" / "results.md"
+                                                                                   ).read_text()
+    args = t1.build_parser().parse_args(["--profile", "cpu_converged"])
+    assert t1.train_config(t1.Spec("vae"), 10, 0, t1.settings(args), args.data_dir).variance == "scalar"
+
+
 def test_table1_paper_profile_reaches_the_run_configs():
     """--profile paper: grey-level MNIST, the fixed-σ_x Gaussian decoder, Table 6's networks, a 10% hold-out of all
     60,000 training images, the best validation epoch, and GPVAE's separate p = 256 feature networks with the
