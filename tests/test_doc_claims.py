@@ -105,3 +105,22 @@ def test_infovae_converged_profile_is_quoted_as_the_files_show():
             and f"adversarial {m['adversarial']['mmd2']:.4f}" in text)
     assert (f"adversarial {m['adversarial']['svm_error']:.3f}, ELBO {m['elbo']['svm_error']:.3f}, Stein "
             f"{m['stein']['svm_error']:.3f}, MMD {m['mmd']['svm_error']:.3f}") in text
+
+
+def test_gpvae_learned_sigma2_is_quoted_as_the_files_show():
+    """docs/gpvae.rst's σ_x² section quotes the learned-σ_x² VAE run: its σ_x², IWAE-100 and its standard error,
+    its distance to the paper's fully connected and convolutional figures, and its late validation gain."""
+    folder = DOCS / "results" / "gpvae_sigma_learned_vae"
+    rec = json.loads((folder / "runs" / "vae_d10_s0" / "eval.json").read_text())
+    res = json.loads((folder / "results.json").read_text())["results"]
+    cell, text = res["table"]["VAE"]["10"], _one_line("gpvae.rst")
+    assert cell["iwae"] == [rec["eval"]["iwae"]["mean"]] and cell["sigma2"] == [rec["sigma2"]]
+    iwae, fc = rec["eval"]["iwae"]["mean"], res["paper_fc"]["VAE"]["10"]["value"]
+    conv = res["paper"]["VAE"]["10"]["value"]
+    assert f"settled at {rec['sigma2']:.4f}" in text
+    assert f"is {iwae:.2f} nats (standard error over the images {rec['eval']['iwae']['se']:.2f})" in text
+    assert f"{fc - iwae:.1f} nats below the paper's fully connected decoder ({fc:.1f}) and {conv - iwae:.1f}" in text
+    t = rec["training"]
+    assert f"gained {t['best_gain_last_10pct']:.1f} nats over the last 20 epochs" in text and t["epochs"] == 200
+    assert f"objective ({t['train_objective']:.0f})" in text and f"validation ELBO ({t['valid_elbo']:.0f})" in text
+    assert f"{t['train_objective'] - t['valid_elbo']:.0f} nats above" in text
