@@ -151,7 +151,9 @@ def expected_log_square(mean: torch.Tensor, var: torch.Tensor, crossover: float 
     whose first omitted term is below :math:`2\cdot10^{-9}` at :math:`r = 10`. With ``var = 0`` it is
     :math:`\log\mu^2`. Checked against adaptive quadrature in ``tests/test_gpvae.py``.
     """
-    var = torch.as_tensor(var, dtype=mean.dtype, device=mean.device).expand_as(mean)
+    # a tensor is converted with .to (a no-op here), not torch.as_tensor, which a traced loss records as a constant
+    var = (var if torch.is_tensor(var) else torch.tensor(var)).to(dtype=mean.dtype, device=mean.device)
+    var = var.expand_as(mean)
     degenerate = var <= 0
     safe_var = torch.where(degenerate, torch.ones_like(var), var)
     r2 = mean.square() / safe_var

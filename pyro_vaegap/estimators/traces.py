@@ -64,7 +64,10 @@ def sum_log_prob(trace, shape, **which) -> torch.Tensor:
     total = None
     for name, site in sample_sites(trace, **which):
         lp = site_log_prob(site)
-        if lp.dim() > len(shape) or lp.shape != torch.broadcast_shapes(lp.shape, shape):
+        # not while a loss is traced: its graph is traced per input shape, and the eager call that checks the
+        # trace (training.traced) makes this test
+        if not torch.jit.is_tracing() and (lp.dim() > len(shape)
+                                           or lp.shape != torch.broadcast_shapes(lp.shape, shape)):
             raise ValueError(
                 f"site {name!r} has log_prob of batch shape {tuple(lp.shape)}, which does not broadcast to "
                 f"(samples, datapoints) = {tuple(shape)}: sample every site inside the data plate"
