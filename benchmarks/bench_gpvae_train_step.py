@@ -3,12 +3,13 @@ r"""Seconds per training step of the GPVAE sweep's models, with the eager Pyro l
 The runs of ``gpvae_table1 --profile cpu_converged`` (grey-level MNIST, Gaussian decoder with one learned
 :math:`\sigma_x^2`, MLP networks 784-256-256 and d-256-256-784, dim z 10, batch 128, Adam lr 5e-4) for the
 families whose loss has its own estimator — GPVAE (eq. 15, separate p = 256 feature networks, the closed-form
-expected-log term) and ME(2) — and the VAE for reference. Per family, two copies of the same initial networks
-step on the same minibatches, the eager loss (:func:`pyro_vaegap.training.make_loss`) and
-:class:`~pyro_vaegap.training.traced.TracedLoss`, in interleaved rounds (the order rotating), so that a load
-change on the shared machine hits both alike; the figure is the median over the timed steps. The traced loss
-checks itself against the eager one at its first call (loss, gradients, generator state) and falls back to it
-if they differ: the table says which variant ran which loss.
+expected-log term) and ME(2) — and the VAE for reference. Per family, three copies of the same initial networks
+step on the same minibatches: the eager loss (:func:`pyro_vaegap.training.make_loss`) and
+:class:`~pyro_vaegap.training.traced.TracedLoss`, each with torch's per-parameter Adam loop, and the traced loss
+with the fused Adam that :func:`~pyro_vaegap.training.steps.make_optimizer` builds (what training runs), in
+interleaved rounds (the order rotating), so that a load change on the shared machine hits all alike; the figure
+is the median over the timed steps. The traced loss checks itself against the eager one at its first call (loss,
+gradients, generator state) and falls back to it if they differ: the table says whether it did.
 
     python -m benchmarks.bench_gpvae_train_step --data-dir /work/shared/data
 """
@@ -29,6 +30,7 @@ from benchmarks.bench_train_step import time_rounds
 from pyro_vaegap.data import load_dataset
 from pyro_vaegap.studies.kim_pavlovic import CPU_CONVERGED, Spec, train_config
 from pyro_vaegap.training import make_loss, training_step
+from pyro_vaegap.training.steps import make_optimizer
 from pyro_vaegap.training.build import build_guide, build_model
 from pyro_vaegap.training.traced import TracedLoss
 from pyro_vaegap.utils import provenance_line
@@ -38,18 +40,20 @@ EPOCH_IMAGES = 54_000
 
 
 def variants(spec: Spec, data_dir, seed: int) -> dict:
-    """``{"eager": step, "traced": step}`` on two copies of the same initial networks; each step returns the loss."""
+    """``{name: (step, loss)}`` for ``eager``, ``traced`` (torch's Adam loop) and ``traced, fused`` (the library's
+    optimizer), on copies of the same initial networks; each step returns the loss."""
     cfg = train_config(spec, 10, seed, CPU_CONVERGED, data_dir)  # the profile's settings are its dict
     out = {}
-    for name in ("eager", "traced"):
+    for name in ("eager", "traced", "traced, fused"):
         torch.manual_seed(seed)
         model = build_model(cfg, 784)
         guide = build_guide(cfg, model)
         if hasattr(guide, "set_training_size"):
             guide.set_training_size(EPOCH_IMAGES)
         loss_fn, annealing = make_loss(cfg, model, guide)
-        fn = TracedLoss(loss_fn, annealing, (model, guide)) if name == "traced" else loss_fn
-        opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=cfg.lr)
+        fn = TracedLoss(loss_fn, annealing, (model, guide)) if name != "eager" else loss_fn
+        params = [*model.parameters(), *guide.parameters()]
+        opt = make_optimizer(cfg, params) if name == "traced, fused" else torch.optim.Adam(params, lr=cfg.lr)
         out[name] = ((lambda x, fn=fn, opt=opt: training_step(fn, opt, x)), fn)
     return out
 
@@ -81,19 +85,24 @@ def main(argv=None):
           f"median over the {args.rounds * args.steps} timed steps of each")
     print(f"load average (1, 5, 15 min) at start: {os.getloadavg()}")
     print()
-    print("| model | eager ms / step | traced ms / step | eager / traced | traced loss used | s / epoch eager, traced |")
-    print("|---|---|---|---|---|---|")
+    print("| model | parameters | eager ms / step | traced | traced, fused Adam | eager / traced | traced / fused | "
+          "eager / fused | traced loss used | s / epoch: eager, traced, fused |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label in args.families:
         v = variants(FAMILIES[label], args.data_dir, args.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a fallback is reported in the table from the loss itself
-            times, _ = time_rounds({k: (step, contextlib.nullcontext) for k, (step, _) in v.items()}, batches, args.rounds, args.steps,
-                                   args.warmup)
+            steps = {k: (step, contextlib.nullcontext) for k, (step, _) in v.items()}
+            times, _ = time_rounds(steps, batches, args.rounds, args.steps, args.warmup)
         med = {k: statistics.median(t) for k, t in times.items()}
-        fallback = v["traced"][1].fallback
-        epoch = {k: m * EPOCH_IMAGES / batch for k, m in med.items()}
-        print(f"| {label} | {1e3 * med['eager']:.1f} | {1e3 * med['traced']:.1f} | **{med['eager'] / med['traced']:.2f}x**"
-              f" | {'yes' if fallback is None else 'no: ' + fallback} | {epoch['eager']:.1f}, {epoch['traced']:.1f} |")
+        fallback = v["traced"][1].fallback or v["traced, fused"][1].fallback
+        ms = {k: 1e3 * m for k, m in med.items()}
+        epoch = ", ".join(f"{m * EPOCH_IMAGES / batch:.1f}" for m in med.values())
+        n = sum(p.numel() for m in (v["eager"][1].model, v["eager"][1].guide) for p in m.parameters())
+        print(f"| {label} | {n:,} | {ms['eager']:.1f} | {ms['traced']:.1f} | {ms['traced, fused']:.1f} | "
+              f"{med['eager'] / med['traced']:.2f}x | {med['traced'] / med['traced, fused']:.2f}x | "
+              f"**{med['eager'] / med['traced, fused']:.2f}x** | {'yes' if fallback is None else 'no: ' + fallback} | "
+              f"{epoch} |")
     print()
     print(f"load average (1, 5, 15 min) at end: {os.getloadavg()}")
 

@@ -314,6 +314,43 @@ def test_train_plus_valid_trains_on_both_splits_and_adam_eps_reaches_the_optimiz
         TrainConfig(adam_eps=0, **SMALL)
 
 
+def test_adam_is_fused_equals_the_loop_to_rounding_and_a_resumed_run_stays_fused(tmp_path, monkeypatch):
+    """make_optimizer's Adam is torch's fused one; 20 steps of it on the same gradients land where torch's
+    per-parameter loop lands (float32 rounding: 1e-6 relative); a checkpoint saved by the loop (no fused flag, as
+    runs saved before) resumes on the fused implementation with the saved moments, and a training run resumed
+    from its checkpoint carries on fused."""
+    from pyro_vaegap.train import read_checkpoint
+    from pyro_vaegap.training import steps
+
+    cfg = TrainConfig(adam_eps=1e-4, lr=1e-2, **SMALL)
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=g) for s in ((300, 40), (40,), (10, 40, 40))]
+    fused_p, loop_p = [[s.clone().requires_grad_() for s in start] for _ in range(2)]
+    fused, loop = steps.make_optimizer(cfg, fused_p), torch.optim.Adam(loop_p, lr=1e-2, eps=1e-4)
+    assert fused.param_groups[0]["fused"] is True and not loop.param_groups[0]["fused"]
+    for _ in range(20):
+        for a, b in zip(fused_p, loop_p):
+            a.grad = torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+        fused.step()
+        loop.step()
+    for a, b, s in zip(fused_p, loop_p, start):
+        assert not torch.equal(a, s)  # they moved
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    again = steps.make_optimizer(cfg, [p.detach().clone().requires_grad_() for p in loop_p])
+    steps.restore_optimizer(again, loop.state_dict())
+    assert again.param_groups[0]["fused"] is True
+    assert torch.equal(again.state_dict()["state"][0]["exp_avg"], loop.state_dict()["state"][0]["exp_avg"])
+    seen = []
+    real = steps.restore_optimizer
+    monkeypatch.setattr("pyro_vaegap.training.loop.restore_optimizer",
+                        lambda opt, state: (real(opt, state), seen.append(opt.param_groups[0]["fused"])))
+    train(TrainConfig(epochs=2, **SMALL), tmp_path / "r", stop_after=1, progress=False)
+    assert read_checkpoint(tmp_path / "r")["optimizer"]["param_groups"][0]["fused"] is True
+    train(TrainConfig(epochs=2, **SMALL), tmp_path / "r", resume=True, progress=False)
+    assert seen == [True]
+
+
 def test_dynamic_binarization_draws_fresh_bits_per_batch_and_resumes_exactly(tmp_path, monkeypatch):
     """``dynamic_mnist``: training minibatches are fresh Bernoulli draws of the grey levels (two epochs see
     different bits of the same image, at the rate the probabilities give), the test split is one fixed draw,

@@ -25,7 +25,7 @@ from ..runs.config import TrainConfig
 from .schedules import anneal_factor, learning_rate
 from .traced import traced_loss
 from .steps import (_world, aggregate_mmd2, data_parallel, make_loss, make_optimizer, mean_elbo, micro_batch_step,
-                    training_step)
+                    restore_optimizer, training_step)
 
 def load_split(cfg: TrainConfig, split: str, download: bool = False) -> torch.Tensor:
     return load_dataset(cfg.dataset, split, data_dir=cfg.data_dir, download=download)
@@ -157,7 +157,7 @@ def train(cfg: TrainConfig, run_dir, *, resume: bool = False, stop_after: int | 
                                       f"in {str(run_dir)!r}: give at least {ckpt['epoch']} to resume it")
                 model.load_state_dict(ckpt["model"])
                 guide.load_state_dict(ckpt["guide"])
-                opt.load_state_dict(ckpt["optimizer"])
+                restore_optimizer(opt, ckpt["optimizer"])
                 if hasattr(loss_fn.elbo, "load_state_dict"):  # an adversarial InfoVAE's critic
                     loss_fn.elbo.load_state_dict(ckpt.get("objective", {}))
                 _set_rng_state(ckpt["rng"], shuffle, device)
