@@ -52,8 +52,8 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     1e-5 outside), at the schedule's first learning rate. (TF 1 also starts the mean square at 1, torch at 0.)
 
     Adam runs torch's fused implementation (one kernel over all parameters) where it applies: the same update,
-    equal to the per-parameter loop's to rounding, and on one CPU thread about 6 times faster for the GPVAE
-    models' 2.9 M parameters — a fifth of their training step before (``docs/benchmarks.md``)."""
+    equal to the per-parameter loop's to rounding; on one CPU thread it made the GPVAE sweep's training steps
+    1.04–1.18 times faster (``benchmarks/bench_gpvae_train_step.py``, ``docs/benchmarks.md``)."""
     params = list(params)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=learning_rate(cfg, 0), alpha=0.9, eps=1e-5)
