@@ -294,22 +294,25 @@ def _cell_text(c: dict | None) -> str:
     return f"**{text}**" if c["best"] else text + (" †" if c["not_worse"] else "")
 
 
+def _published(table: str, label: str, col: str):
+    """The paper's entry of table ``table`` (``kim2021``) at row ``label`` and column ``col``, or None where the
+    table has no such cell or prints none there."""
+    info = papers.table_info("kim2021", table)
+    if label not in dict(info.rows) or col not in dict(info.columns):
+        return None
+    e = papers.get("kim2021", table, label, col)
+    return None if e.value is None else e
+
+
 def paper_cell(label: str, dim: int):
     """The paper's Table 1 entry (:class:`~pyro_vaegap.report.papers.Published`) of a model and dim z, or None."""
-    rows, cols = dict(papers.table_info("kim2021", "1").rows), dict(papers.table_info("kim2021", "1").columns)
-    col = f"dim_z={dim}"
-    return papers.get("kim2021", "1", label, col) if label in rows and col in cols else None
+    return _published("1", label, f"dim_z={dim}")
 
 
 def paper_fc_cell(label: str, dim: int):
     """The paper's fully-connected-decoder entry (supplement Table 10, ``kim2021:10``, MNIST) of a model and dim z,
     or None: the paper's closest number to our MLP networks' (its encoder stays convolutional)."""
-    info = papers.table_info("kim2021", "10")
-    col = f"mnist/dim_z={dim}/fc"
-    if label not in dict(info.rows) or col not in dict(info.columns):
-        return None
-    e = papers.get("kim2021", "10", label, col)
-    return None if e.value is None else e
+    return _published("10", label, f"mnist/dim_z={dim}/fc")
 
 
 def _paper_text(label: str, dim: int) -> str:
