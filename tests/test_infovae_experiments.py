@@ -121,8 +121,8 @@ def test_loglik_quick(tmp_path, mnist_dir):
         assert r["prior"]["num_points"] == 2 and r["prior"]["samples"] == 8 and r["prior"]["ess_min"] >= 1 - 1e-9
         t = r["tightest"]
         assert t["minus_iwae"]["prior"]["num_points"] == 2 and t["minus_iwae"]["ais"]["num_points"] == 1
-        assert t["best"] == min(t["minus_iwae"], key=lambda e: t["minus_iwae"][e]["mean"])
-    assert res["ranked_by"] in ("iwae", "prior", "ais") and sum(res["estimator_votes"].values()) == 4
+        assert t["best"] in t["tight"] and set(t["tight"]) <= {"iwae", "prior", "ais"}
+    assert res["ranked_by"] in ("iwae", "prior", "ais") and 4 <= sum(res["estimator_votes"].values()) <= 12
     assert (tmp_path / "curves.png").is_file()
     # a rerun reuses every model's evaluation (saved in its run folder)
     again = infovae_loglik.main(["--quick", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--quiet"])

@@ -147,20 +147,33 @@ def test_cpu_profile_keeps_the_earlier_runs_configs(tmp_path):
     assert (cfg.alpha, cfg.lambda_) == (0.0, 1000.0) and cfg.guide_options["layers"] == 2
 
 
-def test_tightest_pairs_each_estimator_with_iwae_on_its_own_images():
-    """AIS is judged against IWAE on the three images it covers, the prior estimate on its two: AIS is 0.25 nats
-    tighter on the first two but 10 looser on the third, so the prior estimate (−0.5 on its two) wins."""
-    from pyro_vaegap.experiments.infovae_loglik import tightest
+def test_tightest_counts_only_resolved_differences():
+    """An estimator is loose only when another is below it by more than two standard errors of their paired
+    difference on at least MIN_PAIRED shared images. Here AIS is 10 ± 0.5 nats below IWAE on its twelve images
+    (resolved: IWAE is loose); the prior estimate is 3 nats below AIS on both of its two images, but two images
+    resolve nothing, so both stay tight and the best of them is the lowest against IWAE."""
+    from pyro_vaegap.experiments.infovae_loglik import MIN_PAIRED, tightest
 
-    res = {"nll_nats_per_point": [90.0, 80.0, 70.0, 100.0],
-           "prior": {"nll_nats_per_point": [89.0, 80.0]},
-           "ais": {"nll_nats_per_point": [89.5, 80.0, 80.0]}}
+    assert MIN_PAIRED == 10
+    iwae = [90.0 + i for i in range(12)] + [70.0] * 8
+    ais = [v - 10.0 + (0.5 if i % 2 else -0.5) for i, v in enumerate(iwae[:12])]
+    res = {"nll_nats_per_point": iwae, "prior": {"nll_nats_per_point": [v - 3.0 for v in ais[:2]]},
+           "ais": {"nll_nats_per_point": ais}}
     t = tightest(res)
     m = t["minus_iwae"]
-    assert (m["iwae"]["num_points"], m["prior"]["num_points"], m["ais"]["num_points"]) == (4, 2, 3)
-    assert m["prior"]["mean"] == pytest.approx(-0.5) and m["prior"]["se"] == pytest.approx(0.5)
-    assert m["ais"]["mean"] == pytest.approx(9.5 / 3) and t["best"] == "prior"
-    assert tightest({"nll_nats_per_point": [90.0, 80.0]})["best"] == "iwae"
+    assert (m["iwae"]["num_points"], m["prior"]["num_points"], m["ais"]["num_points"]) == (20, 2, 12)
+    assert m["prior"]["mean"] == pytest.approx(-13.0) and m["prior"]["se"] == pytest.approx(0.5)
+    assert m["ais"]["mean"] == pytest.approx(-10.0)
+    assert sorted(t["tight"]) == ["ais", "prior"] and t["best"] == "prior"
+    # AIS 0.1 nat below IWAE on each of 12 images but with a spread of a nat: not resolved, IWAE stays tight
+    noisy = {"nll_nats_per_point": iwae, "ais": {"nll_nats_per_point": [v - 0.1 + (1.0 if i % 2 else -1.0)
+                                                                         for i, v in enumerate(iwae[:12])]}}
+    t = tightest(noisy)
+    assert sorted(t["tight"]) == ["ais", "iwae"] and t["best"] == "ais"
+    # the same 10-nat gap on MIN_PAIRED - 1 images resolves nothing
+    few = {"nll_nats_per_point": iwae, "ais": {"nll_nats_per_point": ais[:MIN_PAIRED - 1]}}
+    assert sorted(tightest(few)["tight"]) == ["ais", "iwae"]
+    assert tightest({"nll_nats_per_point": [90.0, 80.0]})["tight"] == ["iwae"]
 
 
 def test_dynamic_test_labels_match_the_test_set(mnist_dir):
