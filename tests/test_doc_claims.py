@@ -105,7 +105,11 @@ def test_infovae_converged_profile_is_quoted_as_the_files_show():
     assert r["ranked_by"] == "ais" and r["estimator_votes"]["ais"] == 4 and "tight for all 4 models" in text
     assert all("ais" in r[o]["tightest"]["tight"] for o in objs)
     assert "iwae" not in r["adversarial"]["tightest"]["tight"]  # "IWAE is loose by 50 nats"
-    assert f"ESS is {r['adversarial']['prior']['ess_min']:.0f} of 50,000" in text
+    assert f"of {r['adversarial']['prior']['ess_min']:.0f} of its 50,000 draws" in text
+    gap = {o: [a - p for p, a in zip(r[o]["prior"]["nll_nats_per_point"], ais[o])] for o in objs}
+    assert (f"by {gap['adversarial'][0]:.2f} and {gap['adversarial'][1]:.2f} nats for the adversarial model and by "
+            f"{gap['elbo'][0]:.2f} and {gap['elbo'][1]:.2f} for the ELBO model") in text
+    assert max(abs(v) for o in ("mmd", "stein") for v in gap[o]) <= 0.05
     # the ranking by AIS, and the paired differences behind "by three or more standard errors"
     order = sorted(objs, key=lambda o: r[o]["ais"]["nll_nats"])
     assert order == r["ranking"] and order[0] == "elbo"
