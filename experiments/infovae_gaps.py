@@ -1,6 +1,6 @@
 r"""Beyond the InfoVAE paper: the inference gaps and the mutual information of ELBO- vs MMD-trained VAEs.
 
-The two binarized-MNIST models of ``experiments.infovae_variance`` at its largest training-set size
+The two binarized-MNIST models of ``experiments.infovae_variance`` at 10,000 training images
 (dim z = 10, ELU MLPs 784-200-200, FFG encoder; one trained with the ELBO, one with the MMD InfoVAE,
 :math:`\lambda = 1000`, :math:`\alpha = 0`) are reused from their run folders (``--runs``; trained there
 with the same options when missing). For each:

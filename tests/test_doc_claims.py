@@ -162,3 +162,23 @@ def test_gpvae_learned_sigma2_is_quoted_as_the_files_show():
     assert f"gained {t['best_gain_last_10pct']:.1f} nats over the last 20 epochs" in text and t["epochs"] == 200
     assert f"objective ({t['train_objective']:.0f})" in text and f"validation ELBO ({t['valid_elbo']:.0f})" in text
     assert f"{t['train_objective'] - t['valid_elbo']:.0f} nats above" in text
+
+
+def test_infovae_variance_is_quoted_as_the_files_show():
+    """docs/infovae.rst's Fig. 2 findings quote the variance results: log det Cov[q(z)] of both objectives at the
+    four training-set sizes, the eigenvalue ranges, and the 50,000-image test ELBOs."""
+    res = json.loads((DOCS / "results" / "infovae_variance" / "results.json").read_text())["results"]
+    text = _one_line("infovae.rst")
+    sizes = ["500", "2000", "10000", "50000"]
+    assert sorted(res, key=int) == sizes
+    ld = {o: [res[n][o]["train_aggregate"]["log_det_cov_draws"] for n in sizes] for o in ("elbo", "mmd")}
+    assert ("have :math:`\\log\\det\\mathrm{Cov}[q(z)]` = " + ", ".join(f"{v:.2f}" for v in ld["elbo"][:3])
+            + f" and {ld['elbo'][3]:.2f}") in text
+    assert ("MMD-VAEs " + ", ".join(f"{v:.2f}" for v in ld["mmd"][:3])
+            + f" and {ld['mmd'][3]:.2f}".replace("-", "−")) in text
+    assert all(v > 0 for v in ld["elbo"]) and all(abs(m) < e for m, e in zip(ld["mmd"], ld["elbo"]))  # "closer"
+    eig = {o: [e for n in sizes for e in res[n][o]["train_aggregate"]["cov_eigenvalues"]] for o in ("elbo", "mmd")}
+    assert f"ELBO models lies between {min(eig['elbo']):.2f} and {max(eig['elbo']):.2f}" in text
+    assert f"MMD-VAEs between {min(eig['mmd']):.2f} and {max(eig['mmd']):.2f}" in text
+    big = {o: res["50000"][o]["test"]["neg_elbo_nats"] for o in ("elbo", "mmd")}
+    assert f"−{big['mmd']:.1f} vs −{big['elbo']:.1f} at 50,000" in text
