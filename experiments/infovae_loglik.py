@@ -163,8 +163,8 @@ def tightest(res: dict) -> dict:
     """Which estimators give the highest lower bound (lowest −log p̂). Each is paired with IWAE on the images it
     covers (the first ``k`` of IWAE's: ``minus_iwae``, mean ± s.e. of its −log p̂ minus IWAE's). An estimator is
     *loose* when another one's −log p̂ is below it by more than two standard errors of their paired difference on
-    the images both cover, if they share at least :data:`MIN_PAIRED`; the others are ``tight`` (within their noise of the best), and ``best`` is the tight one
-    with the lowest mean difference from IWAE. A difference of a few hundredths of a nat between AIS and IWAE on a
+    the images both cover, if they share at least :data:`MIN_PAIRED`; the others are ``tight`` (within their noise
+    of the best), and ``best`` is the tight one with the lowest mean difference from IWAE. A difference of a few hundredths of a nat between AIS and IWAE on a
     hundred images is noise, and two images cannot resolve anything: only a resolved difference counts."""
     per = {"iwae": res["nll_nats_per_point"]}
     per.update({n: res[n]["nll_nats_per_point"] for n in ("prior", "ais") if n in res})
@@ -190,15 +190,8 @@ def paired_differences(results: dict, estimator: str = "iwae") -> dict:
     base = per_point(results.get("elbo", {}), estimator)
     if base is None:
         return {}
-    base = torch.tensor(base, dtype=torch.float64)
-    out = {}
-    for obj, r in results.items():
-        v = per_point(r, estimator)
-        if obj != "elbo" and v is not None:
-            d = torch.tensor(v, dtype=torch.float64) - base
-            out[obj] = {"mean": float(d.mean()),
-                        "se": float(d.std() / math.sqrt(d.numel())) if d.numel() > 1 else float("nan")}
-    return out
+    return {obj: _paired(v, base) for obj, r in results.items()
+            if obj != "elbo" and (v := per_point(r, estimator)) is not None}
 
 
 def learning_curves(results: dict):
@@ -343,8 +336,9 @@ def main(argv=None):
         return f"{d['slope']:+.3f} ± {fmt(d['se'])}" if math.isfinite(d["se"]) else "—"
 
     def tight_cell(t):  # the tight ones, the best first, then every other estimator's paired difference from IWAE
-        return " = ".join([t["best"]] + [e for e in t["tight"] if e != t["best"]]) + "; " + ", ".join(f"{n} {d['mean']:+.2f} ± {fmt(d['se'])} ({d['num_points']})"
-                                            for n, d in t["minus_iwae"].items() if n != "iwae")
+        tight = " = ".join([t["best"]] + [e for e in t["tight"] if e != t["best"]])
+        return tight + "; " + ", ".join(f"{n} {d['mean']:+.2f} ± {fmt(d['se'])} ({d['num_points']})"
+                                        for n, d in t["minus_iwae"].items() if n != "iwae")
 
     def pcell(obj, key):
         d = paired[key].get(obj)
