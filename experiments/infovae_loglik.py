@@ -142,7 +142,6 @@ def evaluate_model(args, model, guide, x_test, device, progress=None) -> dict:
         res["ais"] = {"chains": args.ais_chains, "steps": args.ais_steps, "leapfrog": args.ais_leapfrog,
                       **_summary(-a.log_px),
                       "accept_rate": float(a.accept_rate.mean()), "seconds": time.time() - t}
-    res["tightest"] = tightest(res)
     return res
 
 
@@ -164,12 +163,12 @@ def tightest(res: dict) -> dict:
     covers (the first ``k`` of IWAE's: ``minus_iwae``, mean ± s.e. of its −log p̂ minus IWAE's). An estimator is
     *loose* when another one's −log p̂ is below it by more than two standard errors of their paired difference on
     the images both cover, if they share at least :data:`MIN_PAIRED`; the others are ``tight`` (within their noise
-    of the best), and ``best`` is the tight one with the lowest mean difference from IWAE. A difference of a few hundredths of a nat between AIS and IWAE on a
-    hundred images is noise, and two images cannot resolve anything: only a resolved difference counts."""
+    of the best), and ``best`` is the tight one with the lowest mean difference from IWAE. A difference of a few
+    hundredths of a nat between AIS and IWAE on a hundred images is noise, and two images cannot resolve anything:
+    only a resolved difference counts."""
     per = {"iwae": res["nll_nats_per_point"]}
     per.update({n: res[n]["nll_nats_per_point"] for n in ("prior", "ais") if n in res})
     minus = {n: _paired(v, per["iwae"]) for n, v in per.items()}
-    minus["iwae"] = {"mean": 0.0, "se": 0.0, "num_points": len(per["iwae"])}
     loose = {e for e in per for f in per if f != e
              and (d := _paired(per[e], per[f]))["num_points"] >= MIN_PAIRED and d["mean"] > 2 * d["se"]}
     tight = [e for e in per if e not in loose] or list(per)
@@ -292,11 +291,12 @@ def main(argv=None):
         cache = load_eval_cache(run)
         if key in cache:  # evaluated before with the same settings (an earlier run of this command)
             progress(f"{LABELS[obj]}: reusing its evaluation in {run / EVAL_FILE}")
-            ev = {**cache[key], "tightest": tightest(cache[key])}  # from the saved per-image values
+            ev = cache[key]
         else:
             progress(f"{LABELS[obj]}: IWAE({args.iwae_samples}) on {args.num_test} test images")
             ev = json_clean(evaluate_model(args, model, guide, model.validate_data(x_test), device, progress))
             atomic_write_json(run / EVAL_FILE, {**cache, key: ev})
+        ev = {**ev, "tightest": tightest(ev)}  # judged from the per-image values, never from a saved verdict
         log = train_log(run)
         results[obj] = {"run_dir": str(run), "train_seconds": secs, "config": cfg.to_dict(), "train_log": log,
                         "valid_elbo_change_last_2_epochs": last_change(log),
