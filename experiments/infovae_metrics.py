@@ -70,7 +70,7 @@ PROFILES = pixelcnn_profiles(
            "num_samples": 1000, "mmd_points": 10_000, "curve_images": 2000,
            "classifier_images": 5000, "svm_labels": 1000, "svm_test": 9000},
     # infovae_loglik's converged profile at dim z = 5 (its runs reused with --loglik-runs), the autoencoder beside
-    converged={"dims": [5], "epochs": 32, "pixelcnn_layers": 3, "pixelcnn_channels": 8,
+    converged={"dims": [5], "epochs": 64, "pixelcnn_layers": 3, "pixelcnn_channels": 8,
                "num_samples": 50, "mmd_points": 10_000, "curve_images": 500,
                "classifier_images": 5000, "svm_labels": 1000, "svm_test": 9000},
     quick=QUICK,
