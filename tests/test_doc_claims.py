@@ -156,8 +156,8 @@ def _bdmc_width(path) -> tuple[str, float]:
 
 def test_infovae_converged64_is_quoted_as_the_files_show():
     """docs/infovae.rst's findings after 32,000 steps quote the 64-epoch results: tightness, the BDMC widths behind
-    "exact to within 0.05 nats or its noise" and "about a nat loose", the AIS ranking and its paired differences, the change from the
-    32-epoch runs on the same images, the slopes behind "close, not reached", and Fig. 6's numbers."""
+    "exact to within 0.05 nats or its noise" and "about a nat loose", the AIS ranking and its paired differences,
+    the change from the 32-epoch runs on the same images, the slopes behind "close, not reached", and Fig. 6."""
     res = DOCS / "results"
     r = json.loads((res / "infovae_loglik_converged64" / "results.json").read_text())["results"]
     r32 = json.loads((res / "infovae_loglik_converged" / "results.json").read_text())["results"]
