@@ -64,7 +64,7 @@ PROFILES = pixelcnn_profiles(
            "num_test": 2000, "iwae_samples": 1000, "ais_chains": 16, "ais_points": 500, "ais_steps": 1000,
            "ais_leapfrog": 10, "prior_samples": 50_000, "prior_points": 2000},
     # the authors' protocol with a PixelCNN small enough for one CPU thread: 64 epochs (32,000 steps, against the
-    # authors' 40,000-67,000) take about three hours per model with four models on two cores (measured:
+    # authors' 40,000-67,000) took 4-5 hours per model with four models on two loaded cores (measured:
     # benchmarks/bench_infovae_step.py and the runs' log.csv, docs/infovae.rst); 32 epochs still rose by 0.05-0.1
     # nats per epoch. Whether the curves are flat by the end is what the results report
     converged={"epochs": 64, "pixelcnn_layers": 3, "pixelcnn_channels": 8,
