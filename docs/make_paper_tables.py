@@ -154,8 +154,9 @@ def infovae() -> str:
                       f"channels, dim z = {c['latent_dim']}; α = {c['alpha']:g}, λ = {c['lambda_']:g}; IWAE with "
                       f"{c['iwae_samples']} samples on {c['num_test']} seeded test images (the paper: α = 1, "
                       "λ = 1000 for its comparison; its sample and image counts are in its technical report).", ""]
-    # the 64-epoch runs (the converged profile) first, then the 32-epoch runs they continue (the ranking at half
-    # the steps)
+    # the longest runs (the converged profile) first, then the shorter ones (the ranking at fewer steps); a block
+    # whose results file is not there yet is left out
+    lines += _infovae_converged("infovae_loglik_converged96/results.json")
     lines += _infovae_converged("infovae_loglik_converged64/results.json")
     lines += _infovae_converged("infovae_loglik_converged/results.json")
     return "\n".join(lines) + "\n"
