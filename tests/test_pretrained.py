@@ -51,3 +51,9 @@ def test_unknown_name_and_unfinished_run_are_refused(shipped, tmp_path):
     train(TrainConfig(epochs=3, **SMALL), tmp_path / "run", stop_after=1, progress=False)
     with pytest.raises(ConfigError, match="not finished \\(1 of 3 epochs\\)"):
         pretrained.export(tmp_path / "run", "x", directory=tmp_path)
+
+
+def test_the_check_of_a_dynamically_binarized_model_is_on_fixed_bits():
+    """The training split of a dynamically binarized set is grey levels drawn anew at each use: no fixed points."""
+    with pytest.raises(ConfigError, match="split='train' of 'dynamic_mnist' holds grey levels"):
+        pretrained.check_points(TrainConfig(**{**SMALL, "dataset": "dynamic_mnist"}), "train", 10)

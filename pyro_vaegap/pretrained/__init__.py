@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import load_dataset
+from ..data import DYNAMIC_DATASETS, load_dataset
 from ..estimators.traces import log_weights
 from ..utils import ConfigError, atomic_torch_save, provenance
 
@@ -79,6 +79,10 @@ def load(name: str, device=None, directory=None):
 
 def check_points(cfg, split: str, num_points: int) -> torch.Tensor:
     """The first ``num_points`` rows of ``split`` of the model's data set (the points of the check)."""
+    if cfg.dataset in DYNAMIC_DATASETS and split == "train":
+        # its training rows are grey levels that training binarizes anew at each use: no fixed points to check on
+        raise ConfigError(f"split='train' of {cfg.dataset!r} holds grey levels, not the bits the model scores: "
+                          "check on 'valid' or 'test' (binarized once with a fixed seed)")
     x = load_dataset(cfg.dataset, split, data_dir=cfg.data_dir)
     if not 1 <= num_points <= x.shape[0]:
         raise ConfigError(f"num_points={num_points} is not allowed: expected 1..{x.shape[0]}")
