@@ -305,6 +305,8 @@ def main(argv=None):
                         "train_objective_slope_last_5_epochs": late_slope(log, "train_objective"),
                         "valid_elbo_slope_last_10_epochs": late_slope(log, epochs=10),
                         "train_objective_slope_last_10_epochs": late_slope(log, "train_objective", 10),
+                        "valid_elbo_slope_last_20_epochs": late_slope(log, epochs=20),
+                        "train_objective_slope_last_20_epochs": late_slope(log, "train_objective", 20),
                         "paper_nll_nats": PAPER[obj], "difference_nats": ev["nll_nats"] - PAPER[obj], **ev}
         progress(f"{LABELS[obj]}: -log p̂ IWAE {ev['nll_nats']:.2f} ± {ev['nll_nats_se']:.2f}"
                  + (f", prior IS {ev['prior']['nll_nats']:.2f}" if "prior" in ev else "")
@@ -355,7 +357,7 @@ def main(argv=None):
                      f"{r['neg_elbo_nats']:.2f} ± {r['neg_elbo_nats_se']:.2f}",
                      f"{r['information']['avg_kl']:.2f}", f"{r['information']['mi']:.2f} ± {fmt(r['information']['mi_se'])}",
                      fmt(r['valid_elbo_change_last_2_epochs'])]
-                    + [f"{slope_cell(r[f'{k}_slope_last_5_epochs'])}; {slope_cell(r[f'{k}_slope_last_10_epochs'])}"
+                    + ["; ".join(slope_cell(r[f"{k}_slope_last_{n}_epochs"]) for n in (5, 10, 20))
                        for k in ("valid_elbo", "train_objective")])
     if finished:
         save_figure(learning_curves(results), out / "curves.png")
@@ -376,8 +378,8 @@ def main(argv=None):
                           f"ours: IWAE ({args.iwae_samples})", "ours: AIS", "tightest",
                           f"ours − ELBO, paired ({rank_by})", f"ours − ELBO, paired (IWAE, {args.num_test} images)",
                           "ours: −ELBO", "E KL(q(z\\|x) ‖ p(z))", "I_q(x; z)",
-                          "valid ELBO change, last 2 epochs", "valid ELBO slope, last 5; 10 epochs",
-                          "training objective slope, last 5; 10 epochs"], rows)
+                          "valid ELBO change, last 2 epochs", "valid ELBO slope, last 5; 10; 20 epochs",
+                          "training objective slope, last 5; 10; 20 epochs"], rows)
     md += (f"\nRanking (best first) by {rank_by} (tight for {votes[rank_by]} of {len(finished)} models, on the images it "
            f"covers): ours {' < '.join(LABELS[o] for o in order)}; the paper "
            f"{' < '.join(LABELS[o] for o in results['paper_ranking'])}.\n\n"
@@ -386,9 +388,9 @@ def main(argv=None):
            "of −log p̂ from the ELBO model's, by the ranking's estimator. E KL(q(z|x) ‖ p(z)) and I_q(x; z) (nats, "
            f"on the IWAE test images; I_q is at most log {args.num_test} = {math.log(args.num_test):.2f}, 10 draws "
            "per image) say how much the model uses z. 'valid ELBO change': the validation ELBO's change over the "
-           "last two epochs; 'slope': its least-squares slope (and the training objective's) over the last five and the "
-           "last ten, nats per "
-           "epoch ± standard error, positive while the model still improves (learning curves: curves.png).\n")
+           "last two epochs; 'slope': its least-squares slope (and the training objective's) over the last five, "
+           "ten and twenty, nats per epoch ± standard error, positive while the model still improves (learning "
+           "curves: curves.png).\n")
     write_results(out, NAME, args, json_clean(results), md, progress.elapsed)
     progress(f"done in {progress.elapsed / 60:.1f} min -> {out}")
     return results
