@@ -220,6 +220,10 @@ def last_change(log: list[dict], epochs: int = 2) -> float:
     return float(log[-1]["valid_elbo"] - log[-1 - epochs]["valid_elbo"]) if len(log) > epochs else float("nan")
 
 
+#: the windows (epochs) over which the results give the learning curves' late slopes
+SLOPE_WINDOWS = (5, 10, 20)
+
+
 def late_slope(log: list[dict], key: str = "valid_elbo", epochs: int = 5) -> dict:
     """Least-squares slope of ``key`` over the last ``epochs`` epochs (nats per epoch) and its standard error
     (:func:`scipy.stats.linregress`): the curve is flat when the slope is within about two standard errors of 0,
@@ -301,12 +305,8 @@ def main(argv=None):
         log = train_log(run)
         results[obj] = {"run_dir": str(run), "train_seconds": secs, "config": cfg.to_dict(), "train_log": log,
                         "valid_elbo_change_last_2_epochs": last_change(log),
-                        "valid_elbo_slope_last_5_epochs": late_slope(log),
-                        "train_objective_slope_last_5_epochs": late_slope(log, "train_objective"),
-                        "valid_elbo_slope_last_10_epochs": late_slope(log, epochs=10),
-                        "train_objective_slope_last_10_epochs": late_slope(log, "train_objective", 10),
-                        "valid_elbo_slope_last_20_epochs": late_slope(log, epochs=20),
-                        "train_objective_slope_last_20_epochs": late_slope(log, "train_objective", 20),
+                        **{f"{k}_slope_last_{n}_epochs": late_slope(log, k, n)
+                           for k in ("valid_elbo", "train_objective") for n in SLOPE_WINDOWS},
                         "paper_nll_nats": PAPER[obj], "difference_nats": ev["nll_nats"] - PAPER[obj], **ev}
         progress(f"{LABELS[obj]}: -log p̂ IWAE {ev['nll_nats']:.2f} ± {ev['nll_nats_se']:.2f}"
                  + (f", prior IS {ev['prior']['nll_nats']:.2f}" if "prior" in ev else "")
@@ -357,7 +357,7 @@ def main(argv=None):
                      f"{r['neg_elbo_nats']:.2f} ± {r['neg_elbo_nats_se']:.2f}",
                      f"{r['information']['avg_kl']:.2f}", f"{r['information']['mi']:.2f} ± {fmt(r['information']['mi_se'])}",
                      fmt(r['valid_elbo_change_last_2_epochs'])]
-                    + ["; ".join(slope_cell(r[f"{k}_slope_last_{n}_epochs"]) for n in (5, 10, 20))
+                    + ["; ".join(slope_cell(r[f"{k}_slope_last_{n}_epochs"]) for n in SLOPE_WINDOWS)
                        for k in ("valid_elbo", "train_objective")])
     if finished:
         save_figure(learning_curves(results), out / "curves.png")
